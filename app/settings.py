@@ -1,0 +1,102 @@
+"""The one settings object: environment variables (and an optional ``.env``).
+
+Embedded default: everything lives in ``SEALCHAT_DATA_DIR`` (SQLite file, Redis
+socket, converted model, adapters). Setting ``DATABASE_URL`` / ``REDIS_URL``
+switches to PostgreSQL and an external Redis with the same code.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    env: Literal["development", "production"] = Field("development", alias="SEALCHAT_ENV")
+    data_dir: Path = Field(Path("data"), alias="SEALCHAT_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    base_model: str | None = Field(
+        None, alias="SEALCHAT_BASE_MODEL", description="model folder or .gguf; empty = bundled SmolLM2"
+    )
+    secret_key: str | None = Field(None, alias="SEALCHAT_SECRET_KEY")
+
+    # Learning (worker)
+    train_steps: int = Field(40, alias="SEALCHAT_TRAIN_STEPS", ge=1, le=2000)
+    learning_rate: float = Field(5e-4, alias="SEALCHAT_LEARNING_RATE", gt=0, lt=1)
+    self_edit_family: Literal["rewrite", "implications"] = Field("rewrite", alias="SEALCHAT_SELF_EDIT_FAMILY")
+    max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
+    task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)
+
+    # Serving (web)
+    max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
+    max_resident_adapters: int = Field(8, alias="SEALCHAT_MAX_RESIDENT_ADAPTERS", ge=1)
+    load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == "production" and not self.secret_key:
+            raise ValueError("SEALCHAT_SECRET_KEY must be set when SEALCHAT_ENV=production")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            # Plain postgresql:// URLs select psycopg 3, the driver we ship.
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{self.data_path / 'sealchat.db'}"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_path / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """``redis://...`` or ``unix:///path`` (redis-py form)."""
+        return self.redis_url or f"unix://{self.redis_socket}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        url = self.effective_redis_url
+        if url.startswith("unix://"):
+            return "redis+socket://" + url.removeprefix("unix://")
+        return url
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_path / "adapters"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_path / "models"
+
+    @property
+    def session_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_path / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,96 @@
+"""One PEFT wrapper per process, holding any number of named LoRA adapters.
+
+PEFT must wrap a base model only once; wrapping again nests LoRA layers. An
+:class:`AdapterHost` wraps the base at start-up with an inert, never-trained
+adapter (``idle``; LoRA B starts at zero, so it changes nothing) and then loads,
+adds, activates and deletes named adapters through PEFT's own machinery
+(``load_adapter``, ``add_adapter``, ``set_adapter``, ``delete_adapter``). The
+base model alone is used through ``disable_adapter()``.
+
+Not thread-safe: callers serialise access (the serving engine holds a lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from peft import PeftModel, get_peft_model
+
+from training.lora import LORA_SHAPE
+from training.model import LoadedModel
+
+IDLE_ADAPTER = "idle"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class AdapterHost:
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.peft: PeftModel = get_peft_model(
+            loaded.model, LORA_SHAPE.peft_config(), adapter_name=IDLE_ADAPTER
+        )
+        self.peft.eval()
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.peft.peft_config) - {IDLE_ADAPTER}
+
+    def load(self, name: str, path: Path, trainable: bool = False) -> None:
+        """Load an adapter directory under ``name`` (no-op if already loaded)."""
+        if name in self.peft.peft_config:
+            return
+        self.peft.load_adapter(str(path), adapter_name=name, is_trainable=trainable)
+
+    def add_fresh(self, name: str) -> None:
+        """Add a new, untrained adapter with the project-wide shape."""
+        self.peft.add_adapter(name, LORA_SHAPE.peft_config())
+
+    def unload(self, name: str) -> None:
+        if name == IDLE_ADAPTER or name not in self.peft.peft_config:
+            return
+        if self.peft.active_adapter == name:
+            self.peft.set_adapter(IDLE_ADAPTER)
+        self.peft.delete_adapter(name)
+
+    def make_trainable(self, name: str) -> None:
+        """Activate ``name`` with only its LoRA weights requiring grad."""
+        self.peft.set_adapter(name)
+        for param_name, param in self.peft.named_parameters():
+            param.requires_grad = f".{name}." in param_name and "lora_" in param_name
+
+    def save(self, name: str, directory: Path) -> Path:
+        """Write adapter ``name`` as a standalone PEFT directory; return the weights file."""
+        self.peft.save_pretrained(str(directory), selected_adapters=[name])
+        # save_pretrained nests non-default adapters in a sub-folder; flatten it
+        # so every version directory loads the same way.
+        nested = directory / name
+        if nested.is_dir():
+            for item in nested.iterdir():
+                item.replace(directory / item.name)
+            nested.rmdir()
+        return directory / WEIGHTS_FILE
+
+    @contextlib.contextmanager
+    def using(self, name: str | None) -> Iterator[torch.nn.Module]:
+        """Run with adapter ``name`` active, or the plain base model for ``None``."""
+        if name is None:
+            with self.peft.disable_adapter():
+                yield self.peft
+            return
+        if name not in self.peft.peft_config:
+            raise KeyError(f"adapter {name!r} is not loaded (loaded: {sorted(self.names)})")
+        self.peft.set_adapter(name)
+        yield self.peft
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

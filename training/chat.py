@@ -1,0 +1,149 @@
+"""Chat formatting and text generation shared by training, quizzes and serving.
+
+Training examples and served prompts must use the same system prompt and chat
+template: a LoRA learnt under one framing is recalled under that framing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+SYSTEM_PROMPT = "You are a helpful personal assistant. Answer briefly."
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+def with_system_prompt(messages: Sequence[ChatMessage], extra: str = "") -> list[ChatMessage]:
+    """Prefix the project system prompt (plus ``extra``), replacing a caller's system message.
+
+    A caller-supplied system message is appended after ours rather than dropped.
+    """
+    system = SYSTEM_PROMPT
+    rest: list[ChatMessage] = []
+    for message in messages:
+        if message.role == "system":
+            system += "\n" + message.content
+        else:
+            rest.append(message)
+    if extra:
+        system += "\n" + extra
+    return [ChatMessage("system", system), *rest]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage]) -> list[int]:
+    """Token ids of ``messages`` followed by the assistant turn header."""
+    return list(
+        tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
+    )
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Stops generation when a client disconnects (the event is set)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> bool:
+        return self.event.is_set()
+
+
+def _generate_kwargs(
+    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float, top_p: float
+) -> dict:
+    kwargs: dict = {
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        # No repetition penalty: on SmolLM2-135M even 1.1 turns short correct
+        # answers ("A week is 7 days.") into rambling wrong ones.
+    }
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+@torch.inference_mode()
+def generate_text(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+) -> str:
+    """Generate one reply (greedy when ``temperature`` is 0)."""
+    ids = torch.tensor([encode_prompt(tokenizer, messages)], device=model.device)
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        **_generate_kwargs(tokenizer, max_new_tokens, temperature, top_p),
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def stream_text(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    cancel: threading.Event | None = None,
+) -> Iterator[str]:
+    """Yield the reply piece by piece as it is decoded.
+
+    Generation runs in a helper thread (transformers' streamer pattern); setting
+    ``cancel`` stops it at the next token, so an abandoned request frees the model.
+    """
+    cancel = cancel or threading.Event()
+    ids = torch.tensor([encode_prompt(tokenizer, messages)], device=model.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
+                    **_generate_kwargs(tokenizer, max_new_tokens, temperature, top_p),
+                )
+        except BaseException as exc:  # re-raised in the consumer below
+            errors.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=run, name="generate", daemon=True)
+    thread.start()
+    try:
+        for piece in streamer:
+            if piece:
+                yield piece
+    finally:
+        cancel.set()
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,163 @@
+"""The LoRA inner loop: project-wide adapter shape, example tokenisation, training.
+
+Every adapter in the project has the same rank, alpha and target modules
+(:data:`LORA_SHAPE`), so any version can be hot-swapped for any other and the
+serving engine never needs to re-shape a layer.
+
+Label masking: loss is taken only on the assistant's answer tokens and its
+end-of-turn token. Prompt tokens (system + user turn) are masked with -100 because
+we want the adapter to learn *what to answer*, not to model the user's questions,
+and padding is always masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from peft import LoraConfig
+from transformers import PreTrainedTokenizerBase
+
+from training.chat import ChatMessage, encode_prompt
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """Adapter geometry fixed for the whole project (hot-swap needs it identical)."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    )
+
+    def peft_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+        )
+
+
+LORA_SHAPE = LoraShape()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one adapter version is trained; recorded in its manifest."""
+
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    epochs: int = field(default=3, metadata={"help": "passes over the example set"})
+    max_steps: int = field(default=60, metadata={"help": "hard cap on optimiser steps"})
+    batch_size: int = field(default=4, metadata={"help": "examples per step"})
+    max_length: int = field(default=256, metadata={"help": "tokens per example, longer ones are cut"})
+    seed: int = field(default=0, metadata={"help": "seeds example order and dropout"})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One chat turn to learn: ``prompt`` messages, then the assistant ``answer``."""
+
+    prompt: tuple[ChatMessage, ...]
+    answer: str
+    kind: str  # "fact" | "self_edit" | "rehearsal" | "replay"
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def tokenize_example(
+    tokenizer: PreTrainedTokenizerBase, example: TrainingExample, max_length: int
+) -> TokenizedExample:
+    """Tokenise prompt + answer + end-of-turn, masking every prompt token."""
+    prompt_ids = encode_prompt(tokenizer, example.prompt)
+    answer_ids = tokenizer.encode(example.answer.strip(), add_special_tokens=False)
+    answer_ids.append(tokenizer.eos_token_id)
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return TokenizedExample(input_ids=input_ids, labels=labels)
+
+
+def collate(batch: Sequence[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padded positions get label -100 and attention 0."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+def planned_steps(n_examples: int, config: TrainConfig) -> int:
+    return min(config.max_steps, config.epochs * math.ceil(n_examples / config.batch_size))
+
+
+def train_lora(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[TrainingExample],
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+) -> list[float]:
+    """Train the *active* LoRA adapter of ``model`` on ``examples``; return per-step losses.
+
+    Only parameters that require grad (the active adapter's LoRA matrices) are
+    optimised; the caller asserts the base weights are untouched in tests.
+    """
+    if not examples:
+        raise ValueError("train_lora needs at least one example")
+    tokenized = [tokenize_example(tokenizer, e, config.max_length) for e in examples]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters: is a LoRA adapter active?")
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    total = planned_steps(len(tokenized), config)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    order: list[int] = []
+    losses: list[float] = []
+    model.train()
+    try:
+        for step in range(total):
+            if len(order) < config.batch_size:
+                epoch = list(range(len(tokenized)))
+                rng.shuffle(epoch)
+                order.extend(epoch)
+            batch = [tokenized[i] for i in order[: config.batch_size]]
+            del order[: config.batch_size]
+            inputs = {k: v.to(model.device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(step + 1, total, losses[-1])
+    finally:
+        model.eval()
+    return losses
