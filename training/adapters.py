@@ -31,9 +31,7 @@ class AdapterHost:
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        self.peft: PeftModel = get_peft_model(
-            loaded.model, LORA_SHAPE.peft_config(), adapter_name=IDLE_ADAPTER
-        )
+        self.peft: PeftModel = get_peft_model(loaded.model, LORA_SHAPE.peft_config(), adapter_name=IDLE_ADAPTER)
         self.peft.eval()
 
     @property

@@ -6,8 +6,10 @@ template: a LoRA learnt under one framing is recalled under that framing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -67,9 +69,7 @@ class _StopOnEvent(StoppingCriteria):
         return self.event.is_set()
 
 
-def _generate_kwargs(
-    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float, top_p: float
-) -> dict:
+def _generate_kwargs(tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float, top_p: float) -> dict:
     kwargs: dict = {
         "max_new_tokens": max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
@@ -111,11 +111,14 @@ def stream_text(
     temperature: float = 0.0,
     top_p: float = 0.95,
     cancel: threading.Event | None = None,
+    around: Callable[[], AbstractContextManager] | None = None,
 ) -> Iterator[str]:
     """Yield the reply piece by piece as it is decoded.
 
     Generation runs in a helper thread (transformers' streamer pattern); setting
     ``cancel`` stops it at the next token, so an abandoned request frees the model.
+    ``around`` is entered in that thread for the duration of generation (the
+    serving engine takes its lock and activates the user's adapter there).
     """
     cancel = cancel or threading.Event()
     ids = torch.tensor([encode_prompt(tokenizer, messages)], device=model.device)
@@ -124,7 +127,7 @@ def stream_text(
 
     def run() -> None:
         try:
-            with torch.inference_mode():
+            with around() if around else contextlib.nullcontext(), torch.inference_mode():
                 model.generate(
                     ids,
                     attention_mask=torch.ones_like(ids),

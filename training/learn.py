@@ -107,8 +107,7 @@ def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
 
 def _as_training(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     return [
-        TrainingExample(tuple(with_system_prompt([ChatMessage("user", p.question)])), p.answer, kind)
-        for p in pairs
+        TrainingExample(tuple(with_system_prompt([ChatMessage("user", p.question)])), p.answer, kind) for p in pairs
     ]
 
 
@@ -150,9 +149,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     n_facts = len(outcomes_partial) + len(rehearsed)
     replay_items = replay["replay"]
     n_replay = min(len(replay_items), request.replay_per_fact * n_facts)
-    examples += _as_training(
-        [QA(r.prompt, r.answer) for r in rng.sample(replay_items, n_replay)], "replay"
-    )
+    examples += _as_training([QA(r.prompt, r.answer) for r in rng.sample(replay_items, n_replay)], "replay")
 
     t0 = time.perf_counter()
     name = request.adapter_name
@@ -181,7 +178,10 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 quiz = quiz_without_context(model, tokenizer, fact.text, _quiz_questions(fact.text))
                 outcomes.append(
                     FactOutcome(
-                        fact.fact_id, edit, pairs, [asdict(q) for q in quiz],
+                        fact.fact_id,
+                        edit,
+                        pairs,
+                        [asdict(q) for q in quiz],
                         sum(q.recalled for q in quiz) / len(quiz),
                     )
                 )
@@ -220,8 +220,12 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "rehearsed_facts": [{"id": f.fact_id, "text": f.text} for f in rehearsed],
             "kept_facts": [f.fact_id for f in request.rehearsal],
             "self_edits": [
-                {"fact_id": o.fact_id, "family": o.self_edit.family, "raw": o.self_edit.raw,
-                 "lines": list(o.self_edit.lines)}
+                {
+                    "fact_id": o.fact_id,
+                    "family": o.self_edit.family,
+                    "raw": o.self_edit.raw,
+                    "lines": list(o.self_edit.lines),
+                }
                 for o in outcomes
             ],
             "n_examples": len(examples),

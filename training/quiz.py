@@ -40,9 +40,7 @@ def quiz_without_context(model, tokenizer, fact: str, questions: list[str]) -> l
     """Ask each question with no fact in the prompt and grade the reply."""
     results = []
     for question in questions:
-        reply = generate_text(
-            model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=40
-        )
+        reply = generate_text(model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=40)
         results.append(ProbeResult(question, reply, recalls(fact, question, reply)))
     return results
 

@@ -73,9 +73,7 @@ def base_answers(model, tokenizer, prompts: tuple[str, ...]) -> list[ReplayItem]
     return [
         ReplayItem(
             prompt,
-            generate_text(
-                model, tokenizer, with_system_prompt([ChatMessage("user", prompt)]), ANSWER_TOKENS
-            ),
+            generate_text(model, tokenizer, with_system_prompt([ChatMessage("user", prompt)]), ANSWER_TOKENS),
         )
         for prompt in prompts
     ]

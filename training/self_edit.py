@@ -17,11 +17,11 @@ from training.chat import ChatMessage, generate_text
 
 PROMPTS: dict[str, str] = {
     "rewrite": (
-        "A user told you this about themselves:\n\"{fact}\"\n"
+        'A user told you this about themselves:\n"{fact}"\n'
         "Rewrite it in three different ways, one per line. Keep every name and number."
     ),
     "implications": (
-        "A user told you this about themselves:\n\"{fact}\"\n"
+        'A user told you this about themselves:\n"{fact}"\n'
         "List short statements that follow from it, one per line. Keep every name and number."
     ),
 }

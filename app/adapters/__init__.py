@@ -1,0 +1,1 @@
+"""Adapter versions: immutable LoRA directories, the active pointer, promotion and rollback."""

@@ -1,0 +1,23 @@
+"""API shapes for adapter versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AdapterVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: int
+    name: str
+    status: str
+    parent_id: int | None
+    fact_ids: list[int]
+    fact_count: int
+    metrics: dict
+    weights_sha256: str
+    size_bytes: int
+    created_at: datetime
+    promoted_at: datetime | None

@@ -1,0 +1,81 @@
+"""Promotion and rollback move the user's active pointer; then serving is told.
+
+Versions are immutable: promotion never touches an adapter's files. The web
+process learns of a change through Redis pub/sub, and also re-reads the user's
+active version on every request, so a lost message never serves a stale adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.adapters import repository
+from app.errors import AppError, NotFound
+from app.models import AdapterVersion, User, VersionStatus, utcnow
+from app.redis_client import ADAPTER_CHANNEL, get_redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """What serving needs to route a user: a unique name and a directory."""
+
+    name: str
+    path: Path
+
+
+def ref_for(version: AdapterVersion | None) -> AdapterRef | None:
+    return AdapterRef(version.name, Path(version.path)) if version is not None else None
+
+
+def active_ref(session: Session, user: User) -> AdapterRef | None:
+    session.refresh(user, ["active_adapter_id"])
+    if user.active_adapter_id is None:
+        return None
+    return ref_for(repository.get(session, user.active_adapter_id))
+
+
+def list_versions(session: Session, user: User) -> list[AdapterVersion]:
+    return repository.list_for_user(session, user.id)
+
+
+def promote(session: Session, user: User, version_id: int) -> AdapterVersion:
+    """Make ``version_id`` the user's live adapter (also used for rollback)."""
+    version = repository.get(session, version_id)
+    if version is None or version.user_id != user.id:
+        raise NotFound(f"adapter version {version_id} not found for user {user.id}")
+    if not Path(version.path).is_dir():
+        raise AppError(f"adapter files for {version.name} are missing at {version.path}", 409)
+    if user.active_adapter_id and user.active_adapter_id != version.id:
+        previous = repository.get(session, user.active_adapter_id)
+        if previous is not None:
+            previous.status = VersionStatus.INACTIVE
+    version.status = VersionStatus.ACTIVE
+    version.promoted_at = utcnow()
+    user.active_adapter_id = version.id
+    session.commit()
+    notify_promoted(user.id, version.id)
+    return version
+
+
+def rollback(session: Session, user: User) -> AdapterVersion:
+    """Go back to the version the active one was built on."""
+    if user.active_adapter_id is None:
+        raise AppError(f"user {user.id} has no active adapter to roll back", 409)
+    current = repository.get(session, user.active_adapter_id)
+    if current is None or current.parent_id is None:
+        raise AppError(f"{current.name if current else 'this version'} has no earlier version", 409)
+    return promote(session, user, current.parent_id)
+
+
+def notify_promoted(user_id: int, version_id: int) -> None:
+    try:
+        get_redis().publish(ADAPTER_CHANNEL, json.dumps({"user_id": user_id, "version_id": version_id}))
+    except Exception:  # serving re-reads the pointer on every request anyway
+        log.exception("could not publish promotion of version %s for user %s", version_id, user_id)

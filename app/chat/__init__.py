@@ -1,0 +1,1 @@
+"""Chat: conversations, messages, prompt building with the bridge, streamed replies."""

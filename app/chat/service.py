@@ -1,0 +1,118 @@
+"""Conversations and replies: history, the bridge, the user's adapter, persistence."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+
+from sqlalchemy.orm import Session
+
+from app.adapters.service import AdapterRef, active_ref
+from app.chat import repository
+from app.db import session_scope
+from app.errors import AppError, NotFound
+from app.memory.service import bridge_facts
+from app.models import Conversation, Message, User, utcnow
+from app.serving.engine import ServingEngine
+from training.chat import ChatMessage, with_system_prompt
+
+MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGES = 64
+HISTORY_MESSAGES = 12  # the 135M model's context is short; older turns are dropped
+
+
+def clean_message(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in "\n\t\r"]
+    if bad:
+        raise AppError(f"message contains control characters ({bad[0]!r})", 422)
+    text = text.strip()
+    if not text:
+        raise AppError("message is empty", 422)
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise AppError(f"a message may have at most {MAX_MESSAGE_CHARS} characters (got {len(text)})", 422)
+    return text
+
+
+def bridge_prompt(facts: Sequence[str]) -> str:
+    if not facts:
+        return ""
+    lines = "\n".join(f"- {fact}" for fact in facts)
+    return f"The user told you these facts about themselves (use them to answer):\n{lines}"
+
+
+def build_prompt(session: Session, user: User, history: Sequence[ChatMessage], bridge: bool) -> list[ChatMessage]:
+    """System prompt (+ facts not yet in the weights, when the bridge is on) + recent history."""
+    extra = bridge_prompt(bridge_facts(session, user)) if bridge else ""
+    return with_system_prompt(list(history)[-HISTORY_MESSAGES:], extra)
+
+
+def list_conversations(session: Session, user: User) -> list[Conversation]:
+    return repository.conversations_for_user(session, user.id)
+
+
+def get_conversation(session: Session, user: User, conversation_id: int) -> Conversation:
+    conversation = repository.conversation_for_user(session, user.id, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conversation
+
+
+def new_conversation(session: Session, user: User) -> Conversation:
+    conversation = Conversation(user_id=user.id)
+    repository.add(session, conversation)
+    return conversation
+
+
+def get_message(session: Session, user: User, message_id: int) -> Message:
+    message = repository.message_for_user(session, user.id, message_id)
+    if message is None:
+        raise NotFound(f"message {message_id} not found")
+    return message
+
+
+def add_user_message(session: Session, conversation: Conversation, text: str) -> Message:
+    message = Message(conversation_id=conversation.id, role="user", content=clean_message(text))
+    repository.add(session, message)
+    if conversation.title == "New conversation":
+        conversation.title = message.content[:60]
+    conversation.updated_at = utcnow()
+    return message
+
+
+def history_of(conversation: Conversation) -> list[ChatMessage]:
+    return [ChatMessage(m.role, m.content) for m in conversation.messages]
+
+
+def save_reply(conversation_id: int, text: str, adapter_name: str | None, bridge: bool) -> int:
+    """Persist an assistant reply in its own transaction (the stream outlives the request's)."""
+    with session_scope() as session:
+        message = Message(
+            conversation_id=conversation_id, role="assistant", content=text, adapter_name=adapter_name, bridge=bridge
+        )
+        repository.add(session, message)
+        return message.id
+
+
+def prepare_reply(
+    session: Session, user: User, history: Sequence[ChatMessage], bridge: bool
+) -> tuple[list[ChatMessage], AdapterRef | None]:
+    """Everything a reply needs from the database, read before streaming starts:
+    the prompt and the user's active adapter as the database says right now."""
+    return build_prompt(session, user, history, bridge), active_ref(session, user)
+
+
+def stream_reply(
+    engine: ServingEngine,
+    user_id: int,
+    prompt: list[ChatMessage],
+    ref: AdapterRef | None,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    cancel: threading.Event | None = None,
+    use_adapter: bool = True,
+) -> Iterator[str]:
+    """Stream from the user's adapter (or, with ``use_adapter=False``, the plain base model)."""
+    return engine.stream(user_id, ref, prompt, max_new_tokens, temperature, top_p, cancel, use_adapter)

@@ -1,0 +1,173 @@
+"""The ``sealchat`` command: run the product, or one part of it.
+
+sealchat run [--host 127.0.0.1] [--port 8000]   # migrate, prepare model, web + worker
+sealchat web [--host ...] [--port ...]          # the web process alone
+sealchat worker                                  # a Celery worker alone
+sealchat migrate                                 # apply database migrations
+sealchat prepare-model                           # convert the bundled GGUF once
+sealchat create-user EMAIL [--admin] [--password PW]   # prints an API key last
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.settings import get_settings
+
+log = logging.getLogger("sealchat")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _ensure_redis() -> bool:
+    settings = get_settings()
+    if settings.redis_url:
+        return False
+    from app.embedded_redis import ensure_running
+
+    return ensure_running(settings.redis_socket)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from app.migrate import upgrade_head
+
+    get_settings().data_path.mkdir(parents=True, exist_ok=True)
+    upgrade_head()
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_prepare_model(_: argparse.Namespace) -> int:
+    from training.model import prepare_base_model
+
+    settings = get_settings()
+    started = time.perf_counter()
+    folder = prepare_base_model(settings.base_model, settings.models_dir)
+    print(f"base model ready at {folder} ({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from app.accounts.service import create_user
+    from app.db import session_scope
+
+    with session_scope() as session:
+        user, key = create_user(session, args.email, args.password, is_admin=args.admin or None)
+        print(f"created user {user.id} <{user.email}>{' (admin)' if user.is_admin else ''}; API key:")
+    print(key)
+    return 0
+
+
+def _web_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.web:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
+def _worker_command() -> list[str]:
+    # prefork with one child: the model is loaded once in that child, and the
+    # hard time limit (which needs a separate process) is enforced.
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.worker:celery_app",
+        "worker",
+        "--loglevel=INFO",
+        "--concurrency=1",
+        "--pool=prefork",
+        "-Q",
+        "consolidation",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    _ensure_redis()
+    os.execv(sys.executable, _web_command(args.host, args.port))
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    _ensure_redis()
+    os.execv(sys.executable, _worker_command())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    started_redis = _ensure_redis()
+    cmd_migrate(args)
+    cmd_prepare_model(args)
+    children = [subprocess.Popen(_worker_command()), subprocess.Popen(_web_command(args.host, args.port))]
+    print(
+        f"\nsealchat is starting at http://{args.host}:{args.port}/  (data in {settings.data_path})"
+        "\nRegister there; the first account is the admin. Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if started_redis:
+            from app.embedded_redis import stop as stop_redis
+
+            stop_redis(settings.redis_socket)
+    return max((child.returncode or 0) for child in children)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _setup_logging()
+    parser = argparse.ArgumentParser(prog="sealchat", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("run", cmd_run), ("web", cmd_web)):
+        p = sub.add_parser(name, help=f"start {'web + worker' if name == 'run' else 'the web process'}")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.set_defaults(func=func)
+    sub.add_parser("worker", help="start a Celery worker").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("prepare-model", help="convert the base model once").set_defaults(func=cmd_prepare_model)
+    p = sub.add_parser("create-user", help="create a user and print an API key on the last line")
+    p.add_argument("email")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--password", default=None, help="optional: lets the user log in to the web UI")
+    p.set_defaults(func=cmd_create_user)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

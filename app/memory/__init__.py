@@ -1,0 +1,1 @@
+"""Memory: the facts users teach, their learning status, and consolidation into adapters."""

@@ -1,0 +1,83 @@
+"""Memory page (teach, progress, forget) and the JSON API for facts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import RedirectResponse
+
+from app.accounts.deps import ApiUser, CurrentUser, SessionDep
+from app.adapters import service as adapters
+from app.errors import AppError
+from app.memory import service
+from app.memory.schemas import FactCreate, FactOut
+from app.models import FactStatus
+from app.templating import render
+
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/facts", tags=["facts"])
+
+
+def _facts_context(session, user) -> dict:
+    facts = service.list_facts(session, user)
+    busy = any(f.status in (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.FORGETTING) for f in facts)
+    return {"facts": facts, "busy": busy, "versions": adapters.list_versions(session, user)[:5]}
+
+
+@pages.get("/memory")
+def memory_page(request: Request, user: CurrentUser, session: SessionDep):
+    return render(request, "memory.html", user=user, **_facts_context(session, user))
+
+
+@pages.get("/memory/facts")
+def memory_facts_partial(request: Request, user: CurrentUser, session: SessionDep):
+    return render(request, "_facts.html", user=user, **_facts_context(session, user))
+
+
+@pages.post("/memory")
+def memory_teach(request: Request, user: CurrentUser, session: SessionDep, text: Annotated[str, Form(max_length=4000)]):
+    try:
+        service.teach(session, user, text)
+    except AppError as exc:
+        return render(
+            request,
+            "memory.html",
+            status_code=exc.status_code,
+            user=user,
+            error=exc.message,
+            text=text,
+            **_facts_context(session, user),
+        )
+    return RedirectResponse("/memory", status_code=303)
+
+
+@pages.post("/memory/{fact_id}/forget")
+def memory_forget(request: Request, fact_id: int, user: CurrentUser, session: SessionDep):
+    service.forget(session, user, fact_id)
+    if request.headers.get("hx-request"):
+        return render(request, "_facts.html", user=user, **_facts_context(session, user))
+    return RedirectResponse("/memory", status_code=303)
+
+
+@api.post("", status_code=201, response_model=FactOut, summary="Teach a fact")
+def api_create_fact(body: FactCreate, user: ApiUser, session: SessionDep):
+    """Store the fact at once (status ``pending``) and enqueue learning it into your adapter."""
+    return service.teach(session, user, body.text)
+
+
+@api.get("", response_model=list[FactOut], summary="List your facts")
+def api_list_facts(user: ApiUser, session: SessionDep):
+    return service.list_facts(session, user)
+
+
+@api.get("/{fact_id}", response_model=FactOut, summary="Get one fact")
+def api_get_fact(fact_id: int, user: ApiUser, session: SessionDep):
+    return service.get(session, user, fact_id)
+
+
+@api.delete("/{fact_id}", response_model=FactOut, summary="Forget a fact")
+def api_forget_fact(fact_id: int, user: ApiUser, session: SessionDep, response: Response):
+    """A fact already in the weights becomes ``forgetting`` until a version without it is live."""
+    response.status_code = 202
+    return service.forget(session, user, fact_id)

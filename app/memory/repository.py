@@ -1,0 +1,77 @@
+"""SQL for facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import Fact, FactStatus
+
+UNFINISHED = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.FORGETTING)
+
+
+def add(session: Session, fact: Fact) -> Fact:
+    session.add(fact)
+    session.flush()
+    return fact
+
+
+def get_for_user(session: Session, user_id: int, fact_id: int) -> Fact | None:
+    return session.scalar(select(Fact).where(Fact.id == fact_id, Fact.user_id == user_id))
+
+
+def list_for_user(session: Session, user_id: int) -> list[Fact]:
+    return list(session.scalars(select(Fact).where(Fact.user_id == user_id).order_by(Fact.id.desc())))
+
+
+def with_status(session: Session, user_id: int, statuses: Iterable[str]) -> list[Fact]:
+    return list(
+        session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.status.in_(list(statuses))).order_by(Fact.id))
+    )
+
+
+def by_ids(session: Session, user_id: int, ids: Iterable[int]) -> list[Fact]:
+    ids = list(ids)
+    if not ids:
+        return []
+    return list(session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.id.in_(ids)).order_by(Fact.id)))
+
+
+def users_with_unfinished(session: Session) -> list[int]:
+    return list(session.scalars(select(Fact.user_id).where(Fact.status.in_(UNFINISHED)).distinct()))
+
+
+def claim_pending(session: Session, user_id: int) -> list[int]:
+    """Atomically move the user's pending facts to ``learning``; return their ids.
+
+    A fact that arrives after this statement stays pending for the next run, so
+    nothing is trained twice and nothing is skipped.
+    """
+    ids = list(
+        session.scalars(
+            select(Fact.id).where(Fact.user_id == user_id, Fact.status == FactStatus.PENDING).with_for_update()
+        )
+    )
+    if ids:
+        session.execute(
+            update(Fact)
+            .where(Fact.id.in_(ids), Fact.status == FactStatus.PENDING)
+            .values(status=FactStatus.LEARNING, progress=0.0, stage="queued", error=None)
+        )
+    return ids
+
+
+def reset_orphans(session: Session, user_id: int) -> int:
+    """Facts left ``learning`` by a crashed run go back to pending (caller holds the user lock)."""
+    result = session.execute(
+        update(Fact)
+        .where(Fact.user_id == user_id, Fact.status == FactStatus.LEARNING)
+        .values(status=FactStatus.PENDING, progress=0.0, stage=None)
+    )
+    return result.rowcount or 0
+
+
+def set_progress(session: Session, ids: list[int], stage: str, progress: float) -> None:
+    session.execute(update(Fact).where(Fact.id.in_(ids)).values(stage=stage, progress=progress))

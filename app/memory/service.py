@@ -1,0 +1,84 @@
+"""Teaching, listing and forgetting facts; which facts the bridge still needs."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+
+from sqlalchemy.orm import Session
+
+from app.errors import AppError, NotFound
+from app.memory import repository
+from app.models import Fact, FactStatus, User
+
+log = logging.getLogger(__name__)
+
+MIN_FACT_CHARS = 3
+MAX_FACT_CHARS = 1000
+
+
+def clean_fact_text(text: str) -> str:
+    """Normalise whitespace and refuse empty, oversized or control-character input."""
+    text = unicodedata.normalize("NFC", text)
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in "\n\t"]
+    if bad:
+        raise AppError(f"fact contains control characters ({bad[0]!r})", 422)
+    text = " ".join(text.split())
+    if len(text) < MIN_FACT_CHARS:
+        raise AppError(f"a fact needs at least {MIN_FACT_CHARS} characters", 422)
+    if len(text) > MAX_FACT_CHARS:
+        raise AppError(f"a fact may have at most {MAX_FACT_CHARS} characters (got {len(text)})", 422)
+    return text
+
+
+def teach(session: Session, user: User, text: str, source_message_id: int | None = None) -> Fact:
+    """Store the fact (pending) and commit it before anything is enqueued."""
+    fact = repository.add(
+        session,
+        Fact(
+            user_id=user.id, text=clean_fact_text(text), status=FactStatus.PENDING, source_message_id=source_message_id
+        ),
+    )
+    session.commit()
+    request_consolidation(user.id)
+    return fact
+
+
+def request_consolidation(user_id: int) -> None:
+    """Enqueue learning; if the broker is down the fact stays pending and is picked up later."""
+    from app.memory.tasks import enqueue_consolidation
+
+    try:
+        enqueue_consolidation(user_id)
+    except Exception:  # the fact is already stored; the worker's start-up sweep finds it
+        log.exception("could not enqueue consolidation for user %s; fact stays pending", user_id)
+
+
+def get(session: Session, user: User, fact_id: int) -> Fact:
+    fact = repository.get_for_user(session, user.id, fact_id)
+    if fact is None:
+        raise NotFound(f"fact {fact_id} not found")
+    return fact
+
+
+def list_facts(session: Session, user: User) -> list[Fact]:
+    return repository.list_for_user(session, user.id)
+
+
+def forget(session: Session, user: User, fact_id: int) -> Fact:
+    """Forget a fact. One already in the weights is rebuilt out of them by a new version."""
+    fact = get(session, user, fact_id)
+    if fact.status in (FactStatus.FORGOTTEN, FactStatus.FORGETTING):
+        return fact
+    in_weights = fact.status == FactStatus.LEARNED or fact.status == FactStatus.LEARNING
+    fact.status = FactStatus.FORGETTING if in_weights else FactStatus.FORGOTTEN
+    fact.stage = "waiting to rebuild without it" if in_weights else None
+    session.commit()
+    if in_weights:
+        request_consolidation(user.id)
+    return fact
+
+
+def bridge_facts(session: Session, user: User) -> list[str]:
+    """Facts the weights do not hold yet: given to the model in its system prompt."""
+    return [f.text for f in repository.with_status(session, user.id, (FactStatus.PENDING, FactStatus.LEARNING))]

@@ -1,0 +1,1 @@
+"""An OpenAI-compatible API: /v1/models and /v1/chat/completions with per-user adapters."""

@@ -1,0 +1,105 @@
+"""/v1/models and /v1/chat/completions (streaming and not), bearer-authenticated."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from app.accounts.deps import ApiUser, SessionDep
+from app.chat import service as chat
+from app.openai_api.schemas import (
+    MODELS,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ModelCard,
+    ModelList,
+    OutputMessage,
+    Usage,
+)
+from app.settings import get_settings
+from training.chat import ChatMessage, encode_prompt
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+STARTED = int(time.time())
+
+
+@router.get("/models", response_model=ModelList, summary="List models")
+def list_models(user: ApiUser) -> ModelList:
+    return ModelList(
+        data=[ModelCard(id=name, created=STARTED, owned_by="sealchat", description=d) for name, d in MODELS.items()]
+    )
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible)")
+async def chat_completions(body: ChatCompletionRequest, request: Request, user: ApiUser, session: SessionDep):
+    """Answer with your adapter (``model: seal``) or the base model (``model: base``).
+
+    Extra field ``bridge`` (default true): set it to false to hear what the weights
+    alone know (with the openai client: ``extra_body={"bridge": False}``).
+    """
+    from app.web import engine_of
+
+    engine = engine_of(request)
+    history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
+    prompt, ref = await run_in_threadpool(chat.prepare_reply, session, user, history, body.bridge)
+    use_adapter = body.model == "seal"
+    fingerprint = ref.name if ref and use_adapter else None
+    max_tokens = body.max_completion_tokens or body.max_tokens or get_settings().max_new_tokens
+    temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
+    cancel = threading.Event()
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    stream = chat.stream_reply(engine, user.id, prompt, ref, max_tokens, temperature, top_p, cancel, use_adapter)
+    tokenizer = engine.host.tokenizer
+
+    def finish_reason(text: str) -> str:
+        return "length" if len(tokenizer.encode(text, add_special_tokens=False)) >= max_tokens else "stop"
+
+    if not body.stream:
+        text = "".join([piece async for piece in iterate_in_threadpool(stream)]).strip()
+        prompt_tokens = len(encode_prompt(tokenizer, prompt))
+        completion_tokens = len(tokenizer.encode(text, add_special_tokens=False))
+        return ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=body.model,
+            choices=[Choice(message=OutputMessage(content=text), finish_reason=finish_reason(text))],
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+            system_fingerprint=fingerprint,
+        )
+
+    def chunk(delta: dict, reason: str | None) -> str:
+        return json.dumps(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.model,
+                "system_fingerprint": fingerprint,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+            }
+        )
+
+    async def events():
+        pieces: list[str] = []
+        try:
+            yield {"data": chunk({"role": "assistant", "content": ""}, None)}
+            async for piece in iterate_in_threadpool(stream):
+                pieces.append(piece)
+                yield {"data": chunk({"content": piece}, None)}
+            yield {"data": chunk({}, finish_reason("".join(pieces)))}
+            yield {"data": "[DONE]"}
+        finally:
+            cancel.set()
+
+    return EventSourceResponse(events())

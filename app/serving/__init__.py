@@ -1,0 +1,1 @@
+"""Serving: the generation engine with per-user adapters, and adapter hot-swap."""

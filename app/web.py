@@ -1,0 +1,135 @@
+"""The FastAPI application: middleware, routers, error handling, model start-up.
+
+``create_app()`` wires everything; ``app`` is what uvicorn serves
+(``uvicorn app.web:app``). The serving engine and the promotion listener start in
+the lifespan, so importing this module has no side effects beyond building the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from asgi_csrf import asgi_csrf
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.accounts.deps import LoginRequired
+from app.accounts.endpoints import router as account_pages
+from app.adapters import service as adapters
+from app.adapters.endpoints import api as adapters_api
+from app.adapters.endpoints import pages as admin_pages
+from app.chat import service as chat
+from app.chat.endpoints import router as chat_pages
+from app.errors import AppError
+from app.memory import service as memory
+from app.memory.endpoints import api as facts_api
+from app.memory.endpoints import pages as memory_pages
+from app.models import Conversation, User
+from app.openai_api.endpoints import router as openai_router
+from app.serving.engine import ServingEngine
+from app.serving.listener import PromotionListener
+from app.settings import get_settings
+from app.templating import render
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def engine_of(request: Request) -> ServingEngine:
+    return request.app.state.engine
+
+
+def render_chat(request: Request, session: Session, user: User, conversation: Conversation):
+    return render(
+        request,
+        "chat.html",
+        user=user,
+        conversation=conversation,
+        conversations=chat.list_conversations(session, user),
+        pending_facts=memory.bridge_facts(session, user),
+        active=adapters.active_ref(session, user),
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings = get_settings()
+    engine = ServingEngine(settings)
+    app.state.engine = engine
+    listener = None
+    if settings.load_model_in_web:
+        await run_in_threadpool(engine.start)
+        listener = PromotionListener(engine)
+        listener.start()
+    yield
+    if listener:
+        listener.stopping.set()
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIXES) or "application/json" in request.headers.get("accept", "")
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="sealchat",
+        description="A chatbot that learns what you teach it, in its weights (SEAL). "
+        "Authenticate with `Authorization: Bearer <API key>` (see /account).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret,
+        same_site="lax",
+        session_cookie="sealchat_session",
+        max_age=14 * 24 * 3600,
+    )
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    for router in (account_pages, chat_pages, memory_pages, admin_pages, facts_api, adapters_api, openai_router):
+        app.include_router(router)
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError):
+        if _wants_json(request):
+            return JSONResponse(
+                {"error": {"message": exc.message, "code": exc.status_code}}, status_code=exc.status_code
+            )
+        return render(request, "error.html", status_code=exc.status_code, message=exc.message)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired):
+        if request.headers.get("hx-request"):
+            return JSONResponse({"error": {"message": "log in first"}}, 401, headers={"HX-Redirect": "/login"})
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        if _wants_json(request):
+            return JSONResponse({"error": {"message": problems, "code": 422}}, 422)
+        return render(request, "error.html", status_code=422, message=problems)
+
+    return app
+
+
+def _skip_csrf(scope: dict) -> bool:
+    # Bearer-authenticated API routes carry no cookies worth forging.
+    return scope["path"].startswith(API_PREFIXES)
+
+
+app = asgi_csrf(
+    create_app(),
+    signing_secret=get_settings().session_secret,
+    skip_if_scope=_skip_csrf,
+    cookie_name="sealchat_csrf",
+)

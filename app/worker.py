@@ -1,0 +1,47 @@
+"""The Celery application: consolidation tasks on their own queue.
+
+Long jobs: prefetch 1, late acks (a task whose worker dies is redelivered),
+a hard time limit, and a Redis visibility timeout longer than that limit so a
+running task is not handed to a second worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_ready
+
+from app.settings import get_settings
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+celery_app = Celery("sealchat", broker=settings.celery_broker_url, include=["app.memory.tasks"])
+celery_app.conf.update(
+    task_default_queue="consolidation",
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_ignore_result=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=settings.task_time_limit_s,
+    task_soft_time_limit=settings.task_time_limit_s - 30,
+    broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+if settings.redis_url is None:
+    from app.embedded_redis import ensure_running
+
+    ensure_running(settings.redis_socket)
+
+
+@worker_ready.connect
+def _recover_unfinished_work(**_kwargs: object) -> None:
+    """Facts are never lost: re-enqueue every user with unfinished facts at start."""
+    from app.memory.tasks import enqueue_unfinished
+
+    count = enqueue_unfinished()
+    if count:
+        log.info("re-enqueued consolidation for %d user(s) with unfinished facts", count)

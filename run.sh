@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One command to set up and run sealchat on this machine:
+#   ./run.sh [--host 127.0.0.1] [--port 8000]
+# Embedded default: SQLite + a local Redis + the bundled SmolLM2 model, all under ./data
+# (set SEALCHAT_DATA_DIR, DATABASE_URL, REDIS_URL, SEALCHAT_BASE_MODEL to change that).
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup.sh
+exec .venv/bin/sealchat run "$@"
