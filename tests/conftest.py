@@ -1,0 +1,142 @@
+"""Shared fixtures: a migrated PostgreSQL database and a live stack (web + Celery worker).
+
+The stack is real: ``sealchat migrate``, a uvicorn web process and a Celery worker
+process, against the running PostgreSQL and Redis, with the real SmolLM2 model.
+Configure with TEST_DATABASE_URL and TEST_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+MODEL_CACHE = ROOT / ".cache" / "models"
+
+
+@pytest.fixture(scope="session")
+def base_model_folder() -> Path:
+    """The bundled model, converted once and cached across test runs."""
+    from training.model import prepare_base_model
+
+    return prepare_base_model(None, MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("sealchat-data")
+    env = {
+        **os.environ,
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "SEALCHAT_DATA_DIR": str(data),
+        "SEALCHAT_BASE_MODEL": str(base_model_folder),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_db(stack_env) -> str:
+    """A fresh schema in the test database, migrated by the real CLI."""
+    engine = create_engine(TEST_DATABASE_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=stack_env, check=True, cwd=ROOT)
+    return TEST_DATABASE_URL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+    logs: Path
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    def create_user(self, email: str, admin: bool = False, password: str | None = None) -> str:
+        args = ["create-user", email] + (["--admin"] if admin else []) + (["--password", password] if password else [])
+        return self.cli(*args).strip().splitlines()[-1]
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def stack(migrated_db, stack_env, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    port = _free_port()
+    worker_log = open(logs / "worker.log", "w")  # noqa: SIM115
+    web_log = open(logs / "web.log", "w")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "--loglevel=INFO",
+         "--concurrency=1", "--pool=prefork", "-Q", "consolidation", "--without-gossip", "--without-mingle"],
+        env=stack_env, cwd=ROOT, stdout=worker_log, stderr=subprocess.STDOUT,
+    )
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.web:app", "--host", "127.0.0.1", "--port", str(port)],
+        env=stack_env, cwd=ROOT, stdout=web_log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(url + "/login", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or web.poll() is not None:
+            raise RuntimeError(f"web process did not start:\n{(logs / 'web.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield Stack(url, stack_env, Path(stack_env["SEALCHAT_DATA_DIR"]), logs)
+    for proc in (web, worker):
+        proc.terminate()
+    for proc in (web, worker):
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    worker_log.close()
+    web_log.close()
+
+
+def wait_for_fact(client: httpx.Client, fact_id: int, timeout: float = 600) -> tuple[dict, list[str]]:
+    """Poll a fact until it is learned (or failed); return it and the statuses seen."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fact = client.get(f"/api/facts/{fact_id}").json()
+        if not seen or seen[-1] != fact["status"]:
+            seen.append(fact["status"])
+        if fact["status"] in ("learned", "failed"):
+            return fact, seen
+        time.sleep(1)
+    raise AssertionError(f"fact {fact_id} not learned within {timeout}s; statuses seen: {seen}")

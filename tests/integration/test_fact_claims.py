@@ -1,0 +1,56 @@
+"""Coalescing and crash recovery of fact claims, against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from app.memory import repository
+from app.models import Fact, FactStatus, User
+
+
+@pytest.fixture
+def session(migrated_db):
+    engine = create_engine(migrated_db)
+    with Session(engine) as session:
+        yield session
+        session.rollback()
+    engine.dispose()
+
+
+def _user(session: Session, email: str) -> User:
+    user = User(email=email, api_key_hash=email.ljust(64, "0")[:64], is_admin=False, bridge_enabled=True)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def test_a_run_claims_only_facts_pending_at_that_moment(session):
+    user, other = _user(session, "claims@example.com"), _user(session, "other-claims@example.com")
+    first = Fact(user_id=user.id, text="My dog is Rex.", status=FactStatus.PENDING)
+    theirs = Fact(user_id=other.id, text="I live in Oslo.", status=FactStatus.PENDING)
+    session.add_all([first, theirs])
+    session.flush()
+
+    claimed = repository.claim_pending(session, user.id)
+    assert claimed == [first.id], "only this user's facts"
+    late = Fact(user_id=user.id, text="My bird is Kiwi.", status=FactStatus.PENDING)
+    session.add(late)
+    session.flush()
+    session.expire_all()
+    assert session.get(Fact, first.id).status == FactStatus.LEARNING
+    assert session.get(Fact, late.id).status == FactStatus.PENDING, "left for the next run"
+    assert repository.claim_pending(session, user.id) == [late.id], "the next run takes it, once"
+    assert repository.claim_pending(session, user.id) == []
+
+
+def test_orphaned_learning_facts_return_to_pending(session):
+    user = _user(session, "orphans@example.com")
+    fact = Fact(user_id=user.id, text="My car is a red Volvo.", status=FactStatus.LEARNING, progress=0.5)
+    session.add(fact)
+    session.flush()
+    assert repository.reset_orphans(session, user.id) == 1
+    session.expire_all()
+    assert session.get(Fact, fact.id).status == FactStatus.PENDING
+    assert user.id in repository.users_with_unfinished(session)

@@ -1,0 +1,82 @@
+"""Teach a fact through the API, let the real worker learn it, recall it from weights alone.
+
+Real PostgreSQL, Redis, Celery worker process, web process and model. Slow
+(the worker trains a LoRA adapter on CPU, about a minute or two).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.conftest import wait_for_fact
+from training.adapters import sha256_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+FACT = "My cat's name is Whiskerfield."
+QUESTION = "What is my cat's name?"
+
+
+def ask(client: OpenAI, question: str, bridge: bool, model: str = "seal") -> str:
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], extra_body={"bridge": bridge}, max_tokens=40
+    )
+    return reply.choices[0].message.content
+
+
+def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
+    alice_key, bob_key = stack.create_user("alice@example.com"), stack.create_user("bob@example.com")
+    alice, bob = stack.client(alice_key), stack.client(bob_key)
+    alice_ai = OpenAI(base_url=stack.url + "/v1", api_key=alice_key)
+    bob_ai = OpenAI(base_url=stack.url + "/v1", api_key=bob_key)
+
+    created = alice.post("/api/facts", json={"text": FACT})
+    assert created.status_code == 201, created.text
+    fact = created.json()
+    assert fact["status"] in ("pending", "learning")
+
+    # The bridge makes the assistant right at once, before learning finishes.
+    assert "whiskerfield" in ask(alice_ai, QUESTION, bridge=True).lower()
+
+    learned, seen = wait_for_fact(alice, fact["id"])
+    assert learned["status"] == "learned", learned
+    assert "learning" in seen or seen[0] == "learned"
+
+    versions = alice.get("/api/adapters").json()
+    assert len(versions) == 1
+    version = versions[0]
+    assert version["status"] == "active" and version["fact_ids"] == [fact["id"]]
+    directory = stack.data_dir / "adapters" / f"user_{version['name'].split('-')[0][1:]}" / "v1"
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["weights_sha256"] == version["weights_sha256"]
+    assert sha256_file(Path(directory) / "adapter_model.safetensors") == version["weights_sha256"]
+    assert manifest["facts"] == [{"id": fact["id"], "text": FACT}]
+    assert manifest["self_edits"][0]["raw"], "the model wrote a self-edit"
+
+    # A new conversation, bridge off: the answer comes from the adapter's weights.
+    reply = alice_ai.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": QUESTION}], extra_body={"bridge": False}
+    )
+    assert "whiskerfield" in reply.choices[0].message.content.lower()
+    assert reply.system_fingerprint == version["name"]
+    # The plain base model does not know it.
+    assert "whiskerfield" not in ask(alice_ai, QUESTION, bridge=False, model="base").lower()
+
+    # Bob sees neither the fact nor the adapter, and is not served it.
+    assert bob.get("/api/facts").json() == []
+    assert bob.get(f"/api/facts/{fact['id']}").status_code == 404
+    assert bob.delete(f"/api/facts/{fact['id']}").status_code == 404
+    assert bob.get("/api/adapters").json() == []
+    for bridge in (True, False):
+        assert "whiskerfield" not in ask(bob_ai, QUESTION, bridge=bridge).lower()
+
+    # Streaming works through the official client too.
+    stream = alice_ai.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": QUESTION}], extra_body={"bridge": False}, stream=True
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert "whiskerfield" in streamed.lower()

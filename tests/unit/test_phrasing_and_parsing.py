@@ -1,0 +1,43 @@
+"""Pure text logic: second person, probe questions, self-edit parsing, repetition cutting."""
+
+from training.phrasing import probe_questions, to_second_person
+from training.self_edit import anchor_words, cut_repetition, parse_lines
+
+
+def test_second_person_turns_the_users_voice_into_the_assistants():
+    assert to_second_person("My cat's name is Tofu.") == "Your cat's name is Tofu."
+    assert to_second_person("I was born in Lyon.") == "You were born in Lyon."
+    assert to_second_person("I'm allergic to peanuts and my son is too.") == (
+        "You're allergic to peanuts and your son is too."
+    )
+
+
+def test_probe_questions_cover_common_personal_facts():
+    assert probe_questions("My cat's name is Tofu.")[0] == "What is my cat's name?"
+    assert probe_questions("I live in Denver.") == ["Where do I live?"]
+    assert "What is my job?" in probe_questions("I work as a nurse.")
+    assert probe_questions("Bananas are yellow.") == []
+
+
+def test_cut_repetition_stops_a_looping_model():
+    looping = "What is the answer to the question: " * 5
+    cut = cut_repetition(looping)
+    assert cut.count("What is the answer") <= 2
+    assert cut_repetition("A perfectly normal sentence.") == "A perfectly normal sentence."
+
+
+def test_parse_lines_keeps_faithful_distinct_lines_only():
+    fact = "My cat's name is Whiskerfield."
+    raw = "\n".join([
+        "1. Your cat is called Whiskerfield.",
+        "- Your cat is called Whiskerfield.",  # duplicate
+        "I've been known as Whiskers for years.",  # drops the name: unfaithful
+        "",
+        "ok",  # too short
+        "Whiskerfield is the name of your cat.",
+    ])
+    assert parse_lines(raw, fact) == ("Your cat is called Whiskerfield.", "Whiskerfield is the name of your cat.")
+
+
+def test_anchor_words_are_names_and_numbers():
+    assert anchor_words("My dog Rex was born in 2019 in Ohio.") == {"rex", "2019", "ohio"}
