@@ -1,0 +1,108 @@
+"""The user's whole journey in a real browser (Debian's Chromium driven by Playwright).
+
+register -> chat (a reply streams in) -> "Remember this" on a message -> memory page
+until "learned" -> new conversation with the bridge off -> the answer comes from
+the weights. Saves screenshots of the chat, memory and admin pages under docs/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import ROOT, Stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(1500)]
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = ROOT / "docs"
+FACT = "My dog's name is Biscotti."
+QUESTION = "What is my dog's name?"
+
+COUNT_UPDATES = """
+() => new Promise((resolve) => {
+  const box = document.getElementById("messages");
+  window.__updates = 0;
+  new MutationObserver(() => { window.__updates += 1; })
+    .observe(box, { subtree: true, childList: true, characterData: true });
+  resolve(true);
+})
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: run `bash scripts/setup.sh --test` (installs Debian's chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+def send(page, text: str) -> str:
+    """Send a chat message and return the assistant's finished reply text."""
+    before = page.locator(".msg.assistant.done").count()
+    page.fill("#content", text)
+    page.click("#send")
+    done = page.locator(".msg.assistant.done").nth(before)
+    done.wait_for(timeout=120_000)
+    return done.locator(".bubble").inner_text()
+
+
+def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
+    admin_password = "admin-password-1"
+    stack.create_user("admin-e2e@example.com", admin=True, password=admin_password)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(30_000)
+
+    page.goto(stack.url + "/register")
+    page.fill("input[name=email]", "e2e@example.com")
+    page.fill("input[name=password]", "e2e-password")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/chat/*")
+
+    # A reply streams in: the bubble is updated many times, not once.
+    page.evaluate(COUNT_UPDATES)
+    reply = send(page, "Hello! Who are you?")
+    assert reply.strip()
+    assert page.evaluate("window.__updates") > 3
+
+    send(page, FACT)
+    page.locator(".msg.user", has_text=FACT).get_by_role("button", name="Remember this").click()
+    expect(page.locator(".remembered")).to_contain_text("Remembering")
+
+    page.goto(stack.url + "/memory")
+    item = page.locator(".fact", has_text=FACT)
+    expect(item).to_be_visible()
+    expect(item.locator(".badge")).to_have_text("learning", timeout=300_000)
+    page.screenshot(path=str(DOCS / "screenshot-memory-learning.png"))
+    expect(item.locator(".badge")).to_have_text("learned", timeout=600_000)
+    page.screenshot(path=str(DOCS / "screenshot-memory.png"))
+
+    page.goto(stack.url + "/chat")
+    page.click("#new-conversation")
+    page.wait_for_url("**/chat/*")
+    expect(page.locator(".msg")).to_have_count(0)
+    page.uncheck("#bridge")
+    answer = send(page, QUESTION)
+    assert "biscotti" in answer.lower(), answer
+    expect(page.locator(".msg.assistant .meta").last).to_contain_text("bridge off")
+    page.screenshot(path=str(DOCS / "screenshot-chat.png"))
+
+    # The admin sees the new version with its metrics.
+    page.click("text=Log out")
+    page.fill("input[name=email]", "admin-e2e@example.com")
+    page.fill("input[name=password]", admin_password)
+    page.click("button[type=submit]")
+    page.goto(stack.url + "/admin")
+    row = page.locator(".admin-user").filter(has=page.locator("h2", has_text=re.compile(r"^\s*e2e@example\.com")))
+    expect(row.locator("tr.active")).to_have_count(1)
+    page.screenshot(path=str(DOCS / "screenshot-admin.png"), full_page=True)
