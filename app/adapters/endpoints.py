@@ -23,9 +23,24 @@ def admin_page(request: Request, admin: AdminUser, session: SessionDep):
     for user in users.all_users(session):
         versions = repository.list_for_user(session, user.id)
         unfinished = facts.with_status(session, user.id, facts.UNFINISHED)
-        fact_texts = {f.id: f.text for f in facts.list_for_user(session, user.id)}
-        rows.append({"user": user, "versions": versions, "unfinished": unfinished, "fact_texts": fact_texts})
-    return render(request, "admin.html", user=admin, rows=rows)
+        by_id = {f.id: f for f in facts.list_for_user(session, user.id)}
+        rows.append({"user": user, "versions": versions, "unfinished": unfinished, "facts": by_id})
+    return render(request, "admin.html", user=admin, rows=rows, queue=queue_status())
+
+
+def queue_status() -> dict:
+    """Queued consolidation tasks and the workers answering a ping (for the admin)."""
+    from app.redis_client import get_redis
+    from app.worker import celery_app
+
+    status: dict = {"queued": None, "workers": []}
+    try:
+        status["queued"] = get_redis().llen("consolidation")
+        replies = celery_app.control.ping(timeout=0.5)
+        status["workers"] = sorted(name for reply in replies for name in reply)
+    except Exception as exc:  # the page still renders; the problem is shown
+        status["error"] = f"{type(exc).__name__}: {exc}"
+    return status
 
 
 @pages.post("/admin/versions/{version_id}/promote")

@@ -25,17 +25,21 @@ def home(user: CurrentUser):
 
 
 @router.get("/chat")
-def chat_latest(request: Request, user: CurrentUser, session: SessionDep):
+def chat_latest(user: CurrentUser, session: SessionDep):
+    """Open the most recent conversation (or a first one)."""
     conversations = service.list_conversations(session, user)
-    if conversations and not conversations[0].messages:
-        return RedirectResponse(f"/chat/{conversations[0].id}", status_code=303)
-    conversation = service.new_conversation(session, user)
+    conversation = conversations[0] if conversations else service.new_conversation(session, user)
     return RedirectResponse(f"/chat/{conversation.id}", status_code=303)
 
 
 @router.post("/chat/new")
 def chat_new(user: CurrentUser, session: SessionDep):
-    conversation = service.new_conversation(session, user)
+    """Start a conversation, reusing the latest one if it is still empty."""
+    conversations = service.list_conversations(session, user)
+    if conversations and not conversations[0].messages:
+        conversation = conversations[0]
+    else:
+        conversation = service.new_conversation(session, user)
     return RedirectResponse(f"/chat/{conversation.id}", status_code=303)
 
 

@@ -1,0 +1,95 @@
+"""Coalescing, rehearsal, forgetting and admin rollback with the real worker and model.
+
+A fact taught while another is being learnt waits for the next run (not lost,
+not trained twice); the next version keeps the first fact (rehearsal); forgetting
+rebuilds a version without the fact; an admin rollback hot-swaps the old version
+back in without a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.conftest import Stack, wait_for_fact
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+SISTER = "My sister's name is Marguerite."
+HOME = "I live in Denver."
+
+
+def ask(client: OpenAI, question: str) -> str:
+    reply = client.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": question}], extra_body={"bridge": False}, max_tokens=40
+    )
+    return reply.choices[0].message.content.lower()
+
+
+def wait_status(api: httpx.Client, fact_id: int, wanted: set[str], timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fact = api.get(f"/api/facts/{fact_id}").json()
+        if fact["status"] in wanted:
+            return fact
+        time.sleep(0.5)
+    raise AssertionError(f"fact {fact_id} never reached {wanted}: {fact}")
+
+
+def admin_browser(stack: Stack) -> httpx.Client:
+    stack.create_user("lifecycle-admin@example.com", admin=True, password="admin-password-2")
+    browser = httpx.Client(base_url=stack.url, follow_redirects=True, timeout=120)
+    token = re.search(r'name="csrftoken" value="([^"]+)"', browser.get("/login").text).group(1)
+    browser.post("/login", data={"email": "lifecycle-admin@example.com", "password": "admin-password-2",
+                                 "csrftoken": token})
+    return browser
+
+
+def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
+    key = stack.create_user("carol@example.com")
+    api, ai = stack.client(key), OpenAI(base_url=stack.url + "/v1", api_key=key)
+
+    sister = api.post("/api/facts", json={"text": SISTER}).json()
+    wait_status(api, sister["id"], {"learning"})
+    home = api.post("/api/facts", json={"text": HOME}).json()
+
+    learned_sister, _ = wait_for_fact(api, sister["id"])
+    assert learned_sister["status"] == "learned"
+    v1 = api.get("/api/adapters").json()[-1]
+    assert v1["fact_ids"] == [sister["id"]], "the late fact was not trained in the running version"
+
+    learned_home, _ = wait_for_fact(api, home["id"])
+    assert learned_home["status"] == "learned"
+    versions = api.get("/api/adapters").json()
+    assert [v["version"] for v in versions] == [2, 1]
+    v2 = versions[0]
+    assert v2["status"] == "active" and v2["fact_ids"] == [sister["id"], home["id"]]
+    assert versions[1]["status"] == "inactive"
+    assert v2["metrics"]["warm_start"] is True
+    assert "denver" in ask(ai, "Where do I live?")
+    assert "marguerite" in ask(ai, "What is my sister's name?"), "the earlier fact survived the new version"
+
+    # Forget: a version without the fact is built and served.
+    forgetting = api.delete(f"/api/facts/{home['id']}")
+    assert forgetting.status_code == 202 and forgetting.json()["status"] == "forgetting"
+    wait_status(api, home["id"], {"forgotten"})
+    v3 = api.get("/api/adapters").json()[0]
+    assert v3["version"] == 3 and v3["status"] == "active"
+    assert v3["fact_ids"] == [sister["id"]] and v3["metrics"]["rebuilt"] is True
+    assert "denver" not in ask(ai, "Where do I live?")
+    assert "marguerite" in ask(ai, "What is my sister's name?")
+
+    # An admin rolls back to v2: the pointer moves and serving swaps without a restart.
+    admin = admin_browser(stack)
+    page = admin.get("/admin")
+    assert v3["name"] in page.text and v2["name"] in page.text
+    token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
+    promoted = admin.post(f"/admin/versions/{v2['id']}/promote", data={"csrftoken": token})
+    assert promoted.status_code == 200
+    admin.close()
+    assert api.get("/api/adapters").json()[1]["status"] == "active"
+    assert "denver" in ask(ai, "Where do I live?"), "the promoted version is served at once"
