@@ -46,12 +46,20 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(_: argparse.Namespace) -> int:
-    from training.model import prepare_base_model
+    """Convert the base model once, and compute its replay answers once, so the
+    first fact a user teaches does not pay for either."""
+    from training import replay
+    from training.model import load_model, prepare_base_model
 
     settings = get_settings()
     started = time.perf_counter()
     folder = prepare_base_model(settings.base_model, settings.models_dir)
-    print(f"base model ready at {folder} ({time.perf_counter() - started:.1f}s)")
+    print(f"base model ready at {folder} ({time.perf_counter() - started:.1f}s)", flush=True)
+    if not settings.replay_cache.is_file():
+        started = time.perf_counter()
+        loaded = load_model(folder)
+        replay.load_or_build(loaded.model, loaded.tokenizer, settings.replay_cache)
+        print(f"replay answers ready at {settings.replay_cache} ({time.perf_counter() - started:.1f}s)")
     return 0
 
 

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         return self.data_path / "adapters"
 
     @property
+    def replay_cache(self) -> Path:
+        """Base-model answers to the replay and locality prompts (computed once)."""
+        return self.data_path / "replay" / "base-answers.json"
+
+    @property
     def models_dir(self) -> Path:
         return self.data_path / "models"
 

@@ -60,6 +60,12 @@ def migrated_db(stack_env) -> str:
     return TEST_DATABASE_URL
 
 
+@pytest.fixture(scope="session")
+def prepared_model(stack_env) -> None:
+    """What `sealchat run` does before starting: convert the model, compute replay answers."""
+    subprocess.run([sys.executable, "-m", "app.cli", "prepare-model"], env=stack_env, check=True, cwd=ROOT)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,20 +96,39 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(migrated_db, stack_env, tmp_path_factory):
+def stack(migrated_db, prepared_model, stack_env, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     port = _free_port()
     worker_log = open(logs / "worker.log", "w")  # noqa: SIM115
     web_log = open(logs / "web.log", "w")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "--loglevel=INFO",
-         "--concurrency=1", "--pool=prefork", "-Q", "consolidation", "--without-gossip", "--without-mingle"],
-        env=stack_env, cwd=ROOT, stdout=worker_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.worker:celery_app",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--pool=prefork",
+            "-Q",
+            "consolidation",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=stack_env,
+        cwd=ROOT,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
     )
     web = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.web:app", "--host", "127.0.0.1", "--port", str(port)],
-        env=stack_env, cwd=ROOT, stdout=web_log, stderr=subprocess.STDOUT,
+        env=stack_env,
+        cwd=ROOT,
+        stdout=web_log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -115,7 +115,7 @@ def _consolidate_locked(user_id: int) -> str:
             new_facts=[_as_input(f) for f in new],
             rehearsal=[_as_input(f) for f in kept],
             output_dir=user_dir / f"v{number}",
-            replay_cache=settings.data_path / "replay" / "base-answers.json",
+            replay_cache=settings.replay_cache,
             # Forgetting must remove the fact from the weights: rebuild from scratch.
             init_adapter=Path(active.path) if active and not forgetting else None,
             train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=number),

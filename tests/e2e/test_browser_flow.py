@@ -40,8 +40,14 @@ def browser():
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield browser
         browser.close()
@@ -83,6 +89,11 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     item = page.locator(".fact", has_text=FACT)
     expect(item).to_be_visible()
     expect(item.locator(".badge")).to_have_text("learning", timeout=300_000)
+    # The progress bar moves while the worker trains (the list refreshes itself).
+    page.wait_for_function(
+        "() => { const p = document.querySelector('.fact progress'); return p && p.value >= 0.3; }",
+        timeout=300_000,
+    )
     page.screenshot(path=str(DOCS / "screenshot-memory-learning.png"))
     expect(item.locator(".badge")).to_have_text("learned", timeout=600_000)
     page.screenshot(path=str(DOCS / "screenshot-memory.png"))

@@ -25,7 +25,12 @@ def test_fact_validation_errors_are_clear(stack: Stack):
         assert api.post("/api/facts", json={"text": "hi"}).status_code == 422
         assert api.post("/api/facts", json={"text": "x" * 1001}).status_code == 422
         assert api.post("/api/facts", json={"fact": "wrong field"}).status_code == 422
-        assert api.post("/api/facts", content=b"\xff\xfe not json", headers={"content-type": "application/json"}).status_code == 400
+        assert (
+            api.post(
+                "/api/facts", content=b"\xff\xfe not json", headers={"content-type": "application/json"}
+            ).status_code
+            == 400
+        )
         bad = api.post("/api/facts", json={"text": "control \u0007 char"})
         assert bad.status_code == 422 and "control" in bad.json()["error"]["message"]
         assert api.get("/api/facts").json() == [], "nothing was stored from bad input"
@@ -59,7 +64,9 @@ def test_register_login_logout_and_csrf(stack: Stack):
         browser.post("/logout", data={"csrftoken": _csrf(chat.text)})
         assert browser.get("/memory").url.path == "/login"
         login_page = browser.get("/login").text
-        wrong = browser.post("/login", data={"email": form["email"], "password": "nope", "csrftoken": _csrf(login_page)})
+        wrong = browser.post(
+            "/login", data={"email": form["email"], "password": "nope", "csrftoken": _csrf(login_page)}
+        )
         assert wrong.status_code == 401 and "wrong email or password" in wrong.text
         ok = browser.post("/login", data={**form, "csrftoken": _csrf(login_page)})
         assert ok.url.path.startswith("/chat")

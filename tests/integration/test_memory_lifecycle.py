@@ -44,8 +44,9 @@ def admin_browser(stack: Stack) -> httpx.Client:
     stack.create_user("lifecycle-admin@example.com", admin=True, password="admin-password-2")
     browser = httpx.Client(base_url=stack.url, follow_redirects=True, timeout=120)
     token = re.search(r'name="csrftoken" value="([^"]+)"', browser.get("/login").text).group(1)
-    browser.post("/login", data={"email": "lifecycle-admin@example.com", "password": "admin-password-2",
-                                 "csrftoken": token})
+    browser.post(
+        "/login", data={"email": "lifecycle-admin@example.com", "password": "admin-password-2", "csrftoken": token}
+    )
     return browser
 
 

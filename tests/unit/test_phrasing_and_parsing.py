@@ -28,14 +28,16 @@ def test_cut_repetition_stops_a_looping_model():
 
 def test_parse_lines_keeps_faithful_distinct_lines_only():
     fact = "My cat's name is Whiskerfield."
-    raw = "\n".join([
-        "1. Your cat is called Whiskerfield.",
-        "- Your cat is called Whiskerfield.",  # duplicate
-        "I've been known as Whiskers for years.",  # drops the name: unfaithful
-        "",
-        "ok",  # too short
-        "Whiskerfield is the name of your cat.",
-    ])
+    raw = "\n".join(
+        [
+            "1. Your cat is called Whiskerfield.",
+            "- Your cat is called Whiskerfield.",  # duplicate
+            "I've been known as Whiskers for years.",  # drops the name: unfaithful
+            "",
+            "ok",  # too short
+            "Whiskerfield is the name of your cat.",
+        ]
+    )
     assert parse_lines(raw, fact) == ("Your cat is called Whiskerfield.", "Whiskerfield is the name of your cat.")
 
 
