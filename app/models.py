@@ -113,3 +113,20 @@ class AdapterVersion(Base):
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SelfEditCandidate(Base):
+    """One of the K candidates a consolidation tried: its self-edits, settings and reward."""
+
+    __tablename__ = "self_edit_candidates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    candidate_index: Mapped[int] = mapped_column(Integer)
+    chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+    reward: Mapped[float] = mapped_column(Float)
+    settings: Mapped[dict] = mapped_column(JSON)
+    self_edits: Mapped[list] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

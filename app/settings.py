@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     train_steps: int = Field(40, alias="SEALCHAT_TRAIN_STEPS", ge=1, le=2000)
     learning_rate: float = Field(5e-4, alias="SEALCHAT_LEARNING_RATE", gt=0, lt=1)
     self_edit_family: Literal["rewrite", "implications"] = Field("rewrite", alias="SEALCHAT_SELF_EDIT_FAMILY")
+    self_edit_k: int = Field(
+        3, alias="SEALCHAT_SELF_EDIT_K", ge=1, le=16, description="best-of-K self-edit candidates per consolidation"
+    )
     max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
     task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)
 

@@ -80,7 +80,7 @@ class TrainingExample:
 
     prompt: tuple[ChatMessage, ...]
     answer: str
-    kind: str  # "fact" | "self_edit" | "rehearsal" | "replay"
+    kind: str  # "fact" | "self_edit" | "rehearsal" | "replay" | "text"
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,12 @@ class TokenizedExample:
 
 
 def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: TrainingExample, max_length: int) -> TokenizedExample:
-    """Tokenise prompt + answer + end-of-turn, masking every prompt token."""
-    prompt_ids = encode_prompt(tokenizer, example.prompt)
+    """Tokenise prompt + answer + end-of-turn, masking every prompt token.
+
+    An example with no prompt is plain text (continued pre-training, as the paper
+    trains on passages and self-edits): every token is learnt.
+    """
+    prompt_ids = encode_prompt(tokenizer, example.prompt) if example.prompt else []
     answer_ids = tokenizer.encode(example.answer.strip(), add_special_tokens=False)
     answer_ids.append(tokenizer.eos_token_id)
     input_ids = (prompt_ids + answer_ids)[:max_length]

@@ -8,10 +8,13 @@ fact when it contains at least half of them, after SQuAD-style normalisation.
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.chat import ChatMessage, generate_text, with_system_prompt
-from training.self_edit import key_words, normalize
+from training.self_edit import STOPWORDS, key_words, normalize
 
 
 @dataclass(frozen=True)
@@ -51,3 +54,98 @@ def equivalent(reference: str, reply: str) -> bool:
     if not ref:
         return normalize(reference) == normalize(reply)
     return len(ref & got) * 10 >= len(ref) * 7
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1 between a reply and one gold answer (normalised)."""
+    pred, ref = normalize(prediction).split(), normalize(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum(min(pred.count(w), ref.count(w)) for w in set(pred) & set(ref))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(reply: str, answers: Sequence[str]) -> bool:
+    """Accuracy as in the benchmark: a normalised gold answer occurs in the reply."""
+    padded = f" {normalize(reply)} "
+    return any(f" {normalize(a)} " in padded for a in answers if normalize(a))
+
+
+@dataclass(frozen=True)
+class Graded:
+    question: str
+    reply: str
+    correct: bool
+    f1: float
+
+
+def ask_and_grade(
+    model, tokenizer, questions: Sequence[tuple[str, Sequence[str]]], context: str = "", max_new_tokens: int = 64
+) -> list[Graded]:
+    """Ask each question (optionally with ``context`` in the prompt) and grade the reply."""
+    graded = []
+    for question, answers in questions:
+        prompt = f"{context}\n\nQuestion: {question}" if context else question
+        reply = generate_text(
+            model, tokenizer, with_system_prompt([ChatMessage("user", prompt)]), max_new_tokens=max_new_tokens
+        )
+        graded.append(
+            Graded(question, reply, contains_answer(reply, answers), max(squad_f1(reply, a) for a in answers))
+        )
+    return graded
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SPAN = re.compile(r"\b(?:\d[\d,.]*|[A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
+
+
+def cloze_probes(text: str, n: int = 4, seed: int = 0) -> list[tuple[str, list[str]]]:
+    """Fill-in-the-blank questions built from ``text`` itself: a name or number masked.
+
+    Used as a reward where no gold questions exist (a user's fact, or a passage
+    when the gold questions must stay unseen). The span masked is never the
+    sentence's first word, so the blank is a fact, not grammar.
+    """
+    rng = random.Random(seed)
+    probes = []
+    for sentence in _SENTENCE.split(text.strip()):
+        spans = [m for m in _SPAN.finditer(sentence) if m.start() > 0 and m.group().lower() not in STOPWORDS]
+        if not spans or len(sentence.split()) < 4:
+            continue
+        span = rng.choice(spans)
+        blanked = sentence[: span.start()] + "____" + sentence[span.end() :]
+        probes.append((f"Fill in the blank: {blanked}", [span.group().rstrip(".,")]))
+    rng.shuffle(probes)
+    return probes[:n]
+
+
+@dataclass(frozen=True)
+class FactProbe:
+    """A held-out quiz question about a user's fact; ``answers`` None = grade by the fact's words."""
+
+    question: str
+    answers: tuple[str, ...] | None = None
+
+
+def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
+    """Quiz for a fact with no gold questions, kept apart from the training prompts.
+
+    Probe questions are asked in a wording never trained on ("Can you remind
+    me: what is ..."), plus a cloze probe built from the fact itself.
+    """
+    from training.phrasing import probe_questions  # phrasing imports nothing from here
+
+    probes = [FactProbe(f"Can you remind me: {q[0].lower()}{q[1:]}") for q in probe_questions(fact)[:2]]
+    if not probes:
+        probes.append(FactProbe("Tell me what you remember about me."))
+    probes += [FactProbe(q, tuple(a)) for q, a in cloze_probes(fact, n=1, seed=seed)]
+    return probes
+
+
+def grade_fact_probe(fact: str, probe: FactProbe, reply: str) -> bool:
+    if probe.answers:
+        return contains_answer(reply, probe.answers)
+    return recalls(fact, probe.question, reply)

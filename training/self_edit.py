@@ -11,20 +11,43 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.chat import ChatMessage, generate_text
 
-PROMPTS: dict[str, str] = {
+FACT_PROMPTS: dict[str, str] = {
     "rewrite": (
-        'A user told you this about themselves:\n"{fact}"\n'
+        "A user told you this about themselves:\n\"{text}\"\n"
         "Rewrite it in three different ways, one per line. Keep every name and number."
     ),
     "implications": (
-        'A user told you this about themselves:\n"{fact}"\n'
+        "A user told you this about themselves:\n\"{text}\"\n"
         "List short statements that follow from it, one per line. Keep every name and number."
     ),
 }
+
+# The paper's prompt families for passages (knowledge incorporation), in our words.
+PASSAGE_PROMPTS: dict[str, str] = {
+    "implications": (
+        "Read the passage and list the implications that follow from it, directly or indirectly, "
+        "one per line.\n\nPassage:\n{text}\n\nImplications:"
+    ),
+    "implications_long": (
+        "Read the passage and write a long list of detailed implications that follow from it, "
+        "one per line. Mention names, dates and numbers explicitly.\n\nPassage:\n{text}\n\nImplications:"
+    ),
+    "rewrite": (
+        "Read the passage and rewrite it in a few different ways, one rewrite per line, "
+        "keeping every fact.\n\nPassage:\n{text}\n\nRewrites:"
+    ),
+    "self_qa": (
+        "Read the passage and write questions about its facts, each followed by its answer, "
+        "in the form\nQ: ...\nA: ...\n\nPassage:\n{text}"
+    ),
+}
+FAMILIES = tuple(PASSAGE_PROMPTS)
+PROMPTS = FACT_PROMPTS  # the product teaches user facts
 
 STOPWORDS = frozenset(
     """a an the and or but if of at by for with about to from in on into over under is are was
@@ -90,8 +113,13 @@ def keeps_fact(line: str, fact: str) -> bool:
     return len(keys & line_words) * 2 >= len(keys)
 
 
-def parse_lines(raw: str, fact: str, max_lines: int = 8) -> tuple[str, ...]:
-    """Turn model output into distinct, non-degenerate lines that stay faithful to ``fact``."""
+def parse_lines(raw: str, fact: str, max_lines: int = 8, strict: bool = True) -> tuple[str, ...]:
+    """Turn model output into distinct, non-degenerate lines that stay faithful to ``fact``.
+
+    ``strict`` (user facts) keeps a line only if it keeps every name and number of
+    the fact; otherwise (passages) a line must share a content word with it.
+    """
+    keys = key_words(fact)
     kept: list[str] = []
     seen: set[str] = set()
     for line in cut_repetition(raw).splitlines():
@@ -101,13 +129,60 @@ def parse_lines(raw: str, fact: str, max_lines: int = 8) -> tuple[str, ...]:
         if cut_repetition(line) != line:
             continue
         norm = normalize(line)
-        if norm in seen or not keeps_fact(line, fact):
+        faithful = keeps_fact(line, fact) if strict else bool(key_words(line) & keys)
+        if norm in seen or not faithful:
             continue
         seen.add(norm)
         kept.append(line)
         if len(kept) >= max_lines:
             break
     return tuple(kept)
+
+
+_QA = re.compile(r"^\s*(?:Q|Question)\s*[:.]\s*(?P<q>.+?)\s*(?:\n\s*)?(?:A|Answer)\s*[:.]\s*(?P<a>.+?)\s*$",
+                 re.IGNORECASE | re.MULTILINE)
+
+
+def parse_qa_pairs(raw: str, source: str, max_pairs: int = 8) -> tuple[str, ...]:
+    """Question/answer pairs from ``Q: ... A: ...`` text, as one training line each."""
+    pairs: list[str] = []
+    seen: set[str] = set()
+    keys = key_words(source)
+    for match in _QA.finditer(cut_repetition(raw)):
+        question, answer = match.group("q").strip(), match.group("a").strip()
+        if not answer or normalize(question) == normalize(answer) or cut_repetition(question) != question:
+            continue
+        if normalize(question) in seen or not (key_words(question + " " + answer) & keys):
+            continue
+        seen.add(normalize(question))
+        pairs.append(f"Question: {question}\nAnswer: {answer}")
+        if len(pairs) >= max_pairs:
+            break
+    return tuple(pairs)
+
+
+def generate_passage_self_edit(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    passage: str,
+    family: str,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    max_new_tokens: int = 192,
+    seed: int = 0,
+) -> SelfEdit:
+    """One sampled self-edit for a passage with a paper prompt family (``none``: the passage alone)."""
+    if family == "none":
+        return SelfEdit(family, "", ())
+    if family not in PASSAGE_PROMPTS:
+        raise ValueError(f"unknown self-edit family {family!r}; known: {['none', *PASSAGE_PROMPTS]}")
+    torch.manual_seed(seed)
+    raw = generate_text(
+        model, tokenizer, [ChatMessage("user", PASSAGE_PROMPTS[family].format(text=passage))],
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+    )
+    lines = parse_qa_pairs(raw, passage) if family == "self_qa" else parse_lines(raw, passage, 12, strict=False)
+    return SelfEdit(family=family, raw=raw, lines=lines)
 
 
 def generate_self_edit(
@@ -117,11 +192,13 @@ def generate_self_edit(
     family: str = "rewrite",
     temperature: float = 0.0,
     max_new_tokens: int = 96,
+    seed: int = 0,
 ) -> SelfEdit:
     """Ask the model to write study notes for ``fact`` with the ``family`` prompt."""
     if family not in PROMPTS:
         raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(PROMPTS)}")
-    prompt = PROMPTS[family].format(fact=fact)
+    prompt = PROMPTS[family].format(text=fact)
+    torch.manual_seed(seed)
     raw = generate_text(
         model,
         tokenizer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import AdapterVersion
+from app.models import AdapterVersion, SelfEditCandidate
 
 
 def get(session: Session, version_id: int) -> AdapterVersion | None:
@@ -28,3 +28,16 @@ def add(session: Session, version: AdapterVersion) -> AdapterVersion:
     session.add(version)
     session.flush()
     return version
+
+
+def candidates_by_version(session: Session, version_ids: list[int]) -> dict[int, list[SelfEditCandidate]]:
+    grouped: dict[int, list[SelfEditCandidate]] = {v: [] for v in version_ids}
+    if version_ids:
+        rows = session.scalars(
+            select(SelfEditCandidate)
+            .where(SelfEditCandidate.version_id.in_(version_ids))
+            .order_by(SelfEditCandidate.version_id, SelfEditCandidate.candidate_index)
+        )
+        for row in rows:
+            grouped[row.version_id].append(row)
+    return grouped

@@ -24,7 +24,7 @@ from app.adapters import repository as versions
 from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
-from app.models import AdapterVersion, Fact, FactStatus, User, VersionStatus, utcnow
+from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
@@ -207,6 +207,8 @@ def _record_version(
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
                     "rebuilt": bool(forgetting),
+                    "k": request.k,
+                    "chosen_candidate": result.chosen,
                     "warm_start": request.init_adapter is not None,
                 },
                 weights_sha256=result.weights_sha256,
@@ -214,6 +216,21 @@ def _record_version(
                 promoted_at=utcnow(),
             ),
         )
+        for candidate in result.candidates:
+            summary = candidate.summary()
+            session.add(
+                SelfEditCandidate(
+                    version_id=version.id,
+                    user_id=user_id,
+                    candidate_index=candidate.index,
+                    chosen=candidate.index == result.chosen,
+                    reward=candidate.recall,
+                    settings=summary["settings"],
+                    self_edits=summary["self_edits"],
+                    metrics={k: summary[k] for k in ("recall_new", "recall_rehearsed", "locality",
+                                                      "loss_first_last", "seconds")},
+                )
+            )
         if user.active_adapter_id:
             previous = versions.get(session, user.active_adapter_id)
             if previous is not None:

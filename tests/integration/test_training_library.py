@@ -1,0 +1,84 @@
+"""The SEAL library on the real model: best-of-K chooses the highest reward and
+training touches only LoRA weights (the base model's weights stay bit-identical)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from training.adapters import AdapterHost
+from training.bench.squad import run_passage
+from training.learn import FactToLearn, LearnRequest, learn_facts
+from training.lora import TrainConfig
+from training.model import load_model
+from training.replay import load_or_build
+from training.squad import ensure_squad, load_passages, sample_passages
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def host(base_model_folder):
+    return AdapterHost(load_model(base_model_folder))
+
+
+def base_snapshot(host: AdapterHost) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in host.peft.named_parameters() if "lora_" not in n}
+
+
+def assert_base_unchanged(host: AdapterHost, before: dict[str, torch.Tensor]) -> None:
+    after = {n: p for n, p in host.peft.named_parameters() if "lora_" not in n}
+    assert after.keys() == before.keys()
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert changed == [], f"base weights changed: {changed[:3]}"
+    assert host.names == set(), "candidate adapters were all unloaded"
+
+
+def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
+    before = base_snapshot(host)
+    result = learn_facts(
+        host,
+        LearnRequest(
+            adapter_name="lib-v1",
+            new_facts=[FactToLearn(1, "My cat's name is Whiskerfield.")],
+            rehearsal=[],
+            output_dir=tmp_path / "v1",
+            replay_cache=ROOT / ".cache" / "replay" / "test-base-answers.json",
+            train=TrainConfig(max_steps=12, seed=1),
+            k=2,
+        ),
+    )
+    rewards = [c.reward for c in result.candidates]
+    assert len(rewards) == 2 and result.best.reward == max(rewards)
+    manifest = json.loads((tmp_path / "v1" / "manifest.json").read_text())
+    assert manifest["chosen_candidate"] == result.chosen and len(manifest["candidates"]) == 2
+    assert {c["settings"]["learning_rate"] for c in manifest["candidates"]} != {None}
+    assert not list(tmp_path.glob(".tmp-*")), "no half-written directory is left behind"
+    assert_base_unchanged(host, before)
+
+    # The saved adapter has trained (non-zero) LoRA B matrices: training changed the adapter.
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "v1" / "adapter_model.safetensors"))
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+
+def test_best_of_k_on_a_real_squad_passage(host):
+    passage = sample_passages(load_passages(ensure_squad(ROOT / ".cache" / "squad", "dev")), 1, seed=7)[0]
+    before = base_snapshot(host)
+    with host.using(None):
+        replay = load_or_build(host.peft, host.tokenizer, ROOT / ".cache" / "replay" / "test-base-answers.json")
+    args = argparse.Namespace(seed=7, k=2, families=["implications"], candidate_families=["rewrite"],
+                              temperature=1.0, top_p=0.95, max_steps=6, replay_ratio=0.5)
+    record = run_passage(host, passage, replay["replay"], args)
+    gold = [sum(c["correct"]) / len(c["correct"]) for c in record["candidates"]]
+    chosen = record["methods"]["best_of_k"]["chosen"]
+    assert gold[chosen] == max(gold)
+    assert set(record["methods"]) == {"base", "in_context", "passage", "self_edit:implications", "best_of_k",
+                                      "best_of_k_cloze"}
+    assert all(len(m["correct"]) == len(passage.questions) for m in record["methods"].values())
+    assert_base_unchanged(host, before)

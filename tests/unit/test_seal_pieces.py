@@ -1,0 +1,89 @@
+"""SEAL pieces without the model: grading, cloze quizzes, candidate settings, QA parsing, SQuAD I/O."""
+
+import json
+
+import pytest
+
+from training.bench.stats import mean_interval, wilson_interval
+from training.bench.squad import summarize
+from training.candidates import GRID, assign
+from training.learn import fact_examples
+from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
+from training.self_edit import SelfEdit, parse_qa_pairs
+from training.squad import load_passages, sample_passages
+
+
+def test_containment_is_normalised_and_whole_word():
+    assert contains_answer("It was the Denver Broncos, in 2016.", ["Denver Broncos"])
+    assert contains_answer("the score was 24-10", ["24 10"]), "punctuation is normalised away"
+    assert not contains_answer("Denverite", ["Denver"])
+    assert contains_answer("In Paris.", ["paris"])
+
+
+def test_squad_f1():
+    assert squad_f1("The Denver Broncos", "Denver Broncos") == 1.0
+    assert squad_f1("Broncos", "Denver Broncos") == pytest.approx(2 / 3)
+    assert squad_f1("Panthers", "Denver Broncos") == 0.0
+
+
+def test_cloze_masks_a_name_or_number_never_the_first_word():
+    probes = cloze_probes("Marie Curie won the Nobel Prize in 1903. She was born in Warsaw.", n=4, seed=1)
+    assert probes
+    for question, answers in probes:
+        assert "____" in question and answers[0] not in question
+        assert not question.removeprefix("Fill in the blank: ").startswith("____")
+
+
+def test_fact_quiz_is_kept_apart_from_training_prompts():
+    fact = "My cat's name is Whiskerfield."
+    trained = {qa.question for qa in fact_examples(fact, SelfEdit("rewrite", "", ("Your cat is Whiskerfield.",)))}
+    quiz = fact_quiz(fact)
+    assert quiz and all(p.question not in trained for p in quiz)
+    cloze = [p for p in quiz if p.answers]
+    assert cloze and grade_fact_probe(fact, cloze[0], f"It is {cloze[0].answers[0]}.")
+    assert not grade_fact_probe(fact, quiz[0], "I don't know your cat.")
+
+
+def test_candidates_span_the_grid_then_rotate_families():
+    families = ("rewrite", "implications")
+    assigned = [assign(i, families, GRID) for i in range(len(GRID) * 2)]
+    assert [c for _, c in assigned[: len(GRID)]] == list(GRID)
+    assert {f for f, _ in assigned[: len(GRID)]} == {"rewrite"}
+    assert {f for f, _ in assigned[len(GRID):]} == {"implications"}
+
+
+def test_parse_qa_pairs_drops_loops_and_repeats():
+    raw = "Q: When was it founded?\nA: In 1850.\nQ: When was it founded?\nA: 1850\nQ: Who?\nA: Who?\n"
+    assert parse_qa_pairs(raw, "The club was founded in 1850.") == ("Question: When was it founded?\nAnswer: In 1850.",)
+
+
+def test_wilson_interval_brackets_the_rate():
+    lo, hi = wilson_interval(5, 10)
+    assert lo < 0.5 < hi and 0 <= lo and hi <= 1
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    assert mean_interval([1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_squad_loading_and_seeded_sampling(tmp_path):
+    data = {"data": [
+        {"title": f"T{t}", "paragraphs": [
+            {"context": f"Context {t}-{p}.", "qas": [{"question": "q?", "answers": [{"text": "a"}, {"text": "a"}]}]}
+            for p in range(3)
+        ]} for t in range(4)
+    ]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data))
+    passages = load_passages(path)
+    assert len(passages) == 12 and passages[0].questions[0].answers == ("a",)
+    sample = sample_passages(passages, 4, seed=3)
+    assert len({p.title for p in sample}) == 4, "one passage per article first"
+    assert sample == sample_passages(passages, 4, seed=3)
+
+
+def test_summary_rows_have_the_documented_fields():
+    record = {"methods": {m: {"correct": [True, False], "f1": [1.0, 0.0]} for m in
+                          ("base", "passage", "self_edit:rewrite", "best_of_k", "best_of_k_cloze", "in_context")}}
+    rows = summarize([record])
+    assert [r["method"] for r in rows][:2] == ["base", "passage"] and rows[-1]["method"] == "in_context"
+    assert set(rows[0]) >= {"method", "accuracy", "f1", "ci95", "n_questions"}
+    assert rows[0]["accuracy"] == 0.5 and rows[0]["n_questions"] == 2

@@ -1,0 +1,1 @@
+"""Benchmarks for the SEAL library (``python -m training.bench <name> ...``)."""

@@ -1,0 +1,23 @@
+"""Benchmark entry point.
+
+    python -m training.bench squad --n 50 --seed 0 --k 4 --out docs/bench-squad.json
+"""
+
+from __future__ import annotations
+
+import sys
+
+from training.bench import squad
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"squad": squad.main}
+    if not argv or argv[0] not in commands:
+        print(f"usage: python -m training.bench {{{','.join(commands)}}} [options]  (--help for each)")
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
