@@ -26,12 +26,14 @@ class TrainingChoice:
         return asdict(self)
 
 
-DEFAULT_CHOICE = TrainingChoice(1e-3, 3, True)
+# A passage plus a self-edit is only a handful of examples (one or two steps an
+# epoch), so the epochs are many; the step cap bounds the cost.
+DEFAULT_CHOICE = TrainingChoice(1e-3, 10, True)
 GRID: tuple[TrainingChoice, ...] = (
     DEFAULT_CHOICE,
-    TrainingChoice(3e-4, 5, True),
-    TrainingChoice(2e-3, 2, True),
-    TrainingChoice(1e-3, 3, False),
+    TrainingChoice(3e-4, 15, True),
+    TrainingChoice(2e-3, 6, True),
+    TrainingChoice(1e-3, 10, False),
 )
 
 

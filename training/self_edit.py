@@ -122,7 +122,9 @@ def parse_lines(raw: str, fact: str, max_lines: int = 8, strict: bool = True) ->
     keys = key_words(fact)
     kept: list[str] = []
     seen: set[str] = set()
-    for line in cut_repetition(raw).splitlines():
+    # A paragraph-long answer is split into sentences, so each is a candidate line.
+    pieces = [p for line in cut_repetition(raw).splitlines() for p in re.split(r"(?<=[.!?])\s+(?=[A-Z])", line)]
+    for line in pieces:
         line = _BULLET.sub("", line).strip().strip('"').strip()
         if len(line.split()) < 3 or len(line) > 300:
             continue
