@@ -115,8 +115,13 @@ class CandidateOutcome:
             "loss_first_last": [round(self.losses[0], 4), round(self.losses[-1], 4)],
             "seconds": round(self.seconds, 1),
             "self_edits": [
-                {"fact_id": f.fact_id, "family": f.self_edit.family, "raw": f.self_edit.raw,
-                 "lines": list(f.self_edit.lines), "quiz": f.quiz}
+                {
+                    "fact_id": f.fact_id,
+                    "family": f.self_edit.family,
+                    "raw": f.self_edit.raw,
+                    "lines": list(f.self_edit.lines),
+                    "quiz": f.quiz,
+                }
                 for f in self.facts
             ],
         }
@@ -171,8 +176,7 @@ def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
 
 def _as_training(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     return [
-        TrainingExample(tuple(with_system_prompt([ChatMessage("user", p.question)])), p.answer, kind)
-        for p in pairs
+        TrainingExample(tuple(with_system_prompt([ChatMessage("user", p.question)])), p.answer, kind) for p in pairs
     ]
 
 
@@ -235,8 +239,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     best: CandidateOutcome | None = None
     try:
         for index in range(request.k):
-            outcome = _run_candidate(host, request, index, rehearsal_examples, rehearsal_probes, replay_examples,
-                                     replay["locality"], report)
+            outcome = _run_candidate(
+                host, request, index, rehearsal_examples, rehearsal_probes, replay_examples, replay["locality"], report
+            )
             candidates.append(outcome)
             if best is None or outcome.reward > best.reward:
                 best = outcome
@@ -305,8 +310,9 @@ def _run_candidate(
     drafts: list[tuple[FactToLearn, SelfEdit, tuple[QA, ...]]] = []
     with host.using(None):
         for fact in request.new_facts:
-            edit = generate_self_edit(model, tokenizer, fact.text, request.self_edit_family,
-                                      temperature=temperature, seed=seed)
+            edit = generate_self_edit(
+                model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
+            )
             drafts.append((fact, edit, fact_examples(fact.text, edit)))
     examples = [e for _, _, pairs in drafts for e in _as_training(pairs, "fact")]
     examples += rehearsal_examples + replay_examples
@@ -318,12 +324,21 @@ def _run_candidate(
         host.add_fresh(name)
     host.make_trainable(name)
     config = TrainConfig(
-        learning_rate=choice.learning_rate, epochs=choice.epochs, max_steps=request.train.max_steps,
-        batch_size=request.train.batch_size, max_length=request.train.max_length, seed=seed,
+        learning_rate=choice.learning_rate,
+        epochs=choice.epochs,
+        max_steps=request.train.max_steps,
+        batch_size=request.train.batch_size,
+        max_length=request.train.max_length,
+        seed=seed,
     )
     total = planned_steps(len(examples), config)
-    losses = train_lora(model, tokenizer, examples, config,
-                        progress=lambda step, _t, _l: report(index, "training", 0.1 + 0.7 * step / total))
+    losses = train_lora(
+        model,
+        tokenizer,
+        examples,
+        config,
+        progress=lambda step, _t, _l: report(index, "training", 0.1 + 0.7 * step / total),
+    )
 
     report(index, "quizzing", 0.85)
     with host.using(name):
@@ -333,15 +348,20 @@ def _run_candidate(
             facts.append(FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz])))
         rehearsal_recall = None
         if rehearsal_probes:
-            rehearsal_recall = _share([
-                q["recalled"] for fact in rehearsal_probes for q in _quiz_fact(model, tokenizer, fact.text, seed)
-            ])
+            rehearsal_recall = _share(
+                [q["recalled"] for fact in rehearsal_probes for q in _quiz_fact(model, tokenizer, fact.text, seed)]
+            )
         locality = _share([equivalent(item.answer, _ask(model, tokenizer, item.prompt)) for item in locality_items])
     recall = sum(f.recall for f in facts) / len(facts) if facts else (rehearsal_recall or 0.0)
     return CandidateOutcome(
         index=index,
-        settings={**choice.to_dict(), "temperature": temperature, "seed": seed, "steps": len(losses),
-                  "family": request.self_edit_family},
+        settings={
+            **choice.to_dict(),
+            "temperature": temperature,
+            "seed": seed,
+            "steps": len(losses),
+            "family": request.self_edit_family,
+        },
         facts=facts,
         recall=recall,
         rehearsal_recall=rehearsal_recall,

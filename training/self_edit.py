@@ -18,11 +18,11 @@ from training.chat import ChatMessage, generate_text
 
 FACT_PROMPTS: dict[str, str] = {
     "rewrite": (
-        "A user told you this about themselves:\n\"{text}\"\n"
+        'A user told you this about themselves:\n"{text}"\n'
         "Rewrite it in three different ways, one per line. Keep every name and number."
     ),
     "implications": (
-        "A user told you this about themselves:\n\"{text}\"\n"
+        'A user told you this about themselves:\n"{text}"\n'
         "List short statements that follow from it, one per line. Keep every name and number."
     ),
 }
@@ -141,8 +141,10 @@ def parse_lines(raw: str, fact: str, max_lines: int = 8, strict: bool = True) ->
     return tuple(kept)
 
 
-_QA = re.compile(r"^\s*(?:Q|Question)\s*[:.]\s*(?P<q>.+?)\s*(?:\n\s*)?(?:A|Answer)\s*[:.]\s*(?P<a>.+?)\s*$",
-                 re.IGNORECASE | re.MULTILINE)
+_QA = re.compile(
+    r"^\s*(?:Q|Question)\s*[:.]\s*(?P<q>.+?)\s*(?:\n\s*)?(?:A|Answer)\s*[:.]\s*(?P<a>.+?)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def parse_qa_pairs(raw: str, source: str, max_pairs: int = 8) -> tuple[str, ...]:
@@ -180,8 +182,12 @@ def generate_passage_self_edit(
         raise ValueError(f"unknown self-edit family {family!r}; known: {['none', *PASSAGE_PROMPTS]}")
     torch.manual_seed(seed)
     raw = generate_text(
-        model, tokenizer, [ChatMessage("user", PASSAGE_PROMPTS[family].format(text=passage))],
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        model,
+        tokenizer,
+        [ChatMessage("user", PASSAGE_PROMPTS[family].format(text=passage))],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
     )
     lines = parse_qa_pairs(raw, passage) if family == "self_qa" else parse_lines(raw, passage, 12, strict=False)
     return SelfEdit(family=family, raw=raw, lines=lines)

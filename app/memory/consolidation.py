@@ -227,8 +227,10 @@ def _record_version(
                     reward=candidate.recall,
                     settings=summary["settings"],
                     self_edits=summary["self_edits"],
-                    metrics={k: summary[k] for k in ("recall_new", "recall_rehearsed", "locality",
-                                                      "loss_first_last", "seconds")},
+                    metrics={
+                        k: summary[k]
+                        for k in ("recall_new", "recall_rehearsed", "locality", "loss_first_last", "seconds")
+                    },
                 )
             )
         if user.active_adapter_id:

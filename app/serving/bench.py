@@ -66,6 +66,7 @@ def main() -> None:
             output_dir=work / "v1",
             replay_cache=settings.replay_cache,
             train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=1),
+            k=settings.self_edit_k,
         ),
     )
     learn_s = time.perf_counter() - t0
@@ -90,7 +91,8 @@ def main() -> None:
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
         "engine_start_s": round(start_s, 2),
         "learn_one_fact_s": round(learn_s, 1),
-        "learn_seconds": {k: round(v, 1) for k, v in result.seconds.items()},
+        "learn_k": settings.self_edit_k,
+        "learn_seconds_per_candidate": [round(c.seconds, 1) for c in result.candidates],
         "recall_after_learning": result.recall,
         "swap_s_median": round(statistics.median(swaps), 3),
         "adapter_mb": round(adapter_bytes / 2**20, 1),
@@ -108,8 +110,14 @@ def main() -> None:
     print(f"{'':24}{'TTFT (s)':>10}{'decode tok/s':>14}")
     for name in rows:
         print(f"{name:24}{summary[name]['ttft_s_median']:>10}{summary[name]['decode_tok_s_median']:>14}")
-    for key in ("engine_start_s", "learn_one_fact_s", "swap_s_median", "adapter_mb",
-                "adapter_vs_base_ttft", "adapter_vs_base_decode"):
+    for key in (
+        "engine_start_s",
+        "learn_one_fact_s",
+        "swap_s_median",
+        "adapter_mb",
+        "adapter_vs_base_ttft",
+        "adapter_vs_base_decode",
+    ):
         print(f"{key:24}{summary[key]:>10}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))

@@ -72,13 +72,27 @@ def test_best_of_k_on_a_real_squad_passage(host):
     before = base_snapshot(host)
     with host.using(None):
         replay = load_or_build(host.peft, host.tokenizer, ROOT / ".cache" / "replay" / "test-base-answers.json")
-    args = argparse.Namespace(seed=7, k=2, families=["implications"], candidate_families=["rewrite"],
-                              temperature=1.0, top_p=0.95, max_steps=6, replay_ratio=0.5)
+    args = argparse.Namespace(
+        seed=7,
+        k=2,
+        families=["implications"],
+        candidate_families=["rewrite"],
+        temperature=1.0,
+        top_p=0.95,
+        max_steps=6,
+        replay_ratio=0.5,
+    )
     record = run_passage(host, passage, replay["replay"], args)
     gold = [sum(c["correct"]) / len(c["correct"]) for c in record["candidates"]]
     chosen = record["methods"]["best_of_k"]["chosen"]
     assert gold[chosen] == max(gold)
-    assert set(record["methods"]) == {"base", "in_context", "passage", "self_edit:implications", "best_of_k",
-                                      "best_of_k_cloze"}
+    assert set(record["methods"]) == {
+        "base",
+        "in_context",
+        "passage",
+        "self_edit:implications",
+        "best_of_k",
+        "best_of_k_cloze",
+    }
     assert all(len(m["correct"]) == len(passage.questions) for m in record["methods"].values())
     assert_base_unchanged(host, before)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from training.bench.stats import mean_interval, wilson_interval
 from training.bench.squad import summarize
+from training.bench.stats import mean_interval, wilson_interval
 from training.candidates import GRID, assign
 from training.learn import fact_examples
 from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
@@ -49,7 +49,7 @@ def test_candidates_span_the_grid_then_rotate_families():
     assigned = [assign(i, families, GRID) for i in range(len(GRID) * 2)]
     assert [c for _, c in assigned[: len(GRID)]] == list(GRID)
     assert {f for f, _ in assigned[: len(GRID)]} == {"rewrite"}
-    assert {f for f, _ in assigned[len(GRID):]} == {"implications"}
+    assert {f for f, _ in assigned[len(GRID) :]} == {"implications"}
 
 
 def test_parse_qa_pairs_drops_loops_and_repeats():
@@ -65,12 +65,21 @@ def test_wilson_interval_brackets_the_rate():
 
 
 def test_squad_loading_and_seeded_sampling(tmp_path):
-    data = {"data": [
-        {"title": f"T{t}", "paragraphs": [
-            {"context": f"Context {t}-{p}.", "qas": [{"question": "q?", "answers": [{"text": "a"}, {"text": "a"}]}]}
-            for p in range(3)
-        ]} for t in range(4)
-    ]}
+    data = {
+        "data": [
+            {
+                "title": f"T{t}",
+                "paragraphs": [
+                    {
+                        "context": f"Context {t}-{p}.",
+                        "qas": [{"question": "q?", "answers": [{"text": "a"}, {"text": "a"}]}],
+                    }
+                    for p in range(3)
+                ],
+            }
+            for t in range(4)
+        ]
+    }
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(data))
     passages = load_passages(path)
@@ -81,8 +90,12 @@ def test_squad_loading_and_seeded_sampling(tmp_path):
 
 
 def test_summary_rows_have_the_documented_fields():
-    record = {"methods": {m: {"correct": [True, False], "f1": [1.0, 0.0]} for m in
-                          ("base", "passage", "self_edit:rewrite", "best_of_k", "best_of_k_cloze", "in_context")}}
+    record = {
+        "methods": {
+            m: {"correct": [True, False], "f1": [1.0, 0.0]}
+            for m in ("base", "passage", "self_edit:rewrite", "best_of_k", "best_of_k_cloze", "in_context")
+        }
+    }
     rows = summarize([record])
     assert [r["method"] for r in rows][:2] == ["base", "passage"] and rows[-1]["method"] == "in_context"
     assert set(rows[0]) >= {"method", "accuracy", "f1", "ci95", "n_questions"}

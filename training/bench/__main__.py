@@ -1,6 +1,6 @@
 """Benchmark entry point.
 
-    python -m training.bench squad --n 50 --seed 0 --k 4 --out docs/bench-squad.json
+python -m training.bench squad --n 50 --seed 0 --k 4 --out docs/bench-squad.json
 """
 
 from __future__ import annotations

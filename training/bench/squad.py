@@ -46,8 +46,11 @@ def _train_config(choice, seed: int, max_steps: int) -> TrainConfig:
 
 
 def _score(graded) -> dict:
-    return {"correct": [g.correct for g in graded], "f1": [round(g.f1, 4) for g in graded],
-            "replies": [g.reply for g in graded]}
+    return {
+        "correct": [g.correct for g in graded],
+        "f1": [round(g.f1, 4) for g in graded],
+        "replies": [g.reply for g in graded],
+    }
 
 
 def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
@@ -81,15 +84,30 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
 
     with host.using(None):
         candidates = propose_candidates(
-            model, tokenizer, source, args.k, families=args.candidate_families, grid=GRID,
-            temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+            model,
+            tokenizer,
+            source,
+            args.k,
+            families=args.candidate_families,
+            grid=GRID,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
         )
     scored_candidates = []
     for candidate in candidates:
-        scored = train_and_grade(f"cand-{candidate.index}", candidate.training_texts(source), candidate.choice,
-                                 candidate.seed, with_cloze=True)
-        scored.update(family=candidate.self_edit.family, settings=candidate.choice.to_dict(),
-                      lines=list(candidate.self_edit.lines))
+        scored = train_and_grade(
+            f"cand-{candidate.index}",
+            candidate.training_texts(source),
+            candidate.choice,
+            candidate.seed,
+            with_cloze=True,
+        )
+        scored.update(
+            family=candidate.self_edit.family,
+            settings=candidate.choice.to_dict(),
+            lines=list(candidate.self_edit.lines),
+        )
         scored_candidates.append(scored)
 
     def reward_gold(c: dict) -> tuple[float, float]:
@@ -115,20 +133,28 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
 
 def summarize(records: list[dict]) -> list[dict]:
     methods = list(records[0]["methods"]) if records else []
-    order = ["base", "passage", *[m for m in methods if m.startswith("self_edit:")], "best_of_k",
-             "best_of_k_cloze", "in_context"]
+    order = [
+        "base",
+        "passage",
+        *[m for m in methods if m.startswith("self_edit:")],
+        "best_of_k",
+        "best_of_k_cloze",
+        "in_context",
+    ]
     rows = []
     for method in [m for m in order if m in methods]:
         correct = [c for r in records for c in r["methods"][method]["correct"]]
         f1 = [v for r in records for v in r["methods"][method]["f1"]]
-        rows.append({
-            "method": method,
-            "accuracy": round(sum(correct) / len(correct), 4),
-            "f1": round(sum(f1) / len(f1), 4),
-            "ci95": [round(x, 4) for x in wilson_interval(sum(correct), len(correct))],
-            "f1_ci95": [round(x, 4) for x in mean_interval(f1)],
-            "n_questions": len(correct),
-        })
+        rows.append(
+            {
+                "method": method,
+                "accuracy": round(sum(correct) / len(correct), 4),
+                "f1": round(sum(f1) / len(f1), 4),
+                "ci95": [round(x, 4) for x in wilson_interval(sum(correct), len(correct))],
+                "f1_ci95": [round(x, 4) for x in mean_interval(f1)],
+                "n_questions": len(correct),
+            }
+        )
     return rows
 
 
@@ -137,8 +163,10 @@ def print_table(rows: list[dict], n_passages: int, seconds: float) -> None:
     print(f"{'method':28}{'accuracy':>10}{'95% CI':>18}{'F1':>8}{'questions':>11}")
     for row in rows:
         lo, hi = row["ci95"]
-        print(f"{row['method']:28}{row['accuracy'] * 100:>9.1f}%{f'{lo * 100:.1f}-{hi * 100:.1f}%':>18}"
-              f"{row['f1'] * 100:>7.1f}%{row['n_questions']:>11}")
+        print(
+            f"{row['method']:28}{row['accuracy'] * 100:>9.1f}%{f'{lo * 100:.1f}-{hi * 100:.1f}%':>18}"
+            f"{row['f1'] * 100:>7.1f}%{row['n_questions']:>11}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=4, help="candidates for best-of-K")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), help="self-edit families to report")
-    parser.add_argument("--candidate-families", nargs="+", default=["rewrite"],
-                        help="families the K candidates are sampled from")
+    parser.add_argument(
+        "--candidate-families", nargs="+", default=["rewrite"], help="families the K candidates are sampled from"
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-steps", type=int, default=24, help="LoRA steps cap per candidate")
@@ -188,18 +217,33 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps(record) + "\n")
         records.append(record)
         rows = summarize(records)
-        log.info("passage %d/%d (%s) %.0fs: %s", i + 1, len(passages), passage.passage_id, record["seconds"],
-                 ", ".join(f"{r['method']} {r['accuracy'] * 100:.0f}%" for r in rows))
+        log.info(
+            "passage %d/%d (%s) %.0fs: %s",
+            i + 1,
+            len(passages),
+            passage.passage_id,
+            record["seconds"],
+            ", ".join(f"{r['method']} {r['accuracy'] * 100:.0f}%" for r in rows),
+        )
     seconds = sum(r["seconds"] for r in records) / max(1, len(records))
     rows = summarize(records)
     print_table(rows, len(records), seconds)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    args.out.write_text(json.dumps({
-        "config": {**config, "base_model": folder.name, "device": str(host.peft.device),
-                   "grid": [c.to_dict() for c in GRID]},
-        "n_passages": len(records),
-        "seconds_per_passage": round(seconds, 1),
-        "rows": rows,
-        "passage_ids": [r["passage_id"] for r in records],
-    }, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "config": {
+                    **config,
+                    "base_model": folder.name,
+                    "device": str(host.peft.device),
+                    "grid": [c.to_dict() for c in GRID],
+                },
+                "n_passages": len(records),
+                "seconds_per_passage": round(seconds, 1),
+                "rows": rows,
+                "passage_ids": [r["passage_id"] for r in records],
+            },
+            indent=1,
+        )
+    )
     return 0
