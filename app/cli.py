@@ -74,7 +74,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def _web_command(host: str, port: int) -> list[str]:
+def web_command(host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -89,7 +89,7 @@ def _web_command(host: str, port: int) -> list[str]:
     ]
 
 
-def _worker_command() -> list[str]:
+def worker_command() -> list[str]:
     # prefork with one child: the model is loaded once in that child, and the
     # hard time limit (which needs a separate process) is enforced.
     return [
@@ -111,12 +111,12 @@ def _worker_command() -> list[str]:
 
 def cmd_web(args: argparse.Namespace) -> int:
     _ensure_redis()
-    os.execv(sys.executable, _web_command(args.host, args.port))
+    os.execv(sys.executable, web_command(args.host, args.port))
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
     _ensure_redis()
-    os.execv(sys.executable, _worker_command())
+    os.execv(sys.executable, worker_command())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started_redis = _ensure_redis()
     cmd_migrate(args)
     cmd_prepare_model(args)
-    children = [subprocess.Popen(_worker_command()), subprocess.Popen(_web_command(args.host, args.port))]
+    children = [subprocess.Popen(worker_command()), subprocess.Popen(web_command(args.host, args.port))]
     print(
         f"\nsealchat is starting at http://{args.host}:{args.port}/  (data in {settings.data_path})"
         "\nRegister there; the first account is the admin. Ctrl-C stops everything.\n",

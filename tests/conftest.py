@@ -20,6 +20,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from app.cli import web_command, worker_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -105,33 +107,10 @@ def stack(migrated_db, prepared_model, stack_env, tmp_path_factory):
     port = _free_port()
     worker_log = open(logs / "worker.log", "w")  # noqa: SIM115
     web_log = open(logs / "web.log", "w")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "app.worker:celery_app",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--pool=prefork",
-            "-Q",
-            "consolidation",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=stack_env,
-        cwd=ROOT,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
+    # The same commands `sealchat run` starts.
+    worker = subprocess.Popen(worker_command(), env=stack_env, cwd=ROOT, stdout=worker_log, stderr=subprocess.STDOUT)
     web = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.web:app", "--host", "127.0.0.1", "--port", str(port)],
-        env=stack_env,
-        cwd=ROOT,
-        stdout=web_log,
-        stderr=subprocess.STDOUT,
+        web_command("127.0.0.1", port), env=stack_env, cwd=ROOT, stdout=web_log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -13,21 +13,15 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.accounts import repository, service
-from app.db import session_factory
+from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
 from app.models import User
 
 
 def get_session() -> Iterator[Session]:
-    session = session_factory()()
-    try:
+    """One session per request, committed when the route returns without error."""
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
