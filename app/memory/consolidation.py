@@ -28,7 +28,8 @@ from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User
 from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
-from training.learn import QA, FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.candidates import TrainingChoice
+from training.learn import FACT_GRID, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 
@@ -120,6 +121,9 @@ def _consolidate_locked(user_id: int) -> str:
             init_adapter=Path(active.path) if active and not forgetting else None,
             train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=number),
             self_edit_family=settings.self_edit_family,
+            k=settings.self_edit_k,
+            # Candidate 0 uses the configured learning rate; the others explore the grid.
+            grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
         )
         parent_id = active.id if active else None
     user_dir.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,11 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert sha256_file(Path(directory) / "adapter_model.safetensors") == version["weights_sha256"]
     assert manifest["facts"] == [{"id": fact["id"], "text": FACT}]
     assert manifest["self_edits"][0]["raw"], "the model wrote a self-edit"
+    # Best-of-K: every candidate is recorded with its settings and reward; the winner has the top reward.
+    assert version["metrics"]["k"] == 2 and len(manifest["candidates"]) == 2
+    rewards = [c["reward"] for c in manifest["candidates"]]
+    assert manifest["candidates"][manifest["chosen_candidate"]]["reward"] == max(rewards)
+    assert len({c["settings"]["learning_rate"] for c in manifest["candidates"]}) == 2, "settings span the grid"
 
     # A new conversation, bridge off: the answer comes from the adapter's weights.
     reply = alice_ai.chat.completions.create(

@@ -88,6 +88,7 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     admin = admin_browser(stack)
     page = admin.get("/admin")
     assert v3["name"] in page.text and v2["name"] in page.text
+    assert page.text.count('class="chosen"') >= 3, "each version shows its chosen self-edit candidate"
     token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
     promoted = admin.post(f"/admin/versions/{v2['id']}/promote", data={"csrftoken": token})
     assert promoted.status_code == 200
