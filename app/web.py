@@ -16,22 +16,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.accounts.deps import LoginRequired
 from app.accounts.endpoints import router as account_pages
-from app.adapters import service as adapters
 from app.adapters.endpoints import api as adapters_api
 from app.adapters.endpoints import pages as admin_pages
-from app.chat import service as chat
 from app.chat.endpoints import router as chat_pages
 from app.errors import AppError
-from app.memory import service as memory
 from app.memory.endpoints import api as facts_api
 from app.memory.endpoints import pages as memory_pages
-from app.models import Conversation, User
 from app.openai_api.endpoints import router as openai_router
 from app.serving.engine import ServingEngine
 from app.serving.listener import PromotionListener
@@ -41,22 +36,6 @@ from app.templating import render
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 API_PREFIXES = ("/api/", "/v1/")
-
-
-def engine_of(request: Request) -> ServingEngine:
-    return request.app.state.engine
-
-
-def render_chat(request: Request, session: Session, user: User, conversation: Conversation):
-    return render(
-        request,
-        "chat.html",
-        user=user,
-        conversation=conversation,
-        conversations=chat.list_conversations(session, user),
-        pending_facts=memory.bridge_facts(session, user),
-        active=adapters.active_ref(session, user),
-    )
 
 
 @asynccontextmanager

@@ -12,9 +12,12 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from app.accounts.deps import CurrentUser, SessionDep
+from app.adapters import service as adapters
 from app.chat import service
 from app.memory import service as memory
+from app.serving.deps import EngineDep
 from app.settings import get_settings
+from app.templating import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,28 +48,32 @@ def chat_new(user: CurrentUser, session: SessionDep):
 
 @router.get("/chat/{conversation_id}")
 def chat_page(request: Request, conversation_id: int, user: CurrentUser, session: SessionDep):
-    from app.web import render_chat
-
-    return render_chat(request, session, user, service.get_conversation(session, user, conversation_id))
+    conversation = service.get_conversation(session, user, conversation_id)
+    return render(
+        request,
+        "chat.html",
+        user=user,
+        conversation=conversation,
+        conversations=service.list_conversations(session, user),
+        pending_facts=memory.bridge_facts(session, user),
+        active=adapters.active_ref(session, user),
+    )
 
 
 @router.post("/chat/{conversation_id}/messages")
 def post_message(
-    request: Request,
     conversation_id: int,
     user: CurrentUser,
     session: SessionDep,
     content: Annotated[str, Form(max_length=service.MAX_MESSAGE_CHARS * 2)],
+    engine: EngineDep,
     bridge: Annotated[bool, Form()] = False,
 ):
     """Store the user's message, then stream the reply as SSE events ``token`` and ``done``."""
-    from app.web import engine_of
-
     conversation = service.get_conversation(session, user, conversation_id)
     message = service.add_user_message(session, conversation, content)
     prompt, ref = service.prepare_reply(session, user, service.history_of(conversation), bridge)
     session.commit()
-    engine = engine_of(request)
     cancel = threading.Event()
     adapter_name = ref.name if ref else None
     user_id, max_tokens = user.id, get_settings().max_new_tokens

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -23,6 +23,7 @@ from app.openai_api.schemas import (
     OutputMessage,
     Usage,
 )
+from app.serving.deps import EngineDep
 from app.settings import get_settings
 from training.chat import ChatMessage, encode_prompt
 
@@ -38,15 +39,12 @@ def list_models(user: ApiUser) -> ModelList:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible)")
-async def chat_completions(body: ChatCompletionRequest, request: Request, user: ApiUser, session: SessionDep):
+async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: SessionDep, engine: EngineDep):
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
     """
-    from app.web import engine_of
-
-    engine = engine_of(request)
     history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
     prompt, ref = await run_in_threadpool(chat.prepare_reply, session, user, history, body.bridge)
     use_adapter = body.model == "seal"
