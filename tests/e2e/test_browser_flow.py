@@ -116,4 +116,6 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     page.goto(stack.url + "/admin")
     row = page.locator(".admin-user").filter(has=page.locator("h2", has_text=re.compile(r"^\s*e2e@example\.com")))
     expect(row.locator("tr.active")).to_have_count(1)
+    row.locator("summary").first.click()
+    expect(row.locator("table.candidates tr.chosen")).to_have_count(1)
     page.screenshot(path=str(DOCS / "screenshot-admin.png"), full_page=True)
