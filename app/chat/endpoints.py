@@ -82,7 +82,7 @@ def post_message(
         pieces: list[str] = []
         yield {"event": "user", "data": json.dumps({"id": message.id})}
         try:
-            stream = service.stream_reply(engine, user_id, prompt, ref, max_tokens, cancel=cancel)
+            stream = engine.stream(user_id, ref, prompt, max_tokens, cancel=cancel)
             async for piece in iterate_in_threadpool(stream):
                 pieces.append(piece)
                 yield {"event": "token", "data": json.dumps({"t": piece})}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
@@ -14,7 +13,6 @@ from app.db import session_scope
 from app.errors import AppError, NotFound
 from app.memory.service import bridge_facts
 from app.models import Conversation, Message, User, utcnow
-from app.serving.engine import ServingEngine
 from training.chat import ChatMessage, with_system_prompt
 
 MAX_MESSAGE_CHARS = 4000
@@ -101,18 +99,3 @@ def prepare_reply(
     """Everything a reply needs from the database, read before streaming starts:
     the prompt and the user's active adapter as the database says right now."""
     return build_prompt(session, user, history, bridge), active_ref(session, user)
-
-
-def stream_reply(
-    engine: ServingEngine,
-    user_id: int,
-    prompt: list[ChatMessage],
-    ref: AdapterRef | None,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    cancel: threading.Event | None = None,
-    use_adapter: bool = True,
-) -> Iterator[str]:
-    """Stream from the user's adapter (or, with ``use_adapter=False``, the plain base model)."""
-    return engine.stream(user_id, ref, prompt, max_new_tokens, temperature, top_p, cancel, use_adapter)

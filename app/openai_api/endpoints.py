@@ -53,7 +53,7 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
     cancel = threading.Event()
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    stream = chat.stream_reply(engine, user.id, prompt, ref, max_tokens, temperature, top_p, cancel, use_adapter)
+    stream = engine.stream(user.id, ref, prompt, max_tokens, temperature, top_p, cancel, use_adapter)
     tokenizer = engine.host.tokenizer
 
     def finish_reason(text: str) -> str:

@@ -37,7 +37,6 @@ class ServingEngine:
         self._host: AdapterHost | None = None
         self._routes: dict[int, str] = {}  # user id -> loaded adapter name
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded names
-        self.swap_seconds: list[float] = []
 
     def start(self) -> None:
         folder = prepare_base_model(self.settings.base_model, self.settings.models_dir)
@@ -49,9 +48,6 @@ class ServingEngine:
         if self._host is None:
             raise RuntimeError("serving engine not started")
         return self._host
-
-    def route_of(self, user_id: int) -> str | None:
-        return self._routes.get(user_id)
 
     def _route_locked(self, user_id: int, ref: AdapterRef | None) -> str | None:
         """Point ``user_id`` at ``ref`` (loading it if needed); caller holds the lock."""
@@ -75,8 +71,7 @@ class ServingEngine:
             for uid, name in list(self._routes.items()):
                 if name == evicted:
                     del self._routes[uid]
-        self.swap_seconds.append(time.perf_counter() - started)
-        log.info("user %s now served by %s (%.2fs)", user_id, ref.name, self.swap_seconds[-1])
+        log.info("user %s now served by %s (%.2fs)", user_id, ref.name, time.perf_counter() - started)
         return ref.name
 
     def _drop_locked(self, user_id: int, name: str, reroute: bool = True) -> None:
