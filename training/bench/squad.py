@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-model", default=None, help="model folder or .gguf (default: bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-squad.json"))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only summarise the passages already in <out>.passages.jsonl (no model work)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -197,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         squad_file = args.squad_file or ensure_squad(args.cache_dir / "squad", "dev")
         passages = sample_passages(load_passages(squad_file), args.n, args.seed)
     folder = prepare_base_model(args.base_model, args.cache_dir / "models")
-    host = AdapterHost(load_model(folder))
-    with host.using(None):
-        replay = load_or_build(host.peft, host.tokenizer, args.cache_dir / "replay" / f"{folder.name}.json")["replay"]
+    host = replay = None
+    if not args.report_only:
+        host = AdapterHost(load_model(folder))
+        with host.using(None):
+            replay = load_or_build(host.peft, host.tokenizer, args.cache_dir / "replay" / f"{folder.name}.json")
 
     partial = args.out.with_suffix(".passages.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,17 +216,19 @@ def main(argv: list[str] | None = None) -> int:
             record = json.loads(line)
             done[record["passage_id"]] = record
     records = []
-    for i, passage in enumerate(passages):
+    for passage in passages:
         record = done.get(passage.passage_id)
+        if record is None and args.report_only:
+            continue
         if record is None:
-            record = run_passage(host, passage, replay, args)
+            record = run_passage(host, passage, replay["replay"], args)
             with partial.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
         records.append(record)
         rows = summarize(records)
         log.info(
             "passage %d/%d (%s) %.0fs: %s",
-            i + 1,
+            len(records),
             len(passages),
             passage.passage_id,
             record["seconds"],
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 "config": {
                     **config,
                     "base_model": folder.name,
-                    "device": str(host.peft.device),
+                    "device": "cuda" if torch.cuda.is_available() else "cpu",
                     "grid": [c.to_dict() for c in GRID],
                 },
                 "n_passages": len(records),
