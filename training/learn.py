@@ -31,7 +31,7 @@ from training.adapters import AdapterHost, sha256_file
 from training.candidates import TrainingChoice
 from training.chat import ChatMessage, generate_text, with_system_prompt
 from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
-from training.phrasing import GENERAL_RECALL_PROMPTS, probe_questions, to_second_person
+from training.phrasing import GENERAL_RECALL_PROMPTS, probe_questions, to_second_person, topic_questions
 from training.quiz import equivalent, fact_quiz, grade_fact_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit
@@ -166,7 +166,7 @@ ProgressFn = Callable[[str, float], None]
 def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
     """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit."""
     statement = to_second_person(fact)
-    pairs = [QA(q, statement) for q in probe_questions(fact)]
+    pairs = [QA(q, statement) for q in [*probe_questions(fact), *topic_questions(fact)]]
     pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
     for i, line in enumerate(self_edit.lines):
         prompt = GENERAL_RECALL_PROMPTS[i % len(GENERAL_RECALL_PROMPTS)]

@@ -91,3 +91,25 @@ def probe_questions(fact: str) -> list[str]:
         if question not in questions:
             questions.append(question)
     return questions
+
+
+_MY_NOUN = re.compile(r"\bmy ([a-z]+)", re.IGNORECASE)
+_NAME = re.compile(r"(?<!^)(?<![.!?] )\b([A-Z][a-z]+)\b")
+NOT_TOPICS = frozenset({"name", "favorite", "favourite", "own", "first", "last", "best", "new", "old"})
+
+
+def topic_questions(fact: str, limit: int = 3) -> list[str]:
+    """Open questions about what the fact mentions ("my daughter", "Emma").
+
+    Where no pattern of :func:`probe_questions` fits ("My daughter Emma turns 7 on
+    March 3rd."), these still tie the fact to its topics, so a differently worded
+    question about the same topic finds it.
+    """
+    questions: list[str] = []
+    for noun in _MY_NOUN.findall(fact):
+        if noun.lower() not in NOT_TOPICS:
+            questions.append(f"What do you know about my {noun.lower()}?")
+    for name in _NAME.findall(fact.strip()):
+        if name.lower() not in _PERSON:
+            questions.append(f"What do you know about {name}?")
+    return list(dict.fromkeys(questions))[:limit]

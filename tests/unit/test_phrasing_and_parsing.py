@@ -1,6 +1,6 @@
 """Pure text logic: second person, probe questions, self-edit parsing, repetition cutting."""
 
-from training.phrasing import probe_questions, to_second_person
+from training.phrasing import probe_questions, to_second_person, topic_questions
 from training.self_edit import anchor_words, cut_repetition, parse_lines
 
 
@@ -43,3 +43,17 @@ def test_parse_lines_keeps_faithful_distinct_lines_only():
 
 def test_anchor_words_are_names_and_numbers():
     assert anchor_words("My dog Rex was born in 2019 in Ohio.") == {"rex", "2019", "ohio"}
+
+
+def test_topic_questions_tie_a_patternless_fact_to_its_topics():
+    fact = "My daughter Emma turns 7 on March 3rd."
+    assert probe_questions(fact) == []
+    assert topic_questions(fact) == [
+        "What do you know about my daughter?",
+        "What do you know about Emma?",
+        "What do you know about March?",
+    ]
+    assert topic_questions("My cat's name is Tofu.") == [
+        "What do you know about my cat?",
+        "What do you know about Tofu?",
+    ]
