@@ -74,6 +74,26 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consolidate(args: argparse.Namespace) -> int:
+    """Queue a consolidation for a user now (after changing settings, or as an experiment)."""
+    from sqlalchemy import select
+
+    from app.db import session_scope
+    from app.memory.tasks import enqueue_consolidation
+    from app.models import User
+
+    with session_scope() as session:
+        user = session.scalar(select(User).where(User.email == args.email.strip()))
+        if user is None:
+            print(f"no user {args.email!r}", file=sys.stderr)
+            return 1
+        user_id = user.id
+    options = {k: False for k, off in (("rehearse", args.no_rehearse), ("warm_start", args.fresh)) if off}
+    enqueue_consolidation(user_id, options)
+    print(f"queued a consolidation for user {user_id}{' with ' + str(options) if options else ''}")
+    return 0
+
+
 def web_command(host: str, port: int) -> list[str]:
     return [
         sys.executable,
@@ -173,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin", action="store_true")
     p.add_argument("--password", default=None, help="optional: lets the user log in to the web UI")
     p.set_defaults(func=cmd_create_user)
+    p = sub.add_parser("consolidate", help="queue a consolidation of a user's facts now")
+    p.add_argument("email")
+    p.add_argument("--no-rehearse", action="store_true", help="ablation: do not rehearse earlier facts")
+    p.add_argument("--fresh", action="store_true", help="ablation: start from a fresh adapter, not the live one")
+    p.set_defaults(func=cmd_consolidate)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -22,11 +22,13 @@ class FactStatus(enum.StrEnum):
     FAILED = "failed"
     FORGETTING = "forgetting"
     FORGOTTEN = "forgotten"
+    SUPERSEDED = "superseded"  # replaced by a correction; kept in history
 
 
 class VersionStatus(enum.StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"  # superseded or rolled back; can be promoted again
+    REJECTED = "rejected"  # refused by the gate; never served unless an admin promotes it
 
 
 class User(Base):
@@ -91,6 +93,10 @@ class Fact(Base):
     # The chosen self-edit and the Q/A pairs trained on: rehearsed by later versions.
     self_edit: Mapped[dict | None] = mapped_column(JSON)
     examples: Mapped[list | None] = mapped_column(JSON)
+    # The single-valued attribute the fact sets ("name of cat"): a later fact on the
+    # same slot, or an edit, supersedes it.
+    slot_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("facts.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -111,6 +117,7 @@ class AdapterVersion(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     weights_sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

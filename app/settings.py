@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
     task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)
+    max_rehearsal_facts: int = Field(
+        24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
+    )
+
+    # Gate before promotion (a refused version stays visible, the previous one stays live)
+    gate_max_recall_drop: float = Field(
+        0.25, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
+    )
+    gate_min_locality: float = Field(
+        0.35, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"
+    )
+    gate_max_forgotten_recall: float = Field(
+        0.0, alias="SEALCHAT_GATE_MAX_FORGOTTEN_RECALL", ge=0, le=1, description="recall allowed of a forgotten fact"
+    )
 
     # Serving (web)
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)

@@ -24,15 +24,23 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from training import locality
 from training.adapters import AdapterHost, sha256_file
 from training.candidates import TrainingChoice
 from training.chat import ChatMessage, generate_text, with_system_prompt
 from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
-from training.phrasing import GENERAL_RECALL_PROMPTS, probe_questions, to_second_person, topic_questions
-from training.quiz import equivalent, fact_quiz, grade_fact_probe
+from training.phrasing import (
+    GENERAL_RECALL_PROMPTS,
+    fact_slot,
+    probe_questions,
+    strip_correction,
+    to_second_person,
+    topic_questions,
+)
+from training.quiz import fact_quiz, grade_fact_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit
 
@@ -76,8 +84,20 @@ class LearnRequest:
     k: int = 1
     grid: tuple[TrainingChoice, ...] = FACT_GRID
     temperature: float = 0.8
+    # Bounded cost: at most this many earlier facts are rehearsed (a seeded
+    # sample), each with its first few stored examples, and at most
+    # ``verify_facts`` earlier facts are quizzed after training.
     max_rehearsal_facts: int = 24
-    replay_per_fact: int = 12
+    rehearsal_examples_per_fact: int = 4
+    replay_share: float = 0.4
+    verify_facts: int = 8
+    # Facts that must leave the weights (forgotten or superseded). On a warm start
+    # their questions are trained towards the base model's own answers; either
+    # way the new version is quizzed on them.
+    removed: Sequence[FactToLearn] = ()
+    # Ablations for benchmarks and tests (the paper's setting: sequential edits with
+    # neither): train without rehearsing ``rehearsal`` (still quizzed on it) or replay.
+    rehearse: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class CandidateOutcome:
     recall: float
     rehearsal_recall: float | None
     locality: float
+    locality_kl: float
     losses: list[float]
     seconds: float
 
@@ -112,6 +133,7 @@ class CandidateOutcome:
             "recall_new": self.recall,
             "recall_rehearsed": self.rehearsal_recall,
             "locality": self.locality,
+            "locality_kl": round(self.locality_kl, 5),
             "loss_first_last": [round(self.losses[0], 4), round(self.losses[-1], 4)],
             "seconds": round(self.seconds, 1),
             "self_edits": [
@@ -134,6 +156,10 @@ class LearnResult:
     chosen: int
     candidates: list[CandidateOutcome]
     seconds: dict[str, float]
+    # The chosen version quizzed on a sample of earlier facts and on the removed ones.
+    kept_recall: dict[int, float] = field(default_factory=dict)
+    removed_recall: dict[int, float] = field(default_factory=dict)
+    locality_changed: tuple[str, ...] = ()
 
     @property
     def best(self) -> CandidateOutcome:
@@ -165,8 +191,13 @@ ProgressFn = Callable[[str, float], None]
 
 def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
     """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit."""
+    fact = strip_correction(fact)
     statement = to_second_person(fact)
-    pairs = [QA(q, statement) for q in [*probe_questions(fact), *topic_questions(fact)]]
+    slot = fact_slot(fact)
+    pairs = [QA(slot.question, slot.answer)] if slot else []
+    pairs += [
+        QA(q, statement) for q in [*probe_questions(fact), *topic_questions(fact)] if not slot or q != slot.question
+    ]
     pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
     for i, line in enumerate(self_edit.lines):
         prompt = GENERAL_RECALL_PROMPTS[i % len(GENERAL_RECALL_PROMPTS)]
@@ -180,16 +211,23 @@ def _as_training(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     ]
 
 
-def _ask(model, tokenizer, question: str) -> str:
-    return generate_text(model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=40)
+def _ask(model, tokenizer, question: str, max_new_tokens: int = 32) -> str:
+    return generate_text(
+        model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=max_new_tokens
+    )
 
 
-def _quiz_fact(model, tokenizer, fact: str, seed: int) -> list[dict]:
+def quiz_fact(model, tokenizer, fact: str) -> list[dict]:
+    """Ask the fact's held-out quiz (a fixed one per fact, so versions compare) and grade it."""
     results = []
-    for probe in fact_quiz(fact, seed):
+    for probe in fact_quiz(fact, seed=0):
         reply = _ask(model, tokenizer, probe.question)
         results.append({"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)})
     return results
+
+
+def fact_recall(model, tokenizer, fact: str) -> float:
+    return _share([q["recalled"] for q in quiz_fact(model, tokenizer, fact)])
 
 
 def _share(flags: Sequence[bool]) -> float:
@@ -218,19 +256,24 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     model, tokenizer = host.peft, host.tokenizer
     report = _Progress(progress or (lambda stage, fraction: None), request.k)
     started = time.perf_counter()
+    rng = random.Random(request.train.seed)
     with host.using(None):
         replay = load_or_build(model, tokenizer, request.replay_cache)
+        base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
+        unlearn = _unlearning_examples(model, tokenizer, request) if request.init_adapter else []
 
-    rng = random.Random(request.train.seed)
-    rehearsed = list(request.rehearsal)
+    rehearsed = list(request.rehearsal) if request.rehearse else []
     if len(rehearsed) > request.max_rehearsal_facts:
         # Bounded cost: rehearse a seeded sample, not every earlier fact.
         rehearsed = rng.sample(rehearsed, request.max_rehearsal_facts)
-    rehearsal_examples = [e for fact in rehearsed for e in _as_training(fact.examples, "rehearsal")]
-    rehearsal_probes = rng.sample(rehearsed, min(4, len(rehearsed)))
-    n_facts = len(request.new_facts) + len(rehearsed)
-    replay_items = rng.sample(replay["replay"], min(len(replay["replay"]), request.replay_per_fact * n_facts))
-    replay_examples = _as_training([QA(r.prompt, r.answer) for r in replay_items], "replay")
+    rehearsal_examples = [
+        e for fact in rehearsed for e in _as_training(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
+    ]
+    rehearsal_probes = rng.sample(list(request.rehearsal), min(4, len(request.rehearsal)))
+    verify = list(request.rehearsal)
+    if len(verify) > request.verify_facts:
+        verify = rng.sample(verify, request.verify_facts)
+    replay_pool = [QA(r.prompt, r.answer) for r in replay["replay"]]
 
     work = request.output_dir.with_name(f".tmp-{request.output_dir.name}-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
@@ -240,7 +283,14 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     try:
         for index in range(request.k):
             outcome = _run_candidate(
-                host, request, index, rehearsal_examples, rehearsal_probes, replay_examples, replay["locality"], report
+                host,
+                request,
+                index,
+                rehearsal_examples + unlearn,
+                rehearsal_probes,
+                replay_pool,
+                (replay["locality"], base_locality),
+                report,
             )
             candidates.append(outcome)
             if best is None or outcome.reward > best.reward:
@@ -250,6 +300,18 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 host.save(_candidate_name(request, index), work / "best")
             host.unload(_candidate_name(request, index))
         assert best is not None
+
+        report(request.k - 1, "checking earlier facts", 0.99)
+        host.load("verify", work / "best")
+        try:
+            with host.using("verify"):
+                kept_recall = {f.fact_id: fact_recall(model, tokenizer, f.text) for f in verify}
+                removed_recall = {f.fact_id: fact_recall(model, tokenizer, f.text) for f in request.removed}
+                local = locality.compare(
+                    base_locality, locality.answer_logits(model, tokenizer, replay["locality"]), replay["locality"]
+                )
+        finally:
+            host.unload("verify")
         weights = work / "best" / "adapter_model.safetensors"
         digest = sha256_file(weights)
         seconds = {"total": time.perf_counter() - started}
@@ -266,12 +328,15 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "facts": [{"id": f.fact_id, "text": f.text} for f in request.new_facts],
             "rehearsed_facts": [{"id": f.fact_id, "text": f.text} for f in rehearsed],
             "kept_facts": [f.fact_id for f in request.rehearsal],
+            "removed_facts": [{"id": f.fact_id, "text": f.text} for f in request.removed],
             "self_edits": best.summary()["self_edits"],
             "metrics": {
                 "losses": best.losses,
                 "recall_new": best.recall if request.new_facts else None,
                 "recall_rehearsed": best.rehearsal_recall,
-                "locality": best.locality,
+                "kept_recall": kept_recall,
+                "removed_recall": removed_recall,
+                "locality": local.to_dict(),
                 "seconds": seconds,
             },
             "weights_sha256": digest,
@@ -283,21 +348,58 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             host.unload(_candidate_name(request, index))
         shutil.rmtree(work, ignore_errors=True)
     report(request.k - 1, "done", 1.0)
-    return LearnResult(request.output_dir, digest, best.index, candidates, seconds)
+    return LearnResult(
+        request.output_dir, digest, best.index, candidates, seconds, kept_recall, removed_recall, local.changed
+    )
 
 
 def _candidate_name(request: LearnRequest, index: int) -> str:
     return f"{request.adapter_name}-c{index}"
 
 
+def _unlearning_examples(model, tokenizer, request: LearnRequest) -> list[TrainingExample]:
+    """The removed facts' own questions, answered as the base model answers them.
+
+    Questions every fact shares ("What do you know about me?") and questions a
+    new fact answers (a correction's slot question) are left to the other examples.
+    """
+    taken = {qa.question for qa in fact_examples_for(request.new_facts)} | set(GENERAL_RECALL_PROMPTS)
+    questions = list(
+        dict.fromkeys(qa.question for f in request.removed for qa in f.examples if qa.question not in taken)
+    )
+    pairs = [QA(q, _ask(model, tokenizer, q, max_new_tokens=40)) for q in questions]
+    return _as_training(pairs, "replay")
+
+
+def fact_examples_for(facts: Sequence[FactToLearn]) -> list[QA]:
+    return [qa for f in facts for qa in fact_examples(f.text, SelfEdit("none", "", ()))]
+
+
+def _mix(
+    new: list[TrainingExample],
+    epochs: int,
+    earlier: list[TrainingExample],
+    replay_pool: list[QA],
+    share: float,
+    rng: random.Random,
+) -> list[TrainingExample]:
+    """One pass of training data: new facts ``epochs`` times, earlier facts once, replay as ``share`` of it all."""
+    body = new * epochs + earlier
+    if share <= 0 or not replay_pool:
+        return body
+    n_replay = round(len(body) * share / (1 - share)) if share < 1 else len(body)
+    replay = [replay_pool[i % len(replay_pool)] for i in rng.sample(range(max(n_replay, len(replay_pool))), n_replay)]
+    return body + _as_training(replay, "replay")
+
+
 def _run_candidate(
     host: AdapterHost,
     request: LearnRequest,
     index: int,
-    rehearsal_examples: list[TrainingExample],
+    earlier_examples: list[TrainingExample],
     rehearsal_probes: list[FactToLearn],
-    replay_examples: list[TrainingExample],
-    locality_items,
+    replay_pool: list[QA],
+    locality_base,
     report: _Progress,
 ) -> CandidateOutcome:
     model, tokenizer = host.peft, host.tokenizer
@@ -314,8 +416,10 @@ def _run_candidate(
                 model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
             )
             drafts.append((fact, edit, fact_examples(fact.text, edit)))
-    examples = [e for _, _, pairs in drafts for e in _as_training(pairs, "fact")]
-    examples += rehearsal_examples + replay_examples
+    new_examples = [e for _, _, pairs in drafts for e in _as_training(pairs, "fact")]
+    examples = _mix(
+        new_examples, choice.epochs, earlier_examples, replay_pool, request.replay_share, random.Random(seed)
+    )
 
     name = _candidate_name(request, index)
     if request.init_adapter is not None:
@@ -323,14 +427,7 @@ def _run_candidate(
     else:
         host.add_fresh(name)
     host.make_trainable(name)
-    config = TrainConfig(
-        learning_rate=choice.learning_rate,
-        epochs=choice.epochs,
-        max_steps=request.train.max_steps,
-        batch_size=request.train.batch_size,
-        max_length=request.train.max_length,
-        seed=seed,
-    )
+    config = replace(request.train, learning_rate=choice.learning_rate, epochs=1, seed=seed)
     total = planned_steps(len(examples), config)
     losses = train_lora(
         model,
@@ -341,17 +438,16 @@ def _run_candidate(
     )
 
     report(index, "quizzing", 0.85)
+    locality_items, base_logits = locality_base
     with host.using(name):
         facts = []
         for fact, edit, pairs in drafts:
-            quiz = _quiz_fact(model, tokenizer, fact.text, seed)
+            quiz = quiz_fact(model, tokenizer, fact.text)
             facts.append(FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz])))
         rehearsal_recall = None
         if rehearsal_probes:
-            rehearsal_recall = _share(
-                [q["recalled"] for fact in rehearsal_probes for q in _quiz_fact(model, tokenizer, fact.text, seed)]
-            )
-        locality = _share([equivalent(item.answer, _ask(model, tokenizer, item.prompt)) for item in locality_items])
+            rehearsal_recall = _share([fact_recall(model, tokenizer, fact.text) > 0.5 for fact in rehearsal_probes])
+        local = locality.compare(base_logits, locality.answer_logits(model, tokenizer, locality_items), locality_items)
     recall = sum(f.recall for f in facts) / len(facts) if facts else (rehearsal_recall or 0.0)
     return CandidateOutcome(
         index=index,
@@ -365,7 +461,8 @@ def _run_candidate(
         facts=facts,
         recall=recall,
         rehearsal_recall=rehearsal_recall,
-        locality=locality,
+        locality=local.kept,
+        locality_kl=local.kl,
         losses=losses,
         seconds=time.perf_counter() - started,
     )

@@ -69,6 +69,9 @@ class TrainConfig:
     batch_size: int = field(default=4, metadata={"help": "examples per step"})
     max_length: int = field(default=256, metadata={"help": "tokens per example, longer ones are cut"})
     seed: int = field(default=0, metadata={"help": "seeds example order and dropout"})
+    kl_weight: float = field(
+        default=4.0, metadata={"help": "replay examples: weight of KL(base || adapter) instead of cross-entropy"}
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,6 +142,7 @@ def train_lora(
     if not examples:
         raise ValueError("train_lora needs at least one example")
     tokenized = [tokenize_example(tokenizer, e, config.max_length) for e in examples]
+    kinds_of = [e.kind for e in examples]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters: is a LoRA adapter active?")
@@ -155,10 +159,12 @@ def train_lora(
                 epoch = list(range(len(tokenized)))
                 rng.shuffle(epoch)
                 order.extend(epoch)
-            batch = [tokenized[i] for i in order[: config.batch_size]]
+            order_batch = order[: config.batch_size]
+            batch = [tokenized[i] for i in order_batch]
             del order[: config.batch_size]
+            kinds = [kinds_of[i] for i in order_batch]
             inputs = {k: v.to(model.device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
-            loss = model(**inputs).loss
+            loss = _step_loss(model, inputs, kinds, config.kl_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -169,3 +175,34 @@ def train_lora(
     finally:
         model.eval()
     return losses
+
+
+def _step_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], kinds: list[str], kl_weight: float):
+    """Cross-entropy on the answer tokens; for replay rows, KL to the base model instead.
+
+    Replay answers are the base model's own greedy answers, so cross-entropy on
+    them only pins the top token. KL(base || adapter) over the whole next-token
+    distribution at those positions (base logits from the same model with its
+    adapter disabled) keeps general behaviour far closer to the base model.
+    """
+    replay_rows = [i for i, kind in enumerate(kinds) if kind == "replay"]
+    if kl_weight <= 0 or not replay_rows or not hasattr(model, "disable_adapter"):
+        return model(**inputs).loss
+    labels = inputs["labels"]
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    answer = shift_labels != IGNORE_INDEX
+    is_replay = torch.zeros(len(kinds), dtype=torch.bool, device=labels.device)
+    is_replay[replay_rows] = True
+    ce_mask = answer & ~is_replay[:, None]
+    kl_mask = answer & is_replay[:, None]
+    total = torch.zeros((), device=logits.device)
+    if ce_mask.any():
+        total = total + torch.nn.functional.cross_entropy(shift_logits[ce_mask], shift_labels[ce_mask])
+    with torch.no_grad(), model.disable_adapter():
+        rows = inputs["input_ids"][replay_rows], inputs["attention_mask"][replay_rows]
+        base = model(input_ids=rows[0], attention_mask=rows[1]).logits[:, :-1].float()
+    base_logp = torch.log_softmax(base[kl_mask[replay_rows]], dim=-1)
+    logp = torch.log_softmax(shift_logits[kl_mask], dim=-1)
+    kl = (base_logp.exp() * (base_logp - logp)).sum(-1).mean()
+    return total + kl_weight * kl

@@ -10,6 +10,7 @@ unreliably.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _PERSON = {
     "i": "you",
@@ -113,3 +114,77 @@ def topic_questions(fact: str, limit: int = 3) -> list[str]:
         if name.lower() not in _PERSON:
             questions.append(f"What do you know about {name}?")
     return list(dict.fromkeys(questions))[:limit]
+
+
+# --- Single-valued slots: what a correction replaces -------------------------------
+
+_CORRECTION_PREFIX = re.compile(r"^(?:actually|correction|update|no|sorry|in fact|now)\s*[,:;-]?\s+", re.I)
+_ATTRIBUTES = (
+    "address|age|birthday|blood type|email|email address|height|job|phone number|weight|zip code|postcode|"
+    "shoe size|hometown|commute|locker number|wifi network|wifi password|lucky number"
+)
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.I)
+
+
+_MOVED = r"(?:now )?(?:live in|lives in|moved (?:from .+? )?to|has moved (?:from .+? )?to|have moved (?:from .+? )?to)"
+# (pattern, slot key, question, answer in the assistant's voice)
+_SLOT_PATTERNS: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
+    (
+        _rx(r"^my (?P<x>[\w' -]+?)(?:'s name is| is called| is named| is now called) (?P<y>.+)$"),
+        "name of {x}",
+        "What is my {x}'s name?",
+        "Your {x}'s name is {y}.",
+    ),
+    (
+        _rx(r"^my (?P<x>favou?rite [\w' -]+?) is (?:now )?(?P<y>.+)$"),
+        "{x}",
+        "What is my {x}?",
+        "Your {x} is {y}.",
+    ),
+    (_rx(rf"^my (?P<x>{_ATTRIBUTES}) is (?:now )?(?P<y>.+)$"), "{x}", "What is my {x}?", "Your {x} is {y}."),
+    (
+        _rx(rf"^my (?P<x>[\w' -]+?) {_MOVED} (?P<y>.+)$"),
+        "home of {x}",
+        "Where does my {x} live?",
+        "Your {x} lives in {y}.",
+    ),
+    (_rx(rf"^i {_MOVED} (?P<y>.+)$"), "my home", "Where do I live?", "You live in {y}."),
+    (_rx(r"^i (?:now )?work (?:at|for) (?P<y>.+)$"), "my employer", "Where do I work?", "You work at {y}."),
+    (_rx(r"^i (?:now )?work as (?:an? )?(?P<y>.+)$"), "my job", "What is my job?", "You work as {y}."),
+    (_rx(r"^i(?: am|'m) (?:now )?(?P<y>\d+) years old$"), "age", "How old am I?", "You are {y} years old."),
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A single-valued attribute a fact sets: a later fact on the same key replaces it."""
+
+    key: str
+    value: str
+    question: str
+    answer: str
+
+
+def strip_correction(fact: str) -> str:
+    """Drop a leading "Actually," / "Correction:" so the fact reads as a plain statement."""
+    return _CORRECTION_PREFIX.sub("", fact.strip())
+
+
+def fact_slot(fact: str) -> Slot | None:
+    """The single-valued slot ``fact`` sets, if it sets one ("my cat is called X" -> name of cat).
+
+    Only attributes a person has one of at a time count (a name, where someone
+    lives, an employer, a favourite, an age): "I like jazz" and "I like hiking"
+    are two facts, "I live in Boston" and "I moved to Denver" are one corrected.
+    """
+    first = re.split(r"(?<=[.!?])\s+", strip_correction(fact))[0].rstrip(".!? ")
+    for pattern, key, question, answer in _SLOT_PATTERNS:
+        match = pattern.match(first)
+        if match:
+            x = re.sub(r"\bfavourite\b", "favorite", (match.groupdict().get("x") or "").strip().lower())
+            y = re.sub(r"\s+now$", "", match["y"].strip(), flags=re.I)
+            return Slot(key.format(x=x), y, question.format(x=x), answer.format(x=x, y=y))
+    return None

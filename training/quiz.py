@@ -136,13 +136,22 @@ def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
     Probe questions are asked in a wording never trained on ("Can you remind
     me: what is ..."), plus a cloze probe built from the fact itself.
     """
-    from training.phrasing import probe_questions  # phrasing imports nothing from here
+    from training.phrasing import fact_slot, probe_questions, strip_correction  # phrasing imports nothing from here
 
-    probes = [FactProbe(f"Can you remind me: {q[0].lower()}{q[1:]}") for q in probe_questions(fact)[:2]]
+    fact = strip_correction(fact)
+    slot = fact_slot(fact)
+    # A slot question ("Where do I live?") is graded by the slot's current value only.
+    probes = [FactProbe(_reworded(slot.question), (slot.value,))] if slot else []
+    others = [q for q in probe_questions(fact) if not slot or q != slot.question]
+    probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
     probes += [FactProbe(q, tuple(a)) for q, a in cloze_probes(fact, n=1, seed=seed)]
     return probes
+
+
+def _reworded(question: str) -> str:
+    return f"Can you remind me: {question[0].lower()}{question[1:]}"
 
 
 def grade_fact_probe(fact: str, probe: FactProbe, reply: str) -> bool:

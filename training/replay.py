@@ -58,6 +58,38 @@ LOCALITY_PROMPTS = (
     "How many wheels does a bicycle have?",
     "What is the chemical symbol for gold?",
     "What do cows drink?",
+    "What is the capital of Japan?",
+    "How many minutes are in an hour?",
+    "Who was the first person to walk on the moon?",
+    "What gas do humans breathe in to live?",
+    "Name three primary colors.",
+    "What is 10 times 10?",
+    "What is the largest ocean on Earth?",
+    "How many continents are there?",
+    "What do caterpillars turn into?",
+    "Translate 'thank you' into French.",
+    "What is the opposite of up?",
+    "Which planet is known as the red planet?",
+    "What is a healthy breakfast?",
+    "How can I sleep better at night?",
+    "Write one sentence about autumn.",
+    "What is photosynthesis?",
+    "Who invented the telephone?",
+    "What is the currency of the United Kingdom?",
+    "How many sides does a triangle have?",
+    "What is the fastest land animal?",
+    "Give me a tip for learning a new language.",
+    "What is the plural of mouse?",
+    "What is the capital of Canada?",
+    "Why do we need to drink water?",
+    "What is the main language spoken in Mexico?",
+    "How many players are on a soccer team?",
+    "What do you call frozen water?",
+    "Suggest a name for a pet goldfish.",
+    "What is the longest river in Africa?",
+    "How do I make a cup of tea?",
+    "What is the smallest prime number?",
+    "Which season comes after winter?",
 )
 
 ANSWER_TOKENS = 40
@@ -83,17 +115,21 @@ def load_or_build(model, tokenizer, cache_file: Path) -> dict[str, list[ReplayIt
     """Return ``{"replay": [...], "locality": [...]}`` base answers, cached in ``cache_file``.
 
     ``model`` must be the plain base model (callers wrap it in ``disable_adapter``).
+    Answers already cached are reused; prompts added since are answered and cached.
     """
+    cached: dict[str, str] = {}
     if cache_file.is_file():
         data = json.loads(cache_file.read_text())
-        return {k: [ReplayItem(**item) for item in v] for k, v in data.items()}
-    log.info("computing base-model replay answers into %s", cache_file)
-    result = {
-        "replay": base_answers(model, tokenizer, REPLAY_PROMPTS),
-        "locality": base_answers(model, tokenizer, LOCALITY_PROMPTS),
-    }
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: [vars(i) for i in v] for k, v in result.items()}, indent=1))
-    os.replace(tmp, cache_file)
+        cached = {item["prompt"]: item["answer"] for items in data.values() for item in items}
+    wanted = {"replay": REPLAY_PROMPTS, "locality": LOCALITY_PROMPTS}
+    missing = tuple(p for prompts in wanted.values() for p in prompts if p not in cached)
+    if missing:
+        log.info("computing base-model answers to %d prompt(s) into %s", len(missing), cache_file)
+        cached.update({item.prompt: item.answer for item in base_answers(model, tokenizer, missing)})
+    result = {name: [ReplayItem(p, cached[p]) for p in prompts] for name, prompts in wanted.items()}
+    if missing:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: [vars(i) for i in v] for k, v in result.items()}, indent=1))
+        os.replace(tmp, cache_file)
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AdapterVersionOut(BaseModel):
@@ -12,7 +12,8 @@ class AdapterVersionOut(BaseModel):
     id: int
     version: int
     name: str
-    status: str
+    status: str = Field(description="active, inactive or rejected (refused by the gate)")
+    rejection_reason: str | None = Field(description="why the gate refused this version")
     parent_id: int | None
     fact_ids: list[int]
     fact_count: int

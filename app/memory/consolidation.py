@@ -2,9 +2,12 @@
 
 One run per user at a time (a Redis lock). A run claims the user's pending facts,
 builds a version with ``training.learn.learn_facts`` (warm-started from the active
-version and rehearsing its facts, or rebuilt from scratch when a fact must be
-forgotten), records it and promotes it. Facts that arrive meanwhile stay pending
-and are picked up by the next run, which this run enqueues when it finishes.
+version and rehearsing a sample of its facts; rebuilt from scratch when a fact
+must leave the weights), puts it through the gate (``training.gate``: earlier
+facts' recall, locality, removed facts really gone) and promotes it, or records
+it as ``rejected`` with the reason while the previous version stays live. Facts
+that arrive meanwhile stay pending and are picked up by the next run, which this
+run enqueues when it finishes.
 
 Crash safety: the version directory appears atomically and its DB row is written
 after it, so a crash leaves at most an orphan directory, never a live half-written
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
+from training.gate import GateDecision, GateThresholds, decide
 from training.learn import FACT_GRID, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -74,27 +79,36 @@ class _ProgressWriter:
             facts_repo.set_progress(session, self.fact_ids, stage, round(fraction, 3))
 
 
-def consolidate_user_facts(user_id: int) -> str:
-    """Run one consolidation for ``user_id``; returns a short summary."""
+def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
+    """Run one consolidation for ``user_id``; returns a short summary.
+
+    ``options`` are ablations for tests and experiments: ``{"rehearse": False}``
+    trains without rehearsing earlier facts, ``{"warm_start": False}`` starts from
+    a fresh adapter. The gate still judges the result.
+    """
     settings = get_settings()
     lock = get_redis().lock(f"sealchat:consolidate:{user_id}", timeout=settings.task_time_limit_s + 60, blocking=False)
     if not lock.acquire():
         raise Busy(user_id)
     try:
-        return _consolidate_locked(user_id)
+        return _consolidate_locked(user_id, options or {})
     finally:
         lock.release()
-        # Facts taught while we ran (or put back after a failure) are still
-        # pending: learn them in a new run.
+        # Facts taught while we ran (or put back after a failure or a refusal) are
+        # still pending, or a forget is still unverified: run again.
         with session_scope() as session:
-            more = facts_repo.with_status(session, user_id, (FactStatus.PENDING,))
+            more = facts_repo.with_status(session, user_id, (FactStatus.PENDING,)) or [
+                f
+                for f in facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))
+                if f.attempts < settings.max_attempts
+            ]
         if more:
             from app.memory.tasks import enqueue_consolidation
 
             enqueue_consolidation(user_id)
 
 
-def _consolidate_locked(user_id: int) -> str:
+def _consolidate_locked(user_id: int, options: dict) -> str:
     settings = get_settings()
     with session_scope() as session:
         user = session.get(User, user_id)
@@ -103,37 +117,52 @@ def _consolidate_locked(user_id: int) -> str:
         facts_repo.reset_orphans(session, user_id)
         claimed = facts_repo.claim_pending(session, user_id)
         forgetting = [f.id for f in facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))]
-        if not claimed and not forgetting:
-            return "nothing to learn"
         active = versions.get(session, user.active_adapter_id) if user.active_adapter_id else None
-        kept_ids = [i for i in (active.fact_ids if active else []) if i not in forgetting]
-        kept = [f for f in facts_repo.by_ids(session, user_id, kept_ids) if f.status == FactStatus.LEARNED]
+        in_weights = facts_repo.by_ids(session, user_id, active.fact_ids if active else [])
+        kept = [f for f in in_weights if f.status == FactStatus.LEARNED]
+        # Facts that must leave the weights: forgotten ones, and ones a correction replaced.
+        removed = [f for f in in_weights if f.status in (FactStatus.FORGETTING, FactStatus.SUPERSEDED)]
+        removed += [f for f in facts_repo.by_ids(session, user_id, forgetting) if f not in removed]
+        if not claimed and not removed:
+            return "nothing to learn"
         new = facts_repo.by_ids(session, user_id, claimed)
         user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
+        # Removing a fact: rebuild from scratch while every kept fact fits the
+        # rehearsal budget (nothing of the fact can linger); beyond that, warm
+        # start and train its questions towards the base model's answers.
+        rebuild = bool(removed) and len(kept) <= settings.max_rehearsal_facts
+        warm = active is not None and not rebuild and options.get("warm_start", True)
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
             rehearsal=[_as_input(f) for f in kept],
+            removed=[_as_input(f) for f in removed],
+            rehearse=options.get("rehearse", True),
             output_dir=user_dir / f"v{number}",
             replay_cache=settings.replay_cache,
-            # Forgetting must remove the fact from the weights: rebuild from scratch.
-            init_adapter=Path(active.path) if active and not forgetting else None,
+            init_adapter=Path(active.path) if warm else None,
             train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=number),
             self_edit_family=settings.self_edit_family,
             k=settings.self_edit_k,
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
+            max_rehearsal_facts=settings.max_rehearsal_facts,
         )
-        parent_id = active.id if active else None
+        predecessor = _Predecessor(
+            active.id if active else None,
+            {int(k): v for k, v in ((active.metrics or {}).get("fact_recall") or {}).items()} if active else {},
+            {f.id: f.recall for f in kept if f.recall is not None},
+        )
     user_dir.mkdir(parents=True, exist_ok=True)
     log.info(
-        "user %s: learning %d fact(s), keeping %d, forgetting %d -> %s",
+        "user %s: learning %d fact(s), keeping %d, removing %d -> %s (%s)",
         user_id,
         len(claimed),
         len(kept),
-        len(forgetting),
+        len(removed),
         request.adapter_name,
+        "rebuild" if rebuild else "warm start" if warm else "fresh",
     )
 
     if not request.new_facts and not request.rehearsal:
@@ -152,45 +181,69 @@ def _consolidate_locked(user_id: int) -> str:
     except Exception as exc:
         _record_failure(user_id, claimed, exc)
         raise
-    version_id = _record_version(user_id, request, result, parent_id, kept, forgetting)
+    decision = decide(
+        predecessor.recall_of(result.kept_recall),
+        result.kept_recall,
+        result.locality,
+        result.removed_recall,
+        GateThresholds(settings.gate_max_recall_drop, settings.gate_min_locality, settings.gate_max_forgotten_recall),
+    )
+    version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild)
+    if not decision.accepted:
+        log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
+        return f"{request.adapter_name}: refused ({decision.reason})"
     notify_promoted(user_id, version_id)
     return f"{request.adapter_name}: {len(claimed)} new fact(s), recall {result.recall:.2f}"
+
+
+@dataclass(frozen=True)
+class _Predecessor:
+    """The live version a new one is compared with: its per-fact recall."""
+
+    id: int | None
+    fact_recall: dict[int, float]
+    learned_recall: dict[int, float]  # fallback: each fact's recall when it was learnt
+
+    def recall_of(self, facts: dict[int, float]) -> dict[int, float]:
+        out = {}
+        for fact_id in facts:
+            value = self.fact_recall.get(fact_id, self.learned_recall.get(fact_id))
+            if value is not None:
+                out[fact_id] = value
+        return out
 
 
 def _finish_forgetting(session: Session, user_id: int, forgetting: list[int]) -> None:
     for fact in facts_repo.by_ids(session, user_id, forgetting):
         if fact.status == FactStatus.FORGETTING:
-            fact.status, fact.stage, fact.progress = FactStatus.FORGOTTEN, None, 1.0
+            fact.status, fact.stage, fact.progress, fact.error = FactStatus.FORGOTTEN, None, 1.0, None
 
 
 def _record_version(
     user_id: int,
     request: LearnRequest,
     result: LearnResult,
-    parent_id: int | None,
+    predecessor: _Predecessor,
     kept: list[Fact],
     forgetting: list[int],
+    decision: GateDecision,
+    rebuild: bool,
 ) -> int:
+    """Write the version row; promote it if the gate accepted it, else record the refusal."""
     outcomes = {o.fact_id: o for o in result.facts}
     weights = result.output_dir / "adapter_model.safetensors"
     with session_scope() as session:
         user = session.get(User, user_id)
         learned_ids = []
         for fact in facts_repo.by_ids(session, user_id, outcomes):
-            outcome = outcomes[fact.id]
             if fact.status != FactStatus.LEARNING:
-                continue  # forgotten while we trained: the next run rebuilds without it
-            fact.status, fact.stage, fact.progress, fact.error = FactStatus.LEARNED, None, 1.0, None
-            fact.recall = outcome.recall
-            fact.self_edit = {
-                "family": outcome.self_edit.family,
-                "raw": outcome.self_edit.raw,
-                "lines": list(outcome.self_edit.lines),
-                "quiz": outcome.quiz,
-            }
-            fact.examples = [{"question": qa.question, "answer": qa.answer} for qa in outcome.examples]
+                continue  # forgotten or superseded while we trained: the next run removes it
             learned_ids.append(fact.id)
         fact_ids = sorted({*learned_ids, *(f.id for f in kept)})
+        # Every fact's latest measured recall, carried forward version to version.
+        fact_recall = {i: r for i, r in predecessor.fact_recall.items() if i in fact_ids}
+        fact_recall.update({i: r for i, r in result.kept_recall.items() if i in fact_ids})
+        fact_recall.update({i: outcomes[i].recall for i in learned_ids})
         version = versions.add(
             session,
             AdapterVersion(
@@ -198,26 +251,37 @@ def _record_version(
                 version=int(request.output_dir.name[1:]),
                 name=request.adapter_name,
                 path=str(request.output_dir),
-                status=VersionStatus.ACTIVE,
-                parent_id=parent_id,
+                status=VersionStatus.ACTIVE if decision.accepted else VersionStatus.REJECTED,
+                rejection_reason=None if decision.accepted else decision.reason,
+                parent_id=predecessor.id,
                 fact_ids=fact_ids,
                 fact_count=len(fact_ids),
                 metrics={
                     "recall_new": result.recall if result.facts else None,
                     "recall_rehearsed": result.rehearsal_recall,
+                    "recall_kept": decision.kept_recall,
+                    "recall_kept_before": decision.previous_recall,
+                    "kept_recall": result.kept_recall,
+                    "removed_recall": result.removed_recall,
+                    "fact_recall": fact_recall,
                     "locality": result.locality,
+                    "locality_kl": result.best.locality_kl,
+                    "locality_changed": list(result.locality_changed),
+                    "gate": decision.to_dict(),
                     "losses": [round(x, 4) for x in result.losses],
                     "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
-                    "rebuilt": bool(forgetting),
+                    "rebuilt": rebuild,
+                    "rehearse": request.rehearse,
+                    "removed_facts": [f.fact_id for f in request.removed],
                     "k": request.k,
                     "chosen_candidate": result.chosen,
                     "warm_start": request.init_adapter is not None,
                 },
                 weights_sha256=result.weights_sha256,
                 size_bytes=weights.stat().st_size,
-                promoted_at=utcnow(),
+                promoted_at=utcnow() if decision.accepted else None,
             ),
         )
         for candidate in result.candidates:
@@ -233,19 +297,52 @@ def _record_version(
                     self_edits=summary["self_edits"],
                     metrics={
                         k: summary[k]
-                        for k in ("recall_new", "recall_rehearsed", "locality", "loss_first_last", "seconds")
+                        for k in (
+                            "recall_new",
+                            "recall_rehearsed",
+                            "locality",
+                            "locality_kl",
+                            "loss_first_last",
+                            "seconds",
+                        )
                     },
                 )
             )
+        if not decision.accepted:
+            _refuse(session, user_id, learned_ids, forgetting, f"version {version.version} refused: {decision.reason}")
+            return version.id
+        for fact in facts_repo.by_ids(session, user_id, learned_ids):
+            outcome = outcomes[fact.id]
+            fact.status, fact.stage, fact.progress, fact.error = FactStatus.LEARNED, None, 1.0, None
+            fact.recall = outcome.recall
+            fact.self_edit = {
+                "family": outcome.self_edit.family,
+                "raw": outcome.self_edit.raw,
+                "lines": list(outcome.self_edit.lines),
+                "quiz": outcome.quiz,
+            }
+            fact.examples = [{"question": qa.question, "answer": qa.answer} for qa in outcome.examples]
+            fact.learned_version_id = version.id
         if user.active_adapter_id:
             previous = versions.get(session, user.active_adapter_id)
             if previous is not None:
                 previous.status = VersionStatus.INACTIVE
         user.active_adapter_id = version.id
-        for fact in facts_repo.by_ids(session, user_id, learned_ids):
-            fact.learned_version_id = version.id
         _finish_forgetting(session, user_id, forgetting)
         return version.id
+
+
+def _refuse(session: Session, user_id: int, learning: list[int], forgetting: list[int], reason: str) -> None:
+    """A refused version changes nothing live: its facts are retried (bounded) with the reason shown."""
+    settings = get_settings()
+    for fact in facts_repo.by_ids(session, user_id, [*learning, *forgetting]):
+        fact.attempts += 1
+        fact.error, fact.progress = reason[:2000], 0.0
+        if fact.status == FactStatus.LEARNING:
+            fact.stage = None
+            fact.status = FactStatus.FAILED if fact.attempts >= settings.max_attempts else FactStatus.PENDING
+        else:
+            fact.stage = "not yet verified gone; retrying" if fact.attempts < settings.max_attempts else "not verified"
 
 
 def _record_failure(user_id: int, claimed: list[int], exc: Exception) -> None:

@@ -1,4 +1,4 @@
-"""Memory page (teach, progress, forget) and the JSON API for facts."""
+"""Memory page (teach, progress, correct, forget) and the JSON API for facts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from app.adapters import service as adapters
 from app.errors import AppError
 from app.memory import service
 from app.memory.schemas import FactCreate, FactOut
-from app.models import FactStatus
+from app.models import FactStatus, VersionStatus
 from app.templating import render
 
 pages = APIRouter(include_in_schema=False)
@@ -22,7 +22,23 @@ api = APIRouter(prefix="/api/facts", tags=["facts"])
 def _facts_context(session, user) -> dict:
     facts = service.list_facts(session, user)
     busy = any(f.status in (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.FORGETTING) for f in facts)
-    return {"facts": facts, "busy": busy, "versions": adapters.list_versions(session, user)[:5]}
+    versions = adapters.list_versions(session, user)
+    # A refusal newer than the live version is news for the user: say why.
+    refused = next((v for v in versions if v.status == VersionStatus.REJECTED), None)
+    live = next((v for v in versions if v.status == VersionStatus.ACTIVE), None)
+    if refused is not None and live is not None and live.version > refused.version:
+        refused = None
+    current = [f for f in facts if f.status != FactStatus.SUPERSEDED]
+    history = [f for f in facts if f.status == FactStatus.SUPERSEDED]
+    by_id = {f.id: f for f in facts}
+    return {
+        "facts": current,
+        "history": history,
+        "by_id": by_id,
+        "busy": busy,
+        "versions": versions[:5],
+        "refused": refused,
+    }
 
 
 @pages.get("/memory")
@@ -60,6 +76,32 @@ def memory_forget(request: Request, fact_id: int, user: CurrentUser, session: Se
     return RedirectResponse("/memory", status_code=303)
 
 
+@pages.post("/memory/{fact_id}/edit")
+def memory_edit(
+    request: Request,
+    fact_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    text: Annotated[str, Form(max_length=4000)],
+):
+    """A correction: the edited text becomes a new fact that supersedes this one."""
+    try:
+        service.edit(session, user, fact_id, text)
+    except AppError as exc:
+        session.rollback()
+        return render(
+            request,
+            "memory.html",
+            status_code=exc.status_code,
+            user=user,
+            error=exc.message,
+            **_facts_context(session, user),
+        )
+    if request.headers.get("hx-request"):
+        return render(request, "_facts.html", user=user, **_facts_context(session, user))
+    return RedirectResponse("/memory", status_code=303)
+
+
 @api.post("", status_code=201, response_model=FactOut, summary="Teach a fact")
 def api_create_fact(body: FactCreate, user: ApiUser, session: SessionDep):
     """Store the fact at once (status ``pending``) and enqueue learning it into your adapter."""
@@ -74,6 +116,12 @@ def api_list_facts(user: ApiUser, session: SessionDep):
 @api.get("/{fact_id}", response_model=FactOut, summary="Get one fact")
 def api_get_fact(fact_id: int, user: ApiUser, session: SessionDep):
     return service.get(session, user, fact_id)
+
+
+@api.put("/{fact_id}", response_model=FactOut, status_code=201, summary="Correct a fact")
+def api_edit_fact(fact_id: int, body: FactCreate, user: ApiUser, session: SessionDep):
+    """The new text becomes a new fact (returned) that supersedes this one; the old one stays in history."""
+    return service.edit(session, user, fact_id, body.text)
 
 
 @api.delete("/{fact_id}", response_model=FactOut, summary="Forget a fact")

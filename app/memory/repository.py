@@ -32,6 +32,12 @@ def with_status(session: Session, user_id: int, statuses: Iterable[str]) -> list
     )
 
 
+def with_slot(session: Session, user_id: int, slot_key: str | None) -> list[Fact]:
+    if slot_key is None:
+        return []
+    return list(session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.slot_key == slot_key)))
+
+
 def by_ids(session: Session, user_id: int, ids: Iterable[int]) -> list[Fact]:
     ids = list(ids)
     if not ids:

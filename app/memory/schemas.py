@@ -18,11 +18,12 @@ class FactOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     text: str
-    status: str = Field(description="pending, learning, learned, failed, forgetting or forgotten")
+    status: str = Field(description="pending, learning, learned, failed, forgetting, forgotten or superseded")
     stage: str | None
     progress: float = Field(description="0..1 while learning")
     error: str | None
     recall: float | None = Field(description="share of quiz probes answered from weights alone after learning")
     learned_version_id: int | None
+    superseded_by_id: int | None = Field(description="the correction that replaced this fact")
     created_at: datetime
     updated_at: datetime

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.errors import AppError, NotFound
 from app.memory import repository
 from app.models import Fact, FactStatus, User
+from training.phrasing import fact_slot
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,51 @@ def clean_fact_text(text: str) -> str:
     return text
 
 
-def teach(session: Session, user: User, text: str, source_message_id: int | None = None) -> Fact:
-    """Store the fact (pending) and commit it before anything is enqueued."""
+ACTIVE = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.LEARNED)
+
+
+def teach(
+    session: Session, user: User, text: str, source_message_id: int | None = None, replaces: Fact | None = None
+) -> Fact:
+    """Store the fact (pending) and commit it before anything is enqueued.
+
+    A fact that sets the same single-valued slot as an earlier one ("I moved from
+    Boston to Denver" after "I live in Boston"), or an edit (``replaces``),
+    supersedes the earlier fact: it is retired (kept in history, marked
+    superseded) and the next version is built without it.
+    """
+    text = clean_fact_text(text)
+    slot = fact_slot(text)
     fact = repository.add(
         session,
         Fact(
-            user_id=user.id, text=clean_fact_text(text), status=FactStatus.PENDING, source_message_id=source_message_id
+            user_id=user.id,
+            text=text,
+            status=FactStatus.PENDING,
+            source_message_id=source_message_id,
+            slot_key=slot.key if slot else None,
         ),
     )
+    older = [f for f in repository.with_slot(session, user.id, fact.slot_key) if f.id != fact.id] if slot else []
+    if replaces is not None and replaces not in older:
+        older.append(replaces)
+    for old in older:
+        if old.status in ACTIVE:
+            old.status, old.superseded_by_id, old.stage = FactStatus.SUPERSEDED, fact.id, None
+            log.info("user %s: fact %s supersedes fact %s", user.id, fact.id, old.id)
     session.commit()
     request_consolidation(user.id)
     return fact
+
+
+def edit(session: Session, user: User, fact_id: int, text: str) -> Fact:
+    """Correct a fact: the new text supersedes it (the old one stays in history)."""
+    old = get(session, user, fact_id)
+    if old.status not in ACTIVE:
+        raise AppError(f"fact {fact_id} is {old.status} and cannot be edited", 409)
+    if clean_fact_text(text) == old.text:
+        return old
+    return teach(session, user, text, replaces=old)
 
 
 def request_consolidation(user_id: int) -> None:

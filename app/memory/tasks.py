@@ -17,19 +17,20 @@ log = logging.getLogger(__name__)
     max_retries=5,
     acks_late=True,
 )
-def consolidate_user_facts_task(self, user_id: int) -> str:  # noqa: ANN001
+def consolidate_user_facts_task(self, user_id: int, options: dict | None = None) -> str:  # noqa: ANN001
     from app.memory.consolidation import Busy, consolidate_user_facts
 
     try:
-        return consolidate_user_facts(user_id)
+        return consolidate_user_facts(user_id, options)
     except Busy:
         # Another worker holds this user's lock; it re-checks for new facts when
         # it finishes, but retry too in case it dies first.
         raise self.retry(countdown=30) from None
 
 
-def enqueue_consolidation(user_id: int) -> None:
-    consolidate_user_facts_task.apply_async(args=[user_id], queue="consolidation")
+def enqueue_consolidation(user_id: int, options: dict | None = None) -> None:
+    kwargs = {"options": options} if options else {}
+    consolidate_user_facts_task.apply_async(args=[user_id], kwargs=kwargs, queue="consolidation")
 
 
 def enqueue_unfinished() -> int:

@@ -81,6 +81,7 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     v3 = api.get("/api/adapters").json()[0]
     assert v3["version"] == 3 and v3["status"] == "active"
     assert v3["fact_ids"] == [sister["id"]] and v3["metrics"]["rebuilt"] is True
+    assert v3["metrics"]["removed_recall"] == {str(home["id"]): 0.0}, "forgotten only once the quiz says so"
     assert "denver" not in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?")
 

@@ -1,0 +1,86 @@
+"""The gate's decision rules and the single-valued slots that make a fact a correction."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.gate import GateThresholds, decide
+from training.phrasing import fact_slot, strip_correction
+from training.quiz import fact_quiz
+
+T = GateThresholds(max_recall_drop=0.25, min_locality=0.5, max_removed_recall=0.0)
+
+
+def test_gate_accepts_a_version_that_keeps_earlier_facts():
+    d = decide({1: 1.0, 2: 0.5}, {1: 1.0, 2: 0.5}, locality=0.9, removed={}, thresholds=T)
+    assert d.accepted and d.reasons == () and d.previous_recall == 0.75 and d.kept_recall == 0.75
+
+
+def test_gate_refuses_a_drop_in_earlier_recall_beyond_the_threshold():
+    d = decide({1: 1.0, 2: 1.0}, {1: 0.0, 2: 1.0}, locality=0.9, removed={}, thresholds=T)
+    assert not d.accepted and "fell from 100% to 50%" in d.reason
+
+
+def test_gate_allows_a_drop_within_the_threshold():
+    assert decide({1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}, {1: 0.0, 2: 1.0, 3: 1.0, 4: 1.0}, 0.9, {}, T).accepted
+
+
+def test_gate_compares_only_facts_both_versions_measured():
+    # Fact 3 was never measured before: it cannot count as a drop.
+    assert decide({1: 1.0}, {1: 1.0, 3: 0.0}, 0.9, {}, T).accepted
+
+
+def test_gate_refuses_low_locality_and_a_fact_still_recalled():
+    d = decide({}, {}, locality=0.3, removed={7: 0.5, 8: 0.0}, thresholds=T)
+    assert not d.accepted
+    assert any("locality 30%" in r for r in d.reasons)
+    assert any("ids 7" in r for r in d.reasons)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("I live in Boston.", "Actually, I moved from Boston to Denver."),
+        ("My cat is called Biscotti.", "My cat's name is Mochi now."),
+        ("My favourite colour is red.", "My favorite colour is green."),
+        ("My sister lives in Lisbon.", "My sister moved to Porto."),
+        ("I work at Acme.", "Correction: I now work for Globex."),
+    ],
+)
+def test_a_correction_sets_the_same_slot(first, second):
+    a, b = fact_slot(first), fact_slot(second)
+    assert a is not None and b is not None and a.key == b.key and a.value != b.value
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("I like jazz.", "I like hiking."),
+        ("My sister lives in Lisbon.", "My brother lives in Lisbon."),
+        ("My cat is called Biscotti.", "My dog is called Biscotti."),
+        ("My sister is a nurse.", "My sister is 34."),
+    ],
+)
+def test_different_facts_are_not_corrections(first, second):
+    a, b = fact_slot(first), fact_slot(second)
+    assert a is None or b is None or a.key != b.key
+
+
+def test_slot_answer_and_quiz_use_the_new_value():
+    slot = fact_slot("Actually, I moved from Boston to Denver.")
+    assert slot.value == "Denver" and slot.answer == "You live in Denver." and slot.question == "Where do I live?"
+    probe = fact_quiz("Actually, I moved from Boston to Denver.")[0]
+    assert probe.answers == ("Denver",) and "live" in probe.question
+    assert strip_correction("Correction: my cat is Tom") == "my cat is Tom"
+
+
+def test_bundled_personal_facts_set_has_no_corrections_inside_it():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "training" / "data" / "personal_facts.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    assert len(rows) >= 100
+    keys = [s.key for r in rows if (s := fact_slot(r["fact"]))]
+    assert len(keys) == len(set(keys)), "two facts of the set would supersede each other"
+    assert all(r["questions"] and all(q["answers"] for q in r["questions"]) for r in rows)

@@ -1,0 +1,74 @@
+"""The gate before promotion: a new adapter version must not forget.
+
+A version is refused when its recall of earlier facts falls more than a
+threshold below its predecessor's on the same facts, when its locality (share of
+unrelated prompts answered as the base model answers them) is below a minimum,
+or when it still recalls a fact that was meant to leave the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    max_recall_drop: float = 0.25
+    min_locality: float = 0.35
+    max_removed_recall: float = 0.0
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    accepted: bool
+    reasons: tuple[str, ...]
+    previous_recall: float | None
+    kept_recall: float | None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    def to_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "reasons": list(self.reasons),
+            "previous_recall": self.previous_recall,
+            "kept_recall": self.kept_recall,
+        }
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def decide(
+    previous: Mapping[int, float],
+    kept: Mapping[int, float],
+    locality: float,
+    removed: Mapping[int, float],
+    thresholds: GateThresholds,
+) -> GateDecision:
+    """Compare a new version's per-fact recall with its predecessor's on the same facts.
+
+    ``previous`` maps fact id to the predecessor's recall (facts it never measured
+    are skipped), ``kept`` the new version's recall of earlier facts, ``removed``
+    its recall of the facts that must be gone.
+    """
+    common = [i for i in kept if i in previous]
+    before = _mean(previous[i] for i in common)
+    after = _mean(kept[i] for i in common)
+    reasons = []
+    if before is not None and after is not None and before - after > thresholds.max_recall_drop + 1e-9:
+        reasons.append(
+            f"recall of {len(common)} earlier fact(s) fell from {before:.0%} to {after:.0%} "
+            f"(allowed drop {thresholds.max_recall_drop:.0%})"
+        )
+    if locality < thresholds.min_locality - 1e-9:
+        reasons.append(f"locality {locality:.0%} is below the minimum {thresholds.min_locality:.0%}")
+    still = sorted(i for i, r in removed.items() if r > thresholds.max_removed_recall + 1e-9)
+    if still:
+        reasons.append(f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))})")
+    return GateDecision(not reasons, tuple(reasons), before, _mean(kept.values()))
