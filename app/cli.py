@@ -55,7 +55,7 @@ def cmd_prepare_model(_: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = prepare_base_model(settings.base_model, settings.models_dir)
     print(f"base model ready at {folder} ({time.perf_counter() - started:.1f}s)", flush=True)
-    if not settings.replay_cache.is_file():
+    if not replay.is_complete(settings.replay_cache):
         started = time.perf_counter()
         loaded = load_model(folder)
         replay.load_or_build(loaded.model, loaded.tokenizer, settings.replay_cache)

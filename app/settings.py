@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         0.25, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
     )
     gate_min_locality: float = Field(
-        0.35, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"
+        0.25, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"
     )
     gate_max_forgotten_recall: float = Field(
         0.0, alias="SEALCHAT_GATE_MAX_FORGOTTEN_RECALL", ge=0, le=1, description="recall allowed of a forgotten fact"

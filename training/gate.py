@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class GateThresholds:
     max_recall_drop: float = 0.25
-    min_locality: float = 0.35
+    min_locality: float = 0.25
     max_removed_recall: float = 0.0
 
 

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 
+# Epochs for kept facts when an adapter is rebuilt from scratch.
+REBUILD_EPOCHS = 4
+
 # Training settings a fact candidate may choose (learning rate, epochs; capped by max_steps).
 FACT_GRID: tuple[TrainingChoice, ...] = (
     TrainingChoice(5e-4, 8, True),
@@ -91,9 +94,8 @@ class LearnRequest:
     rehearsal_examples_per_fact: int = 4
     replay_share: float = 0.4
     verify_facts: int = 8
-    # Facts that must leave the weights (forgotten or superseded). On a warm start
-    # their questions are trained towards the base model's own answers; either
-    # way the new version is quizzed on them.
+    # Facts that must leave the weights (forgotten or superseded): callers rebuild
+    # (``init_adapter`` None) without them; the new version is quizzed on them.
     removed: Sequence[FactToLearn] = ()
     # Ablations for benchmarks and tests (the paper's setting: sequential edits with
     # neither): train without rehearsing ``rehearsal`` (still quizzed on it) or replay.
@@ -260,15 +262,25 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     with host.using(None):
         replay = load_or_build(model, tokenizer, request.replay_cache)
         base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
-        unlearn = _unlearning_examples(model, tokenizer, request) if request.init_adapter else []
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
-    if len(rehearsed) > request.max_rehearsal_facts:
-        # Bounded cost: rehearse a seeded sample, not every earlier fact.
-        rehearsed = rng.sample(rehearsed, request.max_rehearsal_facts)
-    rehearsal_examples = [
-        e for fact in rehearsed for e in _as_training(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
-    ]
+    if request.init_adapter is None:
+        # A fresh adapter (first version, or a rebuild without removed facts) must
+        # learn every kept fact in full: all its examples, for as many epochs as new
+        # facts get, with the step budget grown to match. Linear in the facts kept,
+        # which only forgetting and corrections pay.
+        earlier = [e for fact in rehearsed for e in _as_training(fact.examples, "rehearsal")]
+        earlier_epochs = REBUILD_EPOCHS
+    else:
+        if len(rehearsed) > request.max_rehearsal_facts:
+            # Bounded cost: rehearse a seeded sample, not every earlier fact.
+            rehearsed = rng.sample(rehearsed, request.max_rehearsal_facts)
+        earlier = [
+            e
+            for fact in rehearsed
+            for e in _as_training(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
+        ]
+        earlier_epochs = 1
     rehearsal_probes = rng.sample(list(request.rehearsal), min(4, len(request.rehearsal)))
     verify = list(request.rehearsal)
     if len(verify) > request.verify_facts:
@@ -286,7 +298,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 host,
                 request,
                 index,
-                rehearsal_examples + unlearn,
+                earlier,
+                earlier_epochs,
                 rehearsal_probes,
                 replay_pool,
                 (replay["locality"], base_locality),
@@ -357,34 +370,8 @@ def _candidate_name(request: LearnRequest, index: int) -> str:
     return f"{request.adapter_name}-c{index}"
 
 
-def _unlearning_examples(model, tokenizer, request: LearnRequest) -> list[TrainingExample]:
-    """The removed facts' own questions, answered as the base model answers them.
-
-    Questions every fact shares ("What do you know about me?") and questions a
-    new fact answers (a correction's slot question) are left to the other examples.
-    """
-    taken = {qa.question for qa in fact_examples_for(request.new_facts)} | set(GENERAL_RECALL_PROMPTS)
-    questions = list(
-        dict.fromkeys(qa.question for f in request.removed for qa in f.examples if qa.question not in taken)
-    )
-    pairs = [QA(q, _ask(model, tokenizer, q, max_new_tokens=40)) for q in questions]
-    return _as_training(pairs, "replay")
-
-
-def fact_examples_for(facts: Sequence[FactToLearn]) -> list[QA]:
-    return [qa for f in facts for qa in fact_examples(f.text, SelfEdit("none", "", ()))]
-
-
-def _mix(
-    new: list[TrainingExample],
-    epochs: int,
-    earlier: list[TrainingExample],
-    replay_pool: list[QA],
-    share: float,
-    rng: random.Random,
-) -> list[TrainingExample]:
-    """One pass of training data: new facts ``epochs`` times, earlier facts once, replay as ``share`` of it all."""
-    body = new * epochs + earlier
+def _mix(body: list[TrainingExample], replay_pool: list[QA], share: float, rng: random.Random):
+    """One pass of training data: ``body`` plus replay making up ``share`` of the whole."""
     if share <= 0 or not replay_pool:
         return body
     n_replay = round(len(body) * share / (1 - share)) if share < 1 else len(body)
@@ -397,6 +384,7 @@ def _run_candidate(
     request: LearnRequest,
     index: int,
     earlier_examples: list[TrainingExample],
+    earlier_epochs: int,
     rehearsal_probes: list[FactToLearn],
     replay_pool: list[QA],
     locality_base,
@@ -418,7 +406,10 @@ def _run_candidate(
             drafts.append((fact, edit, fact_examples(fact.text, edit)))
     new_examples = [e for _, _, pairs in drafts for e in _as_training(pairs, "fact")]
     examples = _mix(
-        new_examples, choice.epochs, earlier_examples, replay_pool, request.replay_share, random.Random(seed)
+        new_examples * choice.epochs + earlier_examples * earlier_epochs,
+        replay_pool,
+        request.replay_share,
+        random.Random(seed),
     )
 
     name = _candidate_name(request, index)
@@ -428,6 +419,8 @@ def _run_candidate(
         host.add_fresh(name)
     host.make_trainable(name)
     config = replace(request.train, learning_rate=choice.learning_rate, epochs=1, seed=seed)
+    if request.init_adapter is None and earlier_examples:
+        config = replace(config, max_steps=max(config.max_steps, planned_steps(len(examples), config)))
     total = planned_steps(len(examples), config)
     losses = train_lora(
         model,

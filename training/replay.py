@@ -111,6 +111,15 @@ def base_answers(model, tokenizer, prompts: tuple[str, ...]) -> list[ReplayItem]
     ]
 
 
+def is_complete(cache_file: Path) -> bool:
+    """Whether ``cache_file`` holds base answers to every replay and locality prompt."""
+    if not cache_file.is_file():
+        return False
+    data = json.loads(cache_file.read_text())
+    cached = {item["prompt"] for items in data.values() for item in items}
+    return set(REPLAY_PROMPTS) | set(LOCALITY_PROMPTS) <= cached
+
+
 def load_or_build(model, tokenizer, cache_file: Path) -> dict[str, list[ReplayItem]]:
     """Return ``{"replay": [...], "locality": [...]}`` base answers, cached in ``cache_file``.
 

@@ -128,10 +128,10 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         new = facts_repo.by_ids(session, user_id, claimed)
         user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
-        # Removing a fact: rebuild from scratch while every kept fact fits the
-        # rehearsal budget (nothing of the fact can linger); beyond that, warm
-        # start and train its questions towards the base model's answers.
-        rebuild = bool(removed) and len(kept) <= settings.max_rehearsal_facts
+        # Removing a fact (forget, correction): rebuild from scratch on the kept
+        # facts, so nothing of it lingers in the weights; the gate then checks by
+        # quiz that it is gone and that the kept facts are still recalled.
+        rebuild = bool(removed)
         warm = active is not None and not rebuild and options.get("warm_start", True)
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",

@@ -2,7 +2,8 @@
 
 register -> chat (a reply streams in) -> "Remember this" on a message -> memory page
 until "learned" -> new conversation with the bridge off -> the answer comes from
-the weights. Saves screenshots of the chat, memory and admin pages under docs/.
+the weights -> a correction on the memory page supersedes the fact. Saves
+screenshots of the chat, memory and admin pages under docs/.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"
 FACT = "My dog's name is Biscotti."
 QUESTION = "What is my dog's name?"
+CORRECTED = "My dog's name is Rex."
 
 COUNT_UPDATES = """
 () => new Promise((resolve) => {
@@ -107,6 +109,18 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     assert "biscotti" in answer.lower(), answer
     expect(page.locator(".msg.assistant .meta").last).to_contain_text("bridge off")
     page.screenshot(path=str(DOCS / "screenshot-chat.png"))
+
+    # A correction on the memory page: the old fact moves to the history, the new one is learnt.
+    page.goto(stack.url + "/memory")
+    item = page.locator("ul.facts > li.fact", has_text=FACT).first
+    item.locator("summary", has_text="Correct").click()
+    item.locator("input[name=text]").fill(CORRECTED)
+    item.get_by_role("button", name="Save correction").click()
+    history = page.locator("details.history")
+    expect(history).to_contain_text("Replaced by a correction (1)")
+    history.locator("summary").click()
+    expect(history.locator(".fact", has_text=FACT)).to_contain_text(f"by “{CORRECTED}”")
+    expect(page.locator("#facts > ul.facts > li.fact").first).to_contain_text(CORRECTED)
 
     # The admin sees the new version with its metrics.
     page.click("text=Log out")

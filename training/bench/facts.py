@@ -1,0 +1,324 @@
+"""Memory that does not forget: teach N personal facts one at a time, measure what survives.
+
+    python -m training.bench facts --n 10 --out docs/bench-facts.json --plot docs/forgetting-curve.png
+    python -m training.bench facts --facts-file my_facts.jsonl --n 30 --forget 5
+
+Facts come as JSON lines ``{"fact": "...", "questions": [{"q": "...", "answers": [...]}]}``
+(default: ``training/data/personal_facts.jsonl``); the questions are phrased
+differently from the fact and are never trained on. Each fact is taught in its
+own consolidation, exactly as the worker does it (``learn_facts``), and after
+each step the run reports recall of the fact just taught, of the first 10 facts,
+of all facts so far, locality (share of held-out general prompts whose greedy
+answer is unchanged from the base model's) and the consolidation's seconds.
+
+Methods compared in the same run:
+- ``memory``: the product. Warm start from the live version, sampled rehearsal of
+  earlier facts, replay of the base model's answers with a KL term, and the gate
+  (a refused version is retried once with another seed, then the previous stays live).
+- ``sequential``: the paper's setting. Each edit is trained on top of the last
+  with neither rehearsal nor replay, and nothing is refused.
+
+The forget experiment (``--forget M``, on the ``memory`` run's final state) forgets
+M facts in one consolidation and reports their recall and the others'.
+Results are appended per step to ``<out>.steps.jsonl`` so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from training.adapters import AdapterHost
+from training.gate import GateThresholds, decide
+from training.learn import FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.lora import TrainConfig
+from training.model import load_model, prepare_base_model
+from training.quiz import ask_and_grade
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FACTS = Path(__file__).resolve().parents[1] / "data" / "personal_facts.jsonl"
+METHODS = ("memory", "sequential")
+
+
+@dataclass(frozen=True)
+class BenchFact:
+    index: int
+    text: str
+    questions: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def load_facts(path: Path) -> list[BenchFact]:
+    facts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        questions = tuple((q["q"], tuple(q["answers"])) for q in row.get("questions", []))
+        if not row.get("fact") or not questions or not all(a for _, a in questions):
+            raise ValueError(f"{path}:{number}: needs a fact and questions with answers")
+        facts.append(BenchFact(len(facts), row["fact"], questions))
+    return facts
+
+
+class Learner:
+    """One method's chain of adapter versions for one simulated user."""
+
+    def __init__(self, host: AdapterHost, method: str, work: Path, args) -> None:
+        self.host, self.method, self.work, self.args = host, method, work, args
+        self.live: Path | None = None
+        self.known: dict[int, FactToLearn] = {}  # fact index -> what later versions rehearse
+        self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
+        self.versions = 0
+        self.refused = 0
+
+    def _request(self, new, removed=(), seed_offset: int = 0, rebuild: bool = False) -> LearnRequest:
+        self.versions += 1
+        memory = self.method == "memory"
+        return LearnRequest(
+            adapter_name=f"{self.method}-v{self.versions}",
+            new_facts=list(new),
+            # The paper's setting neither rehearses nor checks earlier facts.
+            rehearsal=list(self.known.values()) if memory else [],
+            removed=list(removed),
+            rehearse=memory,
+            replay_share=0.4 if memory else 0.0,
+            output_dir=self.work / self.method / f"v{self.versions}",
+            replay_cache=self.args.replay_cache,
+            init_adapter=None if rebuild else self.live,
+            train=TrainConfig(
+                learning_rate=self.args.lr,
+                max_steps=self.args.steps,
+                seed=self.args.seed * 1000 + self.versions + seed_offset,
+                kl_weight=4.0 if memory else 0.0,
+            ),
+            k=self.args.k,
+            max_rehearsal_facts=self.args.max_rehearsal,
+        )
+
+    def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
+        if self.method != "memory":
+            return True
+        previous = {i: self.recall[i] for i in result.kept_recall if i in self.recall}
+        decision = decide(previous, result.kept_recall, result.locality, result.removed_recall, thresholds)
+        if not decision.accepted:
+            log.warning("%s: refused: %s", result.output_dir.name, decision.reason)
+            self.refused += 1
+        return decision.accepted
+
+    def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float]:
+        """Learn one fact; returns (seconds, locality of the live version)."""
+        started = time.perf_counter()
+        item = FactToLearn(fact.index, fact.text)
+        for attempt in range(2 if self.method == "memory" else 1):
+            result = learn_facts(self.host, self._request([item], seed_offset=attempt * 7919))
+            if self._accept(result, thresholds):
+                self.live = result.output_dir
+                outcome = result.facts[0]
+                self.known[fact.index] = replace(item, examples=outcome.examples)
+                self.recall.update(result.kept_recall)
+                self.recall[fact.index] = outcome.recall
+                return time.perf_counter() - started, result.locality
+        return time.perf_counter() - started, float("nan")
+
+    def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
+        started = time.perf_counter()
+        removed = [self.known.pop(f.index) for f in facts]
+        result = learn_facts(self.host, self._request([], removed=removed, rebuild=True))
+        accepted = self._accept(result, thresholds)
+        if accepted:
+            self.live = result.output_dir
+        return {
+            "accepted": accepted,
+            "rebuilt": True,
+            "self_quiz_removed_recall": result.removed_recall,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+
+def recall_of(host: AdapterHost, adapter: Path | None, facts: list[BenchFact]) -> dict[int, float]:
+    """Share of each fact's benchmark questions answered (no context) by ``adapter``."""
+    if not facts:
+        return {}
+    if adapter is None:
+        with host.using(None):
+            return _grade(host, facts)
+    host.load("bench-probe", adapter)
+    try:
+        with host.using("bench-probe"):
+            return _grade(host, facts)
+    finally:
+        host.unload("bench-probe")
+
+
+def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
+    out = {}
+    for fact in facts:
+        graded = ask_and_grade(host.peft, host.tokenizer, fact.questions, max_new_tokens=40)
+        out[fact.index] = sum(g.correct for g in graded) / len(graded)
+    return out
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done: dict) -> tuple[list[dict], Learner]:
+    learner = Learner(host, method, args.work, args)
+    steps: list[dict] = []
+    for n, fact in enumerate(facts, 1):
+        seconds, locality = learner.teach(fact, thresholds)
+        recalled = recall_of(host, learner.live, facts[:n])
+        step = {
+            "method": method,
+            "n": n,
+            "fact": fact.text,
+            "recall_new": recalled[fact.index],
+            "recall_first10": _mean(recalled[f.index] for f in facts[: min(10, n)]),
+            "recall_all": _mean(recalled.values()),
+            "locality": None if locality != locality else round(locality, 4),
+            "seconds": round(seconds, 1),
+            "refused_so_far": learner.refused,
+            "recall_by_fact": {str(k): v for k, v in recalled.items()},
+        }
+        steps.append(step)
+        with done["file"].open("a") as fh:
+            fh.write(json.dumps(step) + "\n")
+        print(
+            f"{method:>10} n={n:3d} new={step['recall_new']:.2f} first10={step['recall_first10']:.2f} "
+            f"all={step['recall_all']:.2f} locality={step['locality']} {seconds:.0f}s",
+            flush=True,
+        )
+    return steps, learner
+
+
+def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int) -> dict:
+    chosen = random.Random(seed).sample(facts, count)
+    kept = [f for f in facts if f not in chosen]
+    result = learner.forget(chosen, thresholds)
+    forgotten = recall_of(host, learner.live, chosen)
+    others = recall_of(host, learner.live, kept)
+    return {
+        **result,
+        "n_facts": len(facts),
+        "forgotten": [f.text for f in chosen],
+        "forgotten_recall": _mean(forgotten.values()),
+        "kept_recall": _mean(others.values()),
+    }
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for method, steps in results["methods"].items():
+        ns = [s["n"] for s in steps]
+        style = "-" if method == "memory" else "--"
+        axes[0].plot(ns, [s["recall_first10"] for s in steps], style, marker="o", label=f"{method}: first 10 facts")
+        axes[0].plot(ns, [s["recall_all"] for s in steps], style, marker="x", label=f"{method}: all facts so far")
+        axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=method)
+    axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
+    axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Forgetting curve ({results['config']['model']}, one fact per consolidation)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench facts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--facts-file", type=Path, default=DEFAULT_FACTS)
+    parser.add_argument("--n", type=int, default=10, help="facts taught one at a time (10, 30, 100)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {METHODS}")
+    parser.add_argument("--forget", type=int, default=5, help="facts forgotten at the end (0: skip)")
+    parser.add_argument("--k", type=int, default=1, help="self-edit candidates per consolidation")
+    parser.add_argument("--steps", type=int, default=40, help="max optimiser steps per consolidation")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--max-rehearsal", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-facts.json"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/forgetting-curve.png"))
+    parser.add_argument("--min-locality", type=float, default=GateThresholds.min_locality)
+    parser.add_argument("--max-recall-drop", type=float, default=GateThresholds.max_recall_drop)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    methods = [m for m in args.methods.split(",") if m]
+    if unknown := set(methods) - set(METHODS):
+        parser.error(f"unknown method(s): {sorted(unknown)}")
+    facts = load_facts(args.facts_file)
+    if args.n > len(facts):
+        parser.error(f"--n {args.n} but {args.facts_file} holds {len(facts)} facts")
+    facts = facts[: args.n]
+    thresholds = GateThresholds(args.max_recall_drop, args.min_locality, 0.0)
+
+    folder = prepare_base_model(args.model, args.cache_dir / "models")
+    host = AdapterHost(load_model(folder))
+    args.replay_cache = args.cache_dir / "replay" / f"{folder.name}.json"
+    args.work = args.cache_dir / "bench-facts" / f"n{args.n}-seed{args.seed}"
+    shutil.rmtree(args.work, ignore_errors=True)
+    steps_file = args.out.with_suffix(".steps.jsonl")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    steps_file.write_text("")
+
+    started = time.perf_counter()
+    base_recall = recall_of(host, None, facts)
+    results: dict = {
+        "config": {
+            "model": folder.name,
+            "facts_file": str(args.facts_file),
+            "n": args.n,
+            "k": args.k,
+            "max_steps": args.steps,
+            "learning_rate": args.lr,
+            "max_rehearsal_facts": args.max_rehearsal,
+            "seed": args.seed,
+            "gate": vars(thresholds),
+        },
+        "base_recall": _mean(base_recall.values()),
+        "methods": {},
+    }
+    learners = {}
+    for method in methods:
+        steps, learners[method] = run_method(host, method, facts, args, thresholds, {"file": steps_file})
+        results["methods"][method] = steps
+        results[f"refused_{method}"] = learners[method].refused
+    results["steps"] = results["methods"].get("memory") or next(iter(results["methods"].values()))
+    if args.forget and "memory" in learners and args.forget < len(facts):
+        results["forget"] = forget_experiment(host, learners["memory"], facts, args.forget, thresholds, args.seed)
+    results["seconds_total"] = round(time.perf_counter() - started, 1)
+    args.out.write_text(json.dumps(results, indent=1))
+    plot(results, args.plot)
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict) -> None:
+    print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
+    print(f"{'method':>10} {'n':>4} {'new':>5} {'first10':>8} {'all':>5} {'locality':>9} {'seconds':>8}")
+    for method, steps in results["methods"].items():
+        for s in steps:
+            loc = "—" if s["locality"] is None else f"{s['locality']:.2f}"
+            print(
+                f"{method:>10} {s['n']:>4} {s['recall_new']:>5.2f} {s['recall_first10']:>8.2f} "
+                f"{s['recall_all']:>5.2f} {loc:>9} {s['seconds']:>8.1f}"
+            )
+    if forget := results.get("forget"):
+        print(
+            f"forget {len(forget['forgotten'])} of {forget['n_facts']}: forgotten recall "
+            f"{forget['forgotten_recall']:.2f}, kept recall {forget['kept_recall']:.2f} "
+            f"(accepted by the gate: {forget['accepted']}, rebuilt: {forget['rebuilt']}, {forget['seconds']} s)"
+        )
