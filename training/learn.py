@@ -40,7 +40,7 @@ from training.phrasing import (
     to_second_person,
     topic_questions,
 )
-from training.quiz import fact_quiz, grade_fact_probe
+from training.quiz import FactProbe, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit
 
@@ -219,12 +219,18 @@ def _ask(model, tokenizer, question: str, max_new_tokens: int = 32) -> str:
     )
 
 
-def quiz_fact(model, tokenizer, fact: str) -> list[dict]:
-    """Ask the fact's held-out quiz (a fixed one per fact, so versions compare) and grade it."""
+def quiz_fact(model, tokenizer, fact: str, extra: FactProbe | None = None) -> list[dict]:
+    """Ask the fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
+
+    ``extra``: a question the model wrote about the fact (a new fact's reward only).
+    """
     results = []
-    for probe in fact_quiz(fact, seed=0):
+    for probe in [*fact_quiz(fact, seed=0), *([extra] if extra else [])]:
         reply = _ask(model, tokenizer, probe.question)
-        results.append({"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)})
+        result = {"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)}
+        if probe is extra:
+            result["written_by_model"], result["reference"] = True, probe.reference
+        results.append(result)
     return results
 
 
@@ -262,6 +268,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     with host.using(None):
         replay = load_or_build(model, tokenizer, request.replay_cache)
         base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
+        written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
     if request.init_adapter is None:
@@ -300,6 +307,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 index,
                 earlier,
                 earlier_epochs,
+                written,
                 rehearsal_probes,
                 replay_pool,
                 (replay["locality"], base_locality),
@@ -366,6 +374,18 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     )
 
 
+def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
+    """The model's own quiz question for ``fact``, never one of the prompts trained on."""
+    trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()))]
+    for attempt in range(3):  # greedy first, then two samples: a 135M model often writes none usable
+        probe = model_written_probe(
+            model, tokenizer, strip_correction(fact), trained, temperature=0.0 if attempt == 0 else 0.8, seed=attempt
+        )
+        if probe is not None:
+            return probe
+    return None
+
+
 def _candidate_name(request: LearnRequest, index: int) -> str:
     return f"{request.adapter_name}-c{index}"
 
@@ -385,6 +405,7 @@ def _run_candidate(
     index: int,
     earlier_examples: list[TrainingExample],
     earlier_epochs: int,
+    written: dict[int, FactProbe | None],
     rehearsal_probes: list[FactToLearn],
     replay_pool: list[QA],
     locality_base,
@@ -435,7 +456,7 @@ def _run_candidate(
     with host.using(name):
         facts = []
         for fact, edit, pairs in drafts:
-            quiz = quiz_fact(model, tokenizer, fact.text)
+            quiz = quiz_fact(model, tokenizer, fact.text, written.get(fact.fact_id))
             facts.append(FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz])))
         rehearsal_recall = None
         if rehearsal_probes:

@@ -124,10 +124,16 @@ def cloze_probes(text: str, n: int = 4, seed: int = 0) -> list[tuple[str, list[s
 
 @dataclass(frozen=True)
 class FactProbe:
-    """A held-out quiz question about a user's fact; ``answers`` None = grade by the fact's words."""
+    """A held-out quiz question about a user's fact.
+
+    Graded by containment of one of ``answers``; else by the content words of
+    ``reference`` (the model's own answer with the fact in context); else by the
+    fact's words.
+    """
 
     question: str
     answers: tuple[str, ...] | None = None
+    reference: str | None = None
 
 
 def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
@@ -157,4 +163,51 @@ def _reworded(question: str) -> str:
 def grade_fact_probe(fact: str, probe: FactProbe, reply: str) -> bool:
     if probe.answers:
         return contains_answer(reply, probe.answers)
-    return recalls(fact, probe.question, reply)
+    return recalls(probe.reference or fact, probe.question, reply)
+
+
+_QUESTION_PROMPT = (
+    "Here is something a user told you about themselves:\n{fact}\n\n"
+    "Write one short question that checks whether someone remembers it. Write only the question."
+)
+_ANSWER_PROMPT = "What the user told you: {fact}\n\nQuestion: {question}"
+
+
+def model_written_probe(
+    model, tokenizer, fact: str, avoid: Sequence[str] = (), temperature: float = 0.0, seed: int = 0
+) -> FactProbe | None:
+    """A quiz question the model writes with the fact in context, and its in-context answer.
+
+    The reply of the adapted model *without* the fact is later graded against that
+    reference answer. Degenerate questions (no question mark, too short or long,
+    containing the answer, or equal to a training prompt in ``avoid``) give None.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    raw = generate_text(
+        model,
+        tokenizer,
+        with_system_prompt([ChatMessage("user", _QUESTION_PROMPT.format(fact=fact))]),
+        max_new_tokens=32,
+        temperature=temperature,
+    )
+    question = raw.strip().split("\n")[0].strip().strip('"')
+    if "?" not in question:
+        return None
+    question = question[: question.index("?") + 1]
+    words = question.split()
+    if not 3 <= len(words) <= 25 or normalize(question) in {normalize(a) for a in avoid}:
+        return None
+    if not key_words(question) & key_words(fact):
+        return None  # off topic ("What is the answer?"): says nothing about this fact
+    reference = generate_text(
+        model,
+        tokenizer,
+        with_system_prompt([ChatMessage("user", _ANSWER_PROMPT.format(fact=fact, question=question))]),
+        max_new_tokens=32,
+    )
+    wanted = answer_words(reference, question) & key_words(fact)
+    if not wanted:
+        return None  # the in-context answer says nothing of the fact: a useless probe
+    return FactProbe(question, reference=" ".join(sorted(wanted)))

@@ -105,7 +105,10 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
     fact = get(session, user, fact_id)
     if fact.status in (FactStatus.FORGOTTEN, FactStatus.FORGETTING):
         return fact
-    in_weights = fact.status == FactStatus.LEARNED or fact.status == FactStatus.LEARNING
+    in_weights = fact.status in (FactStatus.LEARNED, FactStatus.LEARNING) or (
+        # A corrected fact stays in the live weights until the correction's version is live.
+        fact.status == FactStatus.SUPERSEDED and fact.learned_version_id is not None
+    )
     fact.status = FactStatus.FORGETTING if in_weights else FactStatus.FORGOTTEN
     fact.stage = "waiting to rebuild without it" if in_weights else None
     session.commit()
