@@ -173,6 +173,23 @@ _QUESTION_PROMPT = (
 _ANSWER_PROMPT = "What the user told you: {fact}\n\nQuestion: {question}"
 
 
+def usable_question(raw: str, fact: str, avoid: Sequence[str] = ()) -> str | None:
+    """The first question in ``raw`` if it is a usable quiz question about ``fact``, else None.
+
+    Refused: no question mark, under 3 or over 25 words, a prompt trained on
+    (``avoid``), or off topic (no content word shared with the fact: "What is the answer?").
+    """
+    question = raw.strip().split("\n")[0].strip().strip('"')
+    if "?" not in question:
+        return None
+    question = question[: question.index("?") + 1]
+    if not 3 <= len(question.split()) <= 25 or normalize(question) in {normalize(a) for a in avoid}:
+        return None
+    if not key_words(question) & key_words(fact):
+        return None
+    return question
+
+
 def model_written_probe(
     model, tokenizer, fact: str, avoid: Sequence[str] = (), temperature: float = 0.0, seed: int = 0
 ) -> FactProbe | None:
@@ -192,15 +209,9 @@ def model_written_probe(
         max_new_tokens=32,
         temperature=temperature,
     )
-    question = raw.strip().split("\n")[0].strip().strip('"')
-    if "?" not in question:
+    question = usable_question(raw, fact, avoid)
+    if question is None:
         return None
-    question = question[: question.index("?") + 1]
-    words = question.split()
-    if not 3 <= len(words) <= 25 or normalize(question) in {normalize(a) for a in avoid}:
-        return None
-    if not key_words(question) & key_words(fact):
-        return None  # off topic ("What is the answer?"): says nothing about this fact
     reference = generate_text(
         model,
         tokenizer,

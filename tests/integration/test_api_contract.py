@@ -39,6 +39,23 @@ def test_fact_validation_errors_are_clear(stack: Stack):
         assert [m["id"] for m in models["data"]] == ["seal", "base"]
 
 
+def test_correcting_a_fact_supersedes_it_and_is_validated(stack: Stack):
+    owner, other = stack.create_user("editor@example.com"), stack.create_user("intruder@example.com")
+    with stack.client(owner) as api, stack.client(other) as intruder:
+        old = api.post("/api/facts", json={"text": "My favourite tea is sencha."}).json()
+        assert intruder.put(f"/api/facts/{old['id']}", json={"text": "My favourite tea is chai."}).status_code == 404
+        assert api.put(f"/api/facts/{old['id']}", json={"text": "x"}).status_code == 422
+        assert api.put("/api/facts/999999", json={"text": "My favourite tea is chai."}).status_code == 404
+        new = api.put(f"/api/facts/{old['id']}", json={"text": "My favourite tea is chai."})
+        assert new.status_code == 201 and new.json()["text"] == "My favourite tea is chai."
+        retired = api.get(f"/api/facts/{old['id']}").json()
+        assert retired["status"] == "superseded" and retired["superseded_by_id"] == new.json()["id"]
+        again = api.put(f"/api/facts/{old['id']}", json={"text": "My favourite tea is oolong."})
+        assert again.status_code == 409, "a superseded fact is history: correct the current one"
+        # Clean up before the worker spends time on it: a pending fact is forgotten at once.
+        assert api.delete(f"/api/facts/{new.json()['id']}").json()["status"] == "forgotten"
+
+
 def test_openapi_lists_the_api(stack: Stack):
     paths = httpx.get(stack.url + "/openapi.json").json()["paths"]
     for path in ("/v1/chat/completions", "/v1/models", "/api/facts", "/api/facts/{fact_id}", "/api/adapters"):

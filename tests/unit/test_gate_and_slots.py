@@ -84,3 +84,16 @@ def test_bundled_personal_facts_set_has_no_corrections_inside_it():
     keys = [s.key for r in rows if (s := fact_slot(r["fact"]))]
     assert len(keys) == len(set(keys)), "two facts of the set would supersede each other"
     assert all(r["questions"] and all(q["answers"] for q in r["questions"]) for r in rows)
+
+
+def test_model_written_questions_are_filtered():
+    from training.quiz import FactProbe, grade_fact_probe, usable_question
+
+    fact = "I work at Acme Robotics."
+    assert usable_question("Where does the user work at Acme? Answer: ...", fact) == "Where does the user work at Acme?"
+    assert usable_question("What is the answer?", fact) is None, "off topic"
+    assert usable_question("Acme Robotics is great.", fact) is None, "not a question"
+    assert usable_question("Where do I work at Acme?", fact, avoid=["where do I work at acme?"]) is None
+    probe = FactProbe("Which company employs the user?", reference="acme robotics")
+    assert grade_fact_probe(fact, probe, "You work at Acme Robotics.")
+    assert not grade_fact_probe(fact, probe, "You are a teacher.")
