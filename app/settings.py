@@ -43,7 +43,7 @@ class Settings(BaseSettings):
 
     # Gate before promotion (a refused version stays visible, the previous one stays live)
     gate_max_recall_drop: float = Field(
-        0.25, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
+        0.2, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
     )
     gate_min_locality: float = Field(
         0.25, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"

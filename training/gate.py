@@ -1,7 +1,9 @@
 """The gate before promotion: a new adapter version must not forget.
 
 A version is refused when its recall of earlier facts falls more than a
-threshold below its predecessor's on the same facts, when its locality (share of
+threshold below its predecessor's on the same facts (recall here: the share of
+those facts recalled, a fact counting as recalled when most of its quiz probes
+are, so one flaky probe is not forgetting but a lost fact is), when its locality (share of
 unrelated prompts answered as the base model answers them) is below a minimum,
 or when it still recalls a fact that was meant to leave the weights.
 """
@@ -12,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
+RECALLED = 0.5  # a fact is recalled when at least half of its quiz probes are
+
+
 @dataclass(frozen=True)
 class GateThresholds:
-    max_recall_drop: float = 0.25
+    max_recall_drop: float = 0.2
     min_locality: float = 0.25
     max_removed_recall: float = 0.0
 
@@ -58,8 +63,8 @@ def decide(
     its recall of the facts that must be gone.
     """
     common = [i for i in kept if i in previous]
-    before = _mean(previous[i] for i in common)
-    after = _mean(kept[i] for i in common)
+    before = _mean(float(previous[i] >= RECALLED) for i in common)
+    after = _mean(float(kept[i] >= RECALLED) for i in common)
     reasons = []
     if before is not None and after is not None and before - after > thresholds.max_recall_drop + 1e-9:
         reasons.append(
@@ -71,4 +76,4 @@ def decide(
     still = sorted(i for i, r in removed.items() if r > thresholds.max_removed_recall + 1e-9)
     if still:
         reasons.append(f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))})")
-    return GateDecision(not reasons, tuple(reasons), before, _mean(kept.values()))
+    return GateDecision(not reasons, tuple(reasons), before, after)

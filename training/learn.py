@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -287,7 +288,11 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             for fact in rehearsed
             for e in _as_training(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
         ]
-        earlier_epochs = 1
+        # Earlier facts get at least half as many example visits as the new ones
+        # (a single pass over a few examples lets a similar new fact overwrite them:
+        # "my dog's name" displacing "my cat's name"); the step cap bounds the total.
+        n_new = sum(len(f.examples) or 8 for f in request.new_facts) * max(c.epochs for c in request.grid)
+        earlier_epochs = max(1, min(REBUILD_EPOCHS * 2, math.ceil(n_new / (2 * len(earlier))))) if earlier else 1
     rehearsal_probes = rng.sample(list(request.rehearsal), min(4, len(request.rehearsal)))
     verify = list(request.rehearsal)
     if len(verify) > request.verify_facts:

@@ -78,6 +78,9 @@ def test_gate_refuses_a_version_that_forgets_and_keeps_the_previous_one_live(sta
     assert "recall of 1 earlier fact(s) fell" in refused["rejection_reason"]
     assert refused["metrics"]["rehearse"] is False and refused["metrics"]["warm_start"] is False
     assert refused["metrics"]["gate"]["accepted"] is False
+    # The user sees why on the memory page while the retry runs (it takes minutes).
+    memory = browser.get("/memory").text
+    assert "Version 2 was not put live: recall of 1 earlier fact(s) fell" in memory
     versions = {v["version"]: v for v in api.get("/api/adapters").json()}
     assert versions[1]["status"] == "active", "the previous version stays live"
     assert "pepper" in ask(ai, "What is my dog's name?"), "the refused version is never served"
