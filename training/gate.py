@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
 RECALLED = 0.5  # a fact is recalled when at least half of its quiz probes are
 
 

@@ -131,7 +131,10 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         # Removing a fact (forget, correction): rebuild from scratch on the kept
         # facts, so nothing of it lingers in the weights; the gate then checks by
         # quiz that it is gone and that the kept facts are still recalled.
-        rebuild = bool(removed)
+        # A retry after the gate refused a warm-started version (a new fact pushed an
+        # earlier one out) rebuilds too: every fact, full examples, fresh adapter.
+        retry = any(f.attempts > 0 for f in new)
+        rebuild = bool(removed) or (retry and bool(kept))
         warm = active is not None and not rebuild and options.get("warm_start", True)
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
@@ -162,7 +165,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        "rebuild" if rebuild else "warm start" if warm else "fresh",
+        "rebuild" + (" (retry)" if retry else "") if rebuild else "warm start" if warm else "fresh",
     )
 
     if not request.new_facts and not request.rehearsal:

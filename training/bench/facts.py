@@ -14,7 +14,8 @@ answer is unchanged from the base model's) and the consolidation's seconds.
 Methods compared in the same run:
 - ``memory``: the product. Warm start from the live version, sampled rehearsal of
   earlier facts, replay of the base model's answers with a KL term, and the gate
-  (a refused version is retried once with another seed, then the previous stays live).
+  (a refused version is retried once, rebuilt from scratch on every fact as the
+  worker does; if that is refused too the previous version stays live).
 - ``sequential``: the paper's setting. Each edit is trained on top of the last
   with neither rehearsal nor replay, and nothing is refused.
 
@@ -117,7 +118,9 @@ class Learner:
         started = time.perf_counter()
         item = FactToLearn(fact.index, fact.text)
         for attempt in range(2 if self.method == "memory" else 1):
-            result = learn_facts(self.host, self._request([item], seed_offset=attempt * 7919))
+            # As the worker does: a retry after a refusal rebuilds from scratch on every fact.
+            request = self._request([item], seed_offset=attempt * 7919, rebuild=attempt > 0)
+            result = learn_facts(self.host, request)
             if self._accept(result, thresholds):
                 self.live = result.output_dir
                 outcome = result.facts[0]
