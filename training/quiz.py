@@ -142,13 +142,16 @@ def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
     Probe questions are asked in a wording never trained on ("Can you remind
     me: what is ..."), plus a cloze probe built from the fact itself.
     """
-    from training.phrasing import fact_slot, probe_questions, strip_correction  # phrasing imports nothing from here
+    from training.phrasing import fact_slot, probe_questions, strip_correction, topic_questions
 
     fact = strip_correction(fact)
     slot = fact_slot(fact)
     # A slot question ("Where do I live?") is graded by the slot's current value only.
     probes = [FactProbe(_reworded(slot.question), (slot.value,))] if slot else []
-    others = [q for q in probe_questions(fact) if not slot or q != slot.question]
+    # Then the fact's own questions, else its topics ("my daughter", "Emma"): a
+    # question every fact shares ("what do you remember about me?") cannot tell
+    # whether *this* fact is kept once the user has taught several.
+    others = [q for q in [*probe_questions(fact), *topic_questions(fact)] if not slot or q != slot.question]
     probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
