@@ -21,7 +21,9 @@ Methods compared in the same run:
 
 The forget experiment (``--forget M``, on the ``memory`` run's final state) forgets
 M facts in one consolidation and reports their recall and the others'.
-Results are appended per step to ``<out>.steps.jsonl`` so an interrupted run resumes.
+Every step is appended to ``<out>.steps.jsonl`` as it finishes; ``--report-only``
+rebuilds the JSON, the table and the plot from that file (for example after an
+interrupted run, or from methods run separately with ``--methods``).
 """
 
 from __future__ import annotations
@@ -257,7 +259,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--plot", type=Path, default=Path("docs/forgetting-curve.png"))
     parser.add_argument("--min-locality", type=float, default=GateThresholds.min_locality)
     parser.add_argument("--max-recall-drop", type=float, default=GateThresholds.max_recall_drop)
+    parser.add_argument("--report-only", action="store_true", help="summarise <out>.steps.jsonl, train nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_only(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     methods = [m for m in args.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
@@ -309,8 +314,32 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def report_only(args) -> int:
+    steps_file = args.out.with_suffix(".steps.jsonl")
+    methods: dict[str, list[dict]] = {}
+    for line in steps_file.read_text().splitlines():
+        if line.strip():
+            step = json.loads(line)
+            methods.setdefault(step["method"], []).append(step)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results = {
+        "config": previous.get("config", {"model": "SmolLM2-135M-Instruct.Q4_1", "n": args.n}),
+        "base_recall": previous.get("base_recall"),
+        "methods": methods,
+        "steps": methods.get("memory") or next(iter(methods.values())),
+        "partial": {m: len(v) for m, v in methods.items()},
+    }
+    if "forget" in previous:
+        results["forget"] = previous["forget"]
+    args.out.write_text(json.dumps(results, indent=1))
+    plot(results, args.plot)
+    print_table(results)
+    return 0
+
+
 def print_table(results: dict) -> None:
-    print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
+    if results.get("base_recall") is not None:
+        print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
     print(f"{'method':>10} {'n':>4} {'new':>5} {'first10':>8} {'all':>5} {'locality':>9} {'seconds':>8}")
     for method, steps in results["methods"].items():
         for s in steps:
