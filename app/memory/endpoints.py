@@ -41,6 +41,21 @@ def _facts_context(session, user) -> dict:
     }
 
 
+def _page_error(request: Request, session, user, exc: AppError, text: str | None = None):
+    """The memory page again, with the error and what the user typed."""
+    context = _facts_context(session, user)
+    return render(
+        request, "memory.html", status_code=exc.status_code, user=user, error=exc.message, text=text, **context
+    )
+
+
+def _updated_facts(request: Request, session, user):
+    """After a change: the fact list for htmx, a redirect for a plain form post."""
+    if request.headers.get("hx-request"):
+        return render(request, "_facts.html", user=user, **_facts_context(session, user))
+    return RedirectResponse("/memory", status_code=303)
+
+
 @pages.get("/memory")
 def memory_page(request: Request, user: CurrentUser, session: SessionDep):
     return render(request, "memory.html", user=user, **_facts_context(session, user))
@@ -56,24 +71,14 @@ def memory_teach(request: Request, user: CurrentUser, session: SessionDep, text:
     try:
         service.teach(session, user, text)
     except AppError as exc:
-        return render(
-            request,
-            "memory.html",
-            status_code=exc.status_code,
-            user=user,
-            error=exc.message,
-            text=text,
-            **_facts_context(session, user),
-        )
+        return _page_error(request, session, user, exc, text=text)
     return RedirectResponse("/memory", status_code=303)
 
 
 @pages.post("/memory/{fact_id}/forget")
 def memory_forget(request: Request, fact_id: int, user: CurrentUser, session: SessionDep):
     service.forget(session, user, fact_id)
-    if request.headers.get("hx-request"):
-        return render(request, "_facts.html", user=user, **_facts_context(session, user))
-    return RedirectResponse("/memory", status_code=303)
+    return _updated_facts(request, session, user)
 
 
 @pages.post("/memory/{fact_id}/edit")
@@ -89,17 +94,8 @@ def memory_edit(
         service.edit(session, user, fact_id, text)
     except AppError as exc:
         session.rollback()
-        return render(
-            request,
-            "memory.html",
-            status_code=exc.status_code,
-            user=user,
-            error=exc.message,
-            **_facts_context(session, user),
-        )
-    if request.headers.get("hx-request"):
-        return render(request, "_facts.html", user=user, **_facts_context(session, user))
-    return RedirectResponse("/memory", status_code=303)
+        return _page_error(request, session, user, exc)
+    return _updated_facts(request, session, user)
 
 
 @api.post("", status_code=201, response_model=FactOut, summary="Teach a fact")
