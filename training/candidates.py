@@ -66,6 +66,7 @@ def propose_candidates(
     temperature: float = 1.0,
     top_p: float = 0.95,
     seed: int = 0,
+    max_new_tokens: int = 192,
 ) -> list[Candidate]:
     """Sample ``k`` self-edits for ``source`` (a passage) and pair each with training settings."""
     if k < 1:
@@ -74,7 +75,14 @@ def propose_candidates(
     for index in range(k):
         family, choice = assign(index, families, grid)
         edit = generate_passage_self_edit(
-            model, tokenizer, source, family, temperature=temperature, top_p=top_p, seed=seed * 1000 + index
+            model,
+            tokenizer,
+            source,
+            family,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=seed * 1000 + index,
         )
         candidates.append(Candidate(index, edit, choice, seed * 1000 + index))
     return candidates

@@ -208,7 +208,7 @@ def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
     return tuple(pairs)
 
 
-def _as_training(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
+def training_examples(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     return [
         TrainingExample(tuple(with_system_prompt([ChatMessage("user", p.question)])), p.answer, kind) for p in pairs
     ]
@@ -277,7 +277,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         # learn every kept fact in full: all its examples, for as many epochs as new
         # facts get, with the step budget grown to match. Linear in the facts kept,
         # which only forgetting and corrections pay.
-        earlier = [e for fact in rehearsed for e in _as_training(fact.examples, "rehearsal")]
+        earlier = [e for fact in rehearsed for e in training_examples(fact.examples, "rehearsal")]
         earlier_epochs = REBUILD_EPOCHS
     else:
         if len(rehearsed) > request.max_rehearsal_facts:
@@ -286,7 +286,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         earlier = [
             e
             for fact in rehearsed
-            for e in _as_training(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
+            for e in training_examples(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
         ]
         # Earlier facts get at least half as many example visits as the new ones
         # (a single pass over a few examples lets a similar new fact overwrite them:
@@ -401,7 +401,7 @@ def _mix(body: list[TrainingExample], replay_pool: list[QA], share: float, rng: 
         return body
     n_replay = round(len(body) * share / (1 - share)) if share < 1 else len(body)
     replay = [replay_pool[i % len(replay_pool)] for i in rng.sample(range(max(n_replay, len(replay_pool))), n_replay)]
-    return body + _as_training(replay, "replay")
+    return body + training_examples(replay, "replay")
 
 
 def _run_candidate(
@@ -430,7 +430,7 @@ def _run_candidate(
                 model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
             )
             drafts.append((fact, edit, fact_examples(fact.text, edit)))
-    new_examples = [e for _, _, pairs in drafts for e in _as_training(pairs, "fact")]
+    new_examples = [e for _, _, pairs in drafts for e in training_examples(pairs, "fact")]
     examples = _mix(
         new_examples * choice.epochs + earlier_examples * earlier_epochs,
         replay_pool,

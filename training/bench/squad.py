@@ -10,11 +10,15 @@ For each passage, accuracy on its questions *without the passage in context* for
 reward on the gold questions kept: the issue's definition, an oracle selection),
 ``best_of_k_cloze`` (the same K candidates, chosen by a cloze quiz built from the
 passage, so the gold questions stay unseen: the deployable variant), and
+``policy:<version>`` (LoRA on the passage plus one self-edit written by a trained
+self-edit policy, ``--policy DIR``, same prompt family, seed and settings as the
+``self_edit:<family>`` row, so the writer is the only difference), and
 ``in_context`` (the passage in the prompt; the ceiling). Accuracy: a normalised
 gold answer contained in the first 64 generated tokens; also SQuAD F1.
 
 Per-passage results are appended to ``<out>.passages.jsonl`` as they finish, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped; adding ``--policy`` to a finished run
+computes only the new rows.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from training.candidates import DEFAULT_CHOICE, GRID, propose_candidates
 from training.inner_loop import applied, mix_replay, text_examples
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
+from training.policy import PolicyRef, activate
 from training.quiz import ask_and_grade, cloze_probes
 from training.replay import load_or_build
 from training.self_edit import FAMILIES, generate_passage_self_edit
@@ -53,10 +58,44 @@ def _score(graded) -> dict:
     }
 
 
+def _train_and_grade(host, name: str, texts: list[str], choice, seed: int, questions, replay, args, cloze=None) -> dict:
+    examples = mix_replay(text_examples(texts), replay, args.replay_ratio, seed)
+    with applied(host, name, examples, _train_config(choice, seed, args.max_steps)) as losses:
+        scored = _score(ask_and_grade(host.peft, host.tokenizer, questions))
+        scored["loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
+        if cloze is not None:
+            scored["cloze"] = [g.correct for g in ask_and_grade(host.peft, host.tokenizer, cloze)]
+    return scored
+
+
+def _source(passage: Passage) -> str:
+    return f"{passage.title}\n{passage.context}"
+
+
+def _questions(passage: Passage) -> list:
+    return [(q.question, q.answers) for q in passage.questions]
+
+
+def policy_method(policy: PolicyRef) -> str:
+    return f"policy:{policy.path.name}"
+
+
+def policy_row(host: AdapterHost, passage: Passage, policy: PolicyRef, replay, args) -> dict:
+    """The ``self_edit:<family>`` protocol with the self-edit written by ``policy``."""
+    source = _source(passage)
+    with host.using(activate(host, policy)):
+        edit = generate_passage_self_edit(host.peft, host.tokenizer, source, args.policy_family, seed=args.seed)
+    texts = [source, *edit.lines]
+    name = f"pol-{policy.path.name}"
+    scored = _train_and_grade(host, name, texts, DEFAULT_CHOICE, args.seed, _questions(passage), replay, args)
+    scored["self_edit"] = {"raw": edit.raw, "lines": list(edit.lines), "policy": policy.name}
+    return scored
+
+
 def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
     model, tokenizer = host.peft, host.tokenizer
-    source = f"{passage.title}\n{passage.context}"
-    questions = [(q.question, q.answers) for q in passage.questions]
+    source = _source(passage)
+    questions = _questions(passage)
     cloze = cloze_probes(passage.context, n=4, seed=args.seed)
     started = time.perf_counter()
     results: dict[str, dict] = {}
@@ -66,13 +105,7 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
         results["in_context"] = _score(ask_and_grade(model, tokenizer, questions, context=source))
 
     def train_and_grade(name: str, texts: list[str], choice, seed: int, with_cloze: bool = False) -> dict:
-        examples = mix_replay(text_examples(texts), replay, args.replay_ratio, seed)
-        with applied(host, name, examples, _train_config(choice, seed, args.max_steps)) as losses:
-            scored = _score(ask_and_grade(model, tokenizer, questions))
-            scored["loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
-            if with_cloze:
-                scored["cloze"] = [g.correct for g in ask_and_grade(model, tokenizer, cloze)]
-        return scored
+        return _train_and_grade(host, name, texts, choice, seed, questions, replay, args, cloze if with_cloze else None)
 
     results["passage"] = train_and_grade("passage", [source], DEFAULT_CHOICE, args.seed)
     for family in args.families:
@@ -132,19 +165,21 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    methods = list(records[0]["methods"]) if records else []
+    methods = list(dict.fromkeys(m for r in records for m in r["methods"]))
     order = [
         "base",
         "passage",
         *[m for m in methods if m.startswith("self_edit:")],
+        *sorted(m for m in methods if m.startswith("policy:")),
         "best_of_k",
         "best_of_k_cloze",
         "in_context",
     ]
     rows = []
     for method in [m for m in order if m in methods]:
-        correct = [c for r in records for c in r["methods"][method]["correct"]]
-        f1 = [v for r in records for v in r["methods"][method]["f1"]]
+        scored = [r["methods"][method] for r in records if method in r["methods"]]
+        correct = [c for m in scored for c in m["correct"]]
+        f1 = [v for m in scored for v in m["f1"]]
         rows.append(
             {
                 "method": method,
@@ -169,6 +204,13 @@ def print_table(rows: list[dict], n_passages: int, seconds: float) -> None:
         )
 
 
+def _rewrite(path: Path, records: dict[str, dict]) -> None:
+    """Replace the per-passage file atomically (a record gained rows)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench squad", description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad-file", type=Path, help="SQuAD v1.1 JSON (default: the verified dev set)")
@@ -184,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-steps", type=int, default=24, help="LoRA steps cap per candidate")
     parser.add_argument("--replay-ratio", type=float, default=0.5, help="replay examples per training example")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=[],
+        help="a self-edit policy version directory (python -m training.improve_policy); repeatable",
+    )
+    parser.add_argument("--policy-family", default="implications", help="prompt family the policy writes with")
     parser.add_argument("--base-model", default=None, help="model folder or .gguf (default: bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-squad.json"))
@@ -208,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         with host.using(None):
             replay = load_or_build(host.peft, host.tokenizer, args.cache_dir / "replay" / f"{folder.name}.json")
 
+    policies = [PolicyRef.from_dir(path) for path in args.policy]
     partial = args.out.with_suffix(".passages.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -224,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             record = run_passage(host, passage, replay["replay"], args)
             with partial.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        missing = [p for p in policies if policy_method(p) not in record["methods"]]
+        if missing and not args.report_only:
+            for policy in missing:
+                record["methods"][policy_method(policy)] = policy_row(host, passage, policy, replay["replay"], args)
+            done[passage.passage_id] = record
+            _rewrite(partial, done)
         records.append(record)
         rows = summarize(records)
         log.info(
@@ -251,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds_per_passage": round(seconds, 1),
                 "rows": rows,
                 "passage_ids": [r["passage_id"] for r in records],
+                "policies": {policy_method(p): str(p.path) for p in policies},
             },
             indent=1,
         )
