@@ -1,4 +1,4 @@
-"""ORM models: users, conversations, messages, facts and adapter versions."""
+"""ORM models: users, conversations, messages, facts, adapter versions and the self-edit policy."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ class User(Base):
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     bridge_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Off by default: may this user's recorded self-edits train the shared self-edit policy?
+    share_self_edits: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     active_adapter_id: Mapped[int | None] = mapped_column(
         ForeignKey("adapter_versions.id", use_alter=True, ondelete="SET NULL")
     )
@@ -137,3 +139,52 @@ class SelfEditCandidate(Base):
     self_edits: Mapped[list] = mapped_column(JSON)
     metrics: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PolicyVersion(Base):
+    """A version of the shared self-edit policy (a LoRA adapter that writes self-edits).
+
+    Immutable directory; ``status`` active marks the one workers write with (none:
+    the untrained base model). ``rejected``: its round did not improve the held-out score.
+    """
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.INACTIVE, index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("policy_versions.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))  # "squad" (offline) | "online" (users' recorded candidates)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RoundStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PolicyRound(Base):
+    """One ReST-EM round requested from the admin page: its progress and metrics."""
+
+    __tablename__ = "policy_rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)  # also the version number it writes
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=RoundStatus.QUEUED, index=True)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_versions.id", ondelete="SET NULL"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -52,6 +52,21 @@ class Settings(BaseSettings):
         0.0, alias="SEALCHAT_GATE_MAX_FORGOTTEN_RECALL", ge=0, le=1, description="recall allowed of a forgotten fact"
     )
 
+    # Self-edit policy (ReST-EM rounds from the admin page; small CPU defaults)
+    policy_k: int = Field(4, alias="SEALCHAT_POLICY_K", ge=1, le=16, description="self-edits sampled per passage")
+    policy_passages: int = Field(
+        8, alias="SEALCHAT_POLICY_PASSAGES", ge=1, le=10000, description="SQuAD train passages per offline round"
+    )
+    policy_eval_inputs: int = Field(
+        6, alias="SEALCHAT_POLICY_EVAL_INPUTS", ge=1, le=1000, description="held-out passages or facts per round"
+    )
+    policy_inner_steps: int = Field(
+        20, alias="SEALCHAT_POLICY_INNER_STEPS", ge=1, le=500, description="LoRA steps per applied self-edit"
+    )
+    policy_max_online_inputs: int = Field(
+        200, alias="SEALCHAT_POLICY_MAX_ONLINE_INPUTS", ge=1, description="recorded facts per online round"
+    )
+
     # Serving (web)
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
     max_resident_adapters: int = Field(8, alias="SEALCHAT_MAX_RESIDENT_ADAPTERS", ge=1)
@@ -101,6 +116,11 @@ class Settings(BaseSettings):
     def replay_cache(self) -> Path:
         """Base-model answers to the replay and locality prompts (computed once)."""
         return self.data_path / "replay" / "base-answers.json"
+
+    @property
+    def policy_dir(self) -> Path:
+        """Self-edit policy versions and their rounds' working files."""
+        return self.data_path / "policy"
 
     @property
     def models_dir(self) -> Path:

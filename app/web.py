@@ -28,6 +28,7 @@ from app.errors import AppError
 from app.memory.endpoints import api as facts_api
 from app.memory.endpoints import pages as memory_pages
 from app.openai_api.endpoints import router as openai_router
+from app.policy.endpoints import pages as policy_pages
 from app.serving.engine import ServingEngine
 from app.serving.listener import PromotionListener
 from app.settings import get_settings
@@ -74,7 +75,16 @@ def create_app() -> FastAPI:
         max_age=14 * 24 * 3600,
     )
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
-    for router in (account_pages, chat_pages, memory_pages, admin_pages, facts_api, adapters_api, openai_router):
+    for router in (
+        account_pages,
+        chat_pages,
+        memory_pages,
+        admin_pages,
+        policy_pages,
+        facts_api,
+        adapters_api,
+        openai_router,
+    ):
         app.include_router(router)
 
     @app.exception_handler(AppError)

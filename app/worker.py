@@ -17,7 +17,7 @@ from app.settings import get_settings
 log = logging.getLogger(__name__)
 settings = get_settings()
 
-celery_app = Celery("sealchat", broker=settings.celery_broker_url, include=["app.memory.tasks"])
+celery_app = Celery("sealchat", broker=settings.celery_broker_url, include=["app.memory.tasks", "app.policy.tasks"])
 celery_app.conf.update(
     task_default_queue="consolidation",
     task_acks_late=True,
@@ -41,7 +41,11 @@ if settings.redis_url is None:
 def _recover_unfinished_work(**_kwargs: object) -> None:
     """Facts are never lost: re-enqueue every user with unfinished facts at start."""
     from app.memory.tasks import enqueue_unfinished
+    from app.policy.tasks import enqueue_unfinished_rounds
 
     count = enqueue_unfinished()
     if count:
         log.info("re-enqueued consolidation for %d user(s) with unfinished facts", count)
+    rounds = enqueue_unfinished_rounds()
+    if rounds:
+        log.info("re-enqueued %d unfinished self-edit policy round(s)", rounds)

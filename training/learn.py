@@ -41,6 +41,7 @@ from training.phrasing import (
     to_second_person,
     topic_questions,
 )
+from training.policy import PolicyRef, activate, label
 from training.quiz import FactProbe, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit
@@ -85,6 +86,8 @@ class LearnRequest:
     init_adapter: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     self_edit_family: str = "rewrite"
+    # The self-edit policy that writes the self-edits (None: the base model itself).
+    policy: PolicyRef | None = None
     k: int = 1
     grid: tuple[TrainingChoice, ...] = FACT_GRID
     temperature: float = 0.8
@@ -424,7 +427,7 @@ def _run_candidate(
 
     report(index, "writing self-edits", 0.0)
     drafts: list[tuple[FactToLearn, SelfEdit, tuple[QA, ...]]] = []
-    with host.using(None):
+    with host.using(activate(host, request.policy)):
         for fact in request.new_facts:
             edit = generate_self_edit(
                 model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
@@ -476,6 +479,7 @@ def _run_candidate(
             "seed": seed,
             "steps": len(losses),
             "family": request.self_edit_family,
+            "policy": label(request.policy),
         },
         facts=facts,
         recall=recall,

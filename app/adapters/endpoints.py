@@ -11,6 +11,7 @@ from app.adapters import repository, service
 from app.adapters.schemas import AdapterVersionOut
 from app.errors import NotFound
 from app.memory import repository as facts
+from app.policy.endpoints import panel_context
 from app.templating import render
 
 pages = APIRouter(include_in_schema=False)
@@ -28,7 +29,7 @@ def admin_page(request: Request, admin: AdminUser, session: SessionDep):
         rows.append(
             {"user": user, "versions": versions, "unfinished": unfinished, "facts": by_id, "candidates": candidates}
         )
-    return render(request, "admin.html", user=admin, rows=rows, queue=queue_status())
+    return render(request, "admin.html", user=admin, rows=rows, queue=queue_status(), **panel_context(session))
 
 
 def queue_status() -> dict:

@@ -29,6 +29,7 @@ from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
 from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
+from app.policy import service as policy_service
 from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
@@ -147,6 +148,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             init_adapter=Path(active.path) if warm else None,
             train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=number),
             self_edit_family=settings.self_edit_family,
+            policy=policy_service.active_ref(session),
             k=settings.self_edit_k,
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),

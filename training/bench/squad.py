@@ -294,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(r["seconds"] for r in records) / max(1, len(records))
     rows = summarize(records)
     print_table(rows, len(records), seconds)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config = {
+        k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "policy" else v)
+        for k, v in vars(args).items()
+    }
     args.out.write_text(
         json.dumps(
             {

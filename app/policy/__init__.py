@@ -1,0 +1,1 @@
+"""The shared self-edit policy: versions, ReST-EM rounds, the admin actions."""

@@ -1,0 +1,30 @@
+"""Celery tasks for the self-edit policy: thin, take ids, safe to run twice."""
+
+from __future__ import annotations
+
+from app.db import session_scope
+from app.policy import repository
+from app.worker import celery_app
+
+
+@celery_app.task(name="sealchat.improve_policy", bind=True, max_retries=3, acks_late=True)
+def improve_policy_task(self, round_id: int) -> str:  # noqa: ANN001
+    from app.policy.rounds import RoundBusy, run_policy_round
+
+    try:
+        return run_policy_round(round_id)
+    except RoundBusy:
+        raise self.retry(countdown=60) from None
+
+
+def enqueue_round(round_id: int) -> None:
+    improve_policy_task.apply_async(args=[round_id], queue="consolidation")
+
+
+def enqueue_unfinished_rounds() -> int:
+    """A round whose worker died resumes from its files when a worker starts."""
+    with session_scope() as session:
+        ids = [r.id for r in repository.unfinished_rounds(session)]
+    for round_id in ids:
+        enqueue_round(round_id)
+    return len(ids)
