@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -22,6 +23,11 @@ import redis
 from sqlalchemy import create_engine, text
 
 from app.cli import web_command, worker_command
+
+if TYPE_CHECKING:
+    import torch
+
+    from training.adapters import AdapterHost
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
@@ -161,3 +167,17 @@ def wait_for_fact(client: httpx.Client, fact_id: int, timeout: float = 600) -> t
             return fact, seen
         time.sleep(1)
     raise AssertionError(f"fact {fact_id} not learned within {timeout}s; statuses seen: {seen}")
+
+
+def base_snapshot(host: AdapterHost) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in host.peft.named_parameters() if "lora_" not in n}
+
+
+def assert_base_unchanged(host: AdapterHost, before: dict[str, torch.Tensor]) -> None:
+    import torch
+
+    after = {n: p for n, p in host.peft.named_parameters() if "lora_" not in n}
+    assert after.keys() == before.keys()
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert changed == [], f"base weights changed: {changed[:3]}"
+    assert host.names == set(), "candidate adapters were all unloaded"

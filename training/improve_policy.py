@@ -120,7 +120,7 @@ def list_versions(store: PolicyStore) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.improve_policy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".cache/policy"), help="policy versions directory")
     parser.add_argument("--rounds", type=int, default=1)
@@ -136,9 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-passages-file", type=Path, help="held-out passages, SQuAD JSON")
     parser.add_argument("--base-model", default=None)
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    parser.add_argument("--replay-cache", type=Path, help="base-model replay answers (default: under --cache-dir)")
     parser.add_argument("--list", action="store_true", help="list versions and exit")
     parser.add_argument("--promote", metavar="NAME", help="make version NAME (or 'base') the active policy")
     parser.add_argument("--rollback", action="store_true", help="go back to the active version's parent")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     store = PolicyStore(args.store)
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = prepare_base_model(args.base_model, args.cache_dir / "models")
     host = AdapterHost(load_model(folder))
     with host.using(None):
-        replay = load_or_build(host.peft, host.tokenizer, args.cache_dir / "replay" / f"{folder.name}.json")
+        cache = args.replay_cache or args.cache_dir / "replay" / f"{folder.name}.json"
+        replay = load_or_build(host.peft, host.tokenizer, cache)
     run_rounds(host, store, args, replay["replay"])
     return 0
 

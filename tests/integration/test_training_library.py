@@ -7,9 +7,8 @@ import argparse
 import json
 
 import pytest
-import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import AdapterHost
 from training.bench.squad import run_passage
 from training.learn import FactToLearn, LearnRequest, learn_facts
@@ -24,18 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 @pytest.fixture(scope="module")
 def host(base_model_folder):
     return AdapterHost(load_model(base_model_folder))
-
-
-def base_snapshot(host: AdapterHost) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in host.peft.named_parameters() if "lora_" not in n}
-
-
-def assert_base_unchanged(host: AdapterHost, before: dict[str, torch.Tensor]) -> None:
-    after = {n: p for n, p in host.peft.named_parameters() if "lora_" not in n}
-    assert after.keys() == before.keys()
-    changed = [n for n in before if not torch.equal(before[n], after[n])]
-    assert changed == [], f"base weights changed: {changed[:3]}"
-    assert host.names == set(), "candidate adapters were all unloaded"
 
 
 def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
