@@ -21,6 +21,7 @@ import httpx
 import pytest
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from app.cli import web_command, worker_command
 
@@ -56,6 +57,9 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # Best-of-2 instead of the default 3 keeps the suite's training time down;
         # it still exercises candidate selection end to end.
         "SEALCHAT_SELF_EDIT_K": os.environ.get("SEALCHAT_SELF_EDIT_K", "2"),
+        # Policy rounds in tests: one held-out fact, a few LoRA steps.
+        "SEALCHAT_POLICY_EVAL_INPUTS": "1",
+        "SEALCHAT_POLICY_INNER_STEPS": "6",
     }
     return env
 
@@ -89,6 +93,16 @@ def prepared_model(stack_env) -> None:
     subprocess.run([sys.executable, "-m", "app.cli", "prepare-model"], env=stack_env, check=True, cwd=ROOT)
     REPLAY_CACHE.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(target, REPLAY_CACHE)
+
+
+@pytest.fixture
+def session(migrated_db):
+    """A session on the migrated PostgreSQL database, rolled back after the test."""
+    engine = create_engine(migrated_db)
+    with Session(engine) as session:
+        yield session
+        session.rollback()
+    engine.dispose()
 
 
 def _free_port() -> int:

@@ -2,8 +2,10 @@
 
 register -> chat (a reply streams in) -> "Remember this" on a message -> memory page
 until "learned" -> new conversation with the bridge off -> the answer comes from
-the weights -> a correction on the memory page supersedes the fact. Saves
-screenshots of the chat, memory and admin pages under docs/.
+the weights -> a correction on the memory page supersedes the fact; the user
+allows their self-edits to train the shared policy, and the admin runs a policy
+round from the admin page. Saves screenshots of the chat, memory and admin
+pages under docs/.
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     page.click("button[type=submit]")
     page.wait_for_url("**/chat/*")
 
+    # The user allows their self-edits to train the shared self-edit policy (off by default).
+    page.goto(stack.url + "/account")
+    expect(page.locator("#sharing-state")).to_have_text("Currently: not allowed")
+    page.check("#share")
+    page.locator("form.sharing").get_by_role("button", name="Save").click()
+    expect(page.locator("#sharing-state")).to_have_text("Currently: allowed")
+    page.goto(stack.url + "/chat")
+    page.click("#new-conversation")
+    page.wait_for_url("**/chat/*")
+
     # A reply streams in: the bubble is updated many times, not once.
     page.evaluate(COUNT_UPDATES)
     reply = send(page, "Hello! Who are you?")
@@ -132,4 +144,15 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     expect(row.locator("tr.active")).to_have_count(1)
     row.locator("summary").first.click()
     expect(row.locator("table.candidates tr.chosen")).to_have_count(1)
+    expect(row.locator("code.written-by").first).to_have_text(re.compile(r"base|policy-v\d+"))
+
+    # The admin improves the self-edit policy from use: a round runs in the worker
+    # and its result appears in the panel, which refreshes itself while it runs.
+    panel = page.locator("#policy")
+    expect(panel).to_contain_text(re.compile(r"from [1-9]\d* user\(s\) who allow it"))
+    panel.get_by_role("button", name="Improve the self-edit policy from use").click()
+    expect(panel.locator("tr.round").first).to_have_class(re.compile(r"queued|running|done"))
+    expect(panel.locator("tr.round").first).to_have_class(re.compile(r"\bdone\b"), timeout=600_000)
+    expect(panel.locator("tr.round").first).to_contain_text("CPU-h")
+    expect(panel.locator("table.policy-versions tr").nth(1)).to_contain_text("policy-v")
     page.screenshot(path=str(DOCS / "screenshot-admin.png"), full_page=True)

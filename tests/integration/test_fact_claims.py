@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from app.memory import repository
 from app.models import Fact, FactStatus, User
-
-
-@pytest.fixture
-def session(migrated_db):
-    engine = create_engine(migrated_db)
-    with Session(engine) as session:
-        yield session
-        session.rollback()
-    engine.dispose()
 
 
 def _user(session: Session, email: str) -> User:
