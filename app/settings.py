@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     policy_inner_steps: int = Field(
         20, alias="SEALCHAT_POLICY_INNER_STEPS", ge=1, le=500, description="LoRA steps per applied self-edit"
     )
+    policy_time_limit_s: int = Field(
+        14400, alias="SEALCHAT_POLICY_TIME_LIMIT", ge=60, description="hard limit on one policy round (seconds)"
+    )
     policy_max_online_inputs: int = Field(
         200, alias="SEALCHAT_POLICY_MAX_ONLINE_INPUTS", ge=1, description="recorded facts per online round"
     )

@@ -52,7 +52,7 @@ class _RoundProgress:
 
 def run_policy_round(round_id: int) -> str:
     settings = get_settings()
-    lock = get_redis().lock("sealchat:policy-round", timeout=settings.task_time_limit_s + 60, blocking=False)
+    lock = get_redis().lock("sealchat:policy-round", timeout=settings.policy_time_limit_s + 60, blocking=False)
     if not lock.acquire():
         raise RoundBusy(round_id)
     try:

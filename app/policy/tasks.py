@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from app.db import session_scope
 from app.policy import repository
+from app.settings import get_settings
 from app.worker import celery_app
 
+# A round trains and quizzes dozens of adapters: far longer than a consolidation.
+# If the worker dies or the limit kills it, the redelivered task resumes from the round's files.
+_LIMIT = get_settings().policy_time_limit_s
 
-@celery_app.task(name="sealchat.improve_policy", bind=True, max_retries=3, acks_late=True)
+
+@celery_app.task(
+    name="sealchat.improve_policy",
+    bind=True,
+    max_retries=3,
+    acks_late=True,
+    time_limit=_LIMIT,
+    soft_time_limit=_LIMIT - 30,
+)
 def improve_policy_task(self, round_id: int) -> str:  # noqa: ANN001
     from app.policy.rounds import RoundBusy, run_policy_round
 
