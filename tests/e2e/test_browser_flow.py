@@ -140,6 +140,13 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     page.fill("input[name=password]", admin_password)
     page.click("button[type=submit]")
     page.goto(stack.url + "/admin")
+    # The correction's version records the new fact's candidates once it is learnt:
+    # the policy panel counts them (the superseded fact's never count).
+    for _ in range(120):
+        if re.search(r"\b[1-9]\d* recorded self-edit", page.locator("#policy").inner_text()):
+            break
+        page.wait_for_timeout(5000)
+        page.reload()
     row = page.locator(".admin-user").filter(has=page.locator("h2", has_text=re.compile(r"^\s*e2e@example\.com")))
     expect(row.locator("tr.active")).to_have_count(1)
     row.locator("summary").first.click()
