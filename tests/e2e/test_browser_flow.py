@@ -149,9 +149,10 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
         page.reload()
     row = page.locator(".admin-user").filter(has=page.locator("h2", has_text=re.compile(r"^\s*e2e@example\.com")))
     expect(row.locator("tr.active")).to_have_count(1)
-    row.locator("summary").first.click()
-    expect(row.locator("table.candidates tr.chosen")).to_have_count(1)
-    expect(row.locator("code.written-by").first).to_have_text(re.compile(r"base|policy-v\d+"))
+    newest = row.locator("tr.details").first  # the correction's version, with its own candidates
+    newest.locator("summary").click()
+    expect(newest.locator("table.candidates tr.chosen")).to_have_count(1)
+    expect(newest.locator("code.written-by").first).to_have_text(re.compile(r"base|policy-v\d+"))
 
     # The admin improves the self-edit policy from use: a round runs in the worker
     # and its result appears in the panel, which refreshes itself while it runs.

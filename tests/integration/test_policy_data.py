@@ -55,22 +55,27 @@ def _consolidation(session: Session, user: User, facts: list[Fact], recalls: lis
 def test_online_rounds_learn_only_from_consenting_users_and_known_facts(session):
     sharer = _user(session, "sharer@example.com", share=True)
     private = _user(session, "private@example.com", share=False)
-    known = Fact(user_id=sharer.id, text="My cat is called Biscotti.", status=FactStatus.LEARNED)
-    forgotten = Fact(user_id=sharer.id, text="My locker code is 4411.", status=FactStatus.FORGOTTEN)
-    corrected = Fact(user_id=sharer.id, text="I live in Boston.", status=FactStatus.SUPERSEDED)
-    theirs = Fact(user_id=private.id, text="My dog is called Rex.", status=FactStatus.LEARNED)
+    known = Fact(user_id=sharer.id, text="My tortoise is called Zephyrine.", status=FactStatus.LEARNED)
+    forgotten = Fact(user_id=sharer.id, text="My locker code is 4411 at Quorndale gym.", status=FactStatus.FORGOTTEN)
+    corrected = Fact(user_id=sharer.id, text="I live in Vintridge.", status=FactStatus.SUPERSEDED)
+    theirs = Fact(user_id=private.id, text="My ferret is called Pumbleworth.", status=FactStatus.LEARNED)
     session.add_all([known, forgotten, corrected, theirs])
     session.flush()
     _consolidation(session, sharer, [known, forgotten, corrected], [[True, False], [True, True]])
     _consolidation(session, private, [theirs], [[True, True]])
 
-    records = service.online_records(session)
+    ours = {known.text, forgotten.text, corrected.text, theirs.text}  # the stack's other tests share the DB
 
-    assert {r.fact for r in records} == {"My cat is called Biscotti."}
+    def records_here():
+        return [r for r in service.online_records(session) if r.fact in ours]
+
+    records = records_here()
+
+    assert {r.fact for r in records} == {"My tortoise is called Zephyrine."}
     assert sorted((r.index, r.recall) for r in records) == [(0, 0.5), (1, 1.0)]
     assert all(r.policy == "base" and r.lines for r in records)
     assert len({r.input_id for r in records}) == 1, "the K candidates of one consolidation compete together"
 
     private.share_self_edits = True
     session.flush()
-    assert {r.fact for r in service.online_records(session)} == {"My cat is called Biscotti.", "My dog is called Rex."}
+    assert {r.fact for r in records_here()} == {"My tortoise is called Zephyrine.", "My ferret is called Pumbleworth."}

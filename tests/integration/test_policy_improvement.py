@@ -20,16 +20,21 @@ from tests.conftest import Stack, wait_for_fact
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
+def csrf(page: str) -> str:
+    return re.search(r'name="csrftoken" value="([^"]+)"', page).group(1)
+
+
 def login(stack: Stack, email: str, password: str) -> httpx.Client:
     client = httpx.Client(base_url=stack.url, follow_redirects=True, timeout=120)
-    client.get("/login")
-    page = client.post("/login", data={"email": email, "password": password, "csrftoken": client.cookies["csrftoken"]})
-    assert page.status_code == 200, page.text[:300]
+    token = csrf(client.get("/login").text)
+    page = client.post("/login", data={"email": email, "password": password, "csrftoken": token})
+    assert page.status_code == 200 and "/login" not in str(page.url), page.text[:300]
     return client
 
 
-def post_form(client: httpx.Client, path: str, **data: str) -> httpx.Response:
-    return client.post(path, data={**data, "csrftoken": client.cookies["csrftoken"]})
+def post_form(client: httpx.Client, path: str, form_page: str = "/account", **data: str) -> httpx.Response:
+    """Submit a form as the browser would: with the CSRF token of a page that shows one."""
+    return client.post(path, data={**data, "csrftoken": csrf(client.get(form_page).text)})
 
 
 def test_admin_improves_the_policy_from_consenting_users_self_edits(stack: Stack):
