@@ -58,21 +58,22 @@ def test_admin_improves_the_policy_from_consenting_users_self_edits(stack: Stack
     again = post_form(admin, "/admin/policy/improve", source="online")
     assert again.status_code == 409 and "still" in again.text, "one round at a time"
 
+    newest = re.search(r'data-round="(\d+)"', admin.get("/admin/policy").text).group(1)  # newest first
+    name = "policy-v" + newest
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         panel = admin.get("/admin/policy").text
-        if re.search(r'class="round (done|failed)"', panel):
+        if re.search(rf'class="round (done|failed)" data-round="{newest}"', panel):
             break
         time.sleep(2)
     else:
-        raise AssertionError("the policy round did not finish")
-    assert 'class="round done"' in panel, panel[:2000]
-    newest = re.search(r'data-round="(\d+)"', panel).group(1)  # rounds are listed newest first
-    name = "policy-v" + newest
+        raise AssertionError(f"policy round {newest} did not finish")
+    assert f'class="round done" data-round="{newest}"' in panel, panel[:2000]
     assert name in panel, "the new version is listed either way"
-    assert re.search(r"\d+/\d+", panel), "kept/total inputs are shown"
-    assert "CPU-h" in panel
-    promoted = 'badge active">promoted' in panel
+    row = re.search(rf'data-round="{newest}">(.*?)</tr>', panel, re.S).group(1)
+    assert re.search(r"\d+/\d+", row), "kept/total inputs are shown"
+    assert "CPU-h" in row
+    promoted = 'badge active">promoted' in row
     active = re.search(r'class="policy-active">([^<]+)<', panel).group(1)
     assert (active == name) == promoted, "only an improvement is promoted"
 
