@@ -17,7 +17,6 @@ adapter; claimed facts go back to pending (or fail after ``max_attempts``).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +29,7 @@ from app.db import session_scope
 from app.memory import repository as facts_repo
 from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.policy import service as policy_service
+from app.progress import ThrottledProgress
 from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
@@ -65,19 +65,14 @@ def _next_version_number(session: Session, user_id: int, user_dir: Path) -> int:
     return max([versions.max_version(session, user_id), *on_disk]) + 1
 
 
-class _ProgressWriter:
-    """Writes progress to the claimed facts at most every ``interval`` seconds."""
+def _fact_progress(fact_ids: list[int]) -> ThrottledProgress:
+    """Progress shown on the claimed facts (the memory page's bars)."""
 
-    def __init__(self, fact_ids: list[int], interval: float = 1.0) -> None:
-        self.fact_ids, self.interval, self.last = fact_ids, interval, 0.0
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval and fraction < 1.0:
-            return
-        self.last = now
+    def write(stage: str, fraction: float) -> None:
         with session_scope() as session:
-            facts_repo.set_progress(session, self.fact_ids, stage, round(fraction, 3))
+            facts_repo.set_progress(session, fact_ids, stage, fraction)
+
+    return ThrottledProgress(write, interval=1.0)
 
 
 def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
@@ -182,7 +177,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         return "forgot every fact; serving the base model"
 
     try:
-        result = learn_facts(worker_host(), request, progress=_ProgressWriter(claimed or forgetting))
+        result = learn_facts(worker_host(), request, progress=_fact_progress(claimed or forgetting))
     except Exception as exc:
         _record_failure(user_id, claimed, exc)
         raise

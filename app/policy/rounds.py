@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 from app.db import session_scope
 from app.memory.consolidation import worker_host
 from app.models import PolicyRound, PolicyVersion, RoundStatus, VersionStatus, utcnow
 from app.policy import repository, service
+from app.progress import ThrottledProgress
 from app.redis_client import get_redis
 from app.settings import get_settings
 from training.bench.facts import DEFAULT_FACTS, load_facts
@@ -36,18 +36,15 @@ class RoundBusy(Exception):
     """Another round holds the policy lock."""
 
 
-class _RoundProgress:
-    def __init__(self, round_id: int, interval: float = 2.0) -> None:
-        self.round_id, self.interval, self.last = round_id, interval, 0.0
+def _round_progress(round_id: int) -> ThrottledProgress:
+    """Progress shown in the admin page's rounds table."""
 
-    def __call__(self, stage: str, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval and fraction < 1.0:
-            return
-        self.last = now
+    def write(stage: str, fraction: float) -> None:
         with session_scope() as session:
-            row = repository.get_round(session, self.round_id)
-            row.stage, row.progress = stage[:64], round(fraction, 3)
+            row = repository.get_round(session, round_id)
+            row.stage, row.progress = stage[:64], fraction
+
+    return ThrottledProgress(write, interval=2.0)
 
 
 def run_policy_round(round_id: int) -> str:
@@ -122,7 +119,7 @@ def _run_locked(round_id: int) -> str:
         config,
         work,
         source=source,
-        progress=_RoundProgress(round_id),
+        progress=_round_progress(round_id),
     )
     with session_scope() as session:
         row = repository.get_round(session, round_id)
