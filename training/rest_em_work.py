@@ -17,6 +17,7 @@ the self-edit's tokens learnt, from the current policy's weights.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,24 +97,15 @@ class _Work:
             host.unload(TRAINING_ADAPTER)
         return losses
 
+    @contextlib.contextmanager
     def _writing(self, policy: PolicyRef | None):
-        """Host context for writing self-edits with ``policy``; non-live ones are unloaded after."""
-        return _PolicyScope(self.host, policy, keep=policy == self.parent)
-
-
-class _PolicyScope:
-    def __init__(self, host: AdapterHost, policy: PolicyRef | None, keep: bool) -> None:
-        self.host, self.policy, self.keep = host, policy, keep
-
-    def __enter__(self):
-        self._ctx = self.host.using(activate(self.host, self.policy))
-        return self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-        if self.policy is not None and not self.keep:
-            self.host.unload(self.policy.name)
-        return False
+        """The host with ``policy`` active for writing self-edits; a non-live policy is unloaded after."""
+        try:
+            with self.host.using(activate(self.host, policy)) as model:
+                yield model
+        finally:
+            if policy is not None and policy != self.parent:
+                self.host.unload(policy.name)
 
 
 class PassageWork(_Work):
