@@ -103,6 +103,43 @@ def generate_text(
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
+@torch.inference_mode()
+def generate_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[ChatMessage]],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy replies to many conversations, decoded together in left-padded batches.
+
+    On a CPU the small model's decoding is bound by reading the weights, so a batch
+    of 16 costs little more per token than one reply. Prompts are grouped by length
+    (less padding); replies come back in the input order. Greedy only: a batch
+    shares no sampling state, so it is meant for quizzes and cached answers.
+    """
+    encoded = [encode_prompt(tokenizer, messages) for messages in conversations]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    replies: list[str] = [""] * len(encoded)
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+            mask[row, width - len(encoded[i]) :] = 1
+        out = model.generate(
+            ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            **_generate_kwargs(tokenizer, max_new_tokens, 0.0, 1.0),
+        )
+        for row, i in enumerate(chunk):
+            replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+    return replies
+
+
 def stream_text(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -31,7 +31,7 @@ from pathlib import Path
 from training import locality
 from training.adapters import AdapterHost, sha256_file
 from training.candidates import TrainingChoice
-from training.chat import ChatMessage, generate_text, with_system_prompt
+from training.chat import ChatMessage, with_system_prompt
 from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
 from training.phrasing import (
     GENERAL_RECALL_PROMPTS,
@@ -42,7 +42,7 @@ from training.phrasing import (
     topic_questions,
 )
 from training.policy import PolicyRef, activate, label
-from training.quiz import FactProbe, fact_quiz, grade_fact_probe, model_written_probe
+from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit
 
@@ -217,20 +217,15 @@ def training_examples(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     ]
 
 
-def _ask(model, tokenizer, question: str, max_new_tokens: int = 32) -> str:
-    return generate_text(
-        model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=max_new_tokens
-    )
-
-
 def quiz_fact(model, tokenizer, fact: str, extra: FactProbe | None = None) -> list[dict]:
     """Ask the fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
 
     ``extra``: a question the model wrote about the fact (a new fact's reward only).
     """
     results = []
-    for probe in [*fact_quiz(fact, seed=0), *([extra] if extra else [])]:
-        reply = _ask(model, tokenizer, probe.question)
+    probes = [*fact_quiz(fact, seed=0), *([extra] if extra else [])]
+    replies = ask_many(model, tokenizer, [probe.question for probe in probes], max_new_tokens=32)
+    for probe, reply in zip(probes, replies, strict=True):
         result = {"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)}
         if probe is extra:
             result["written_by_model"], result["reference"] = True, probe.reference

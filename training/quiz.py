@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training.chat import ChatMessage, generate_text, with_system_prompt
+from training.chat import ChatMessage, generate_batch, generate_text, with_system_prompt
 from training.self_edit import STOPWORDS, key_words, normalize
 
 
@@ -41,11 +41,14 @@ def recalls(fact: str, question: str, reply: str) -> bool:
 
 def quiz_without_context(model, tokenizer, fact: str, questions: list[str]) -> list[ProbeResult]:
     """Ask each question with no fact in the prompt and grade the reply."""
-    results = []
-    for question in questions:
-        reply = generate_text(model, tokenizer, with_system_prompt([ChatMessage("user", question)]), max_new_tokens=40)
-        results.append(ProbeResult(question, reply, recalls(fact, question, reply)))
-    return results
+    replies = ask_many(model, tokenizer, questions, max_new_tokens=40)
+    return [ProbeResult(q, reply, recalls(fact, q, reply)) for q, reply in zip(questions, replies, strict=True)]
+
+
+def ask_many(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 40) -> list[str]:
+    """Greedy replies to single-turn prompts (project system prompt), decoded in batches."""
+    conversations = [with_system_prompt([ChatMessage("user", prompt)]) for prompt in prompts]
+    return generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
 
 
 def equivalent(reference: str, reply: str) -> bool:
@@ -86,16 +89,12 @@ def ask_and_grade(
     model, tokenizer, questions: Sequence[tuple[str, Sequence[str]]], context: str = "", max_new_tokens: int = 64
 ) -> list[Graded]:
     """Ask each question (optionally with ``context`` in the prompt) and grade the reply."""
-    graded = []
-    for question, answers in questions:
-        prompt = f"{context}\n\nQuestion: {question}" if context else question
-        reply = generate_text(
-            model, tokenizer, with_system_prompt([ChatMessage("user", prompt)]), max_new_tokens=max_new_tokens
-        )
-        graded.append(
-            Graded(question, reply, contains_answer(reply, answers), max(squad_f1(reply, a) for a in answers))
-        )
-    return graded
+    prompts = [f"{context}\n\nQuestion: {question}" if context else question for question, _ in questions]
+    replies = ask_many(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    return [
+        Graded(question, reply, contains_answer(reply, answers), max(squad_f1(reply, a) for a in answers))
+        for (question, answers), reply in zip(questions, replies, strict=True)
+    ]
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")

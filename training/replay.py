@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.chat import ChatMessage, generate_text, with_system_prompt
+from training.chat import ChatMessage, generate_batch, with_system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,9 @@ class ReplayItem:
 
 
 def base_answers(model, tokenizer, prompts: tuple[str, ...]) -> list[ReplayItem]:
-    return [
-        ReplayItem(
-            prompt,
-            generate_text(model, tokenizer, with_system_prompt([ChatMessage("user", prompt)]), ANSWER_TOKENS),
-        )
-        for prompt in prompts
-    ]
+    conversations = [with_system_prompt([ChatMessage("user", prompt)]) for prompt in prompts]
+    answers = generate_batch(model, tokenizer, conversations, max_new_tokens=ANSWER_TOKENS)
+    return [ReplayItem(prompt, answer) for prompt, answer in zip(prompts, answers, strict=True)]
 
 
 def is_complete(cache_file: Path) -> bool:

@@ -115,8 +115,8 @@ class Learner:
             self.refused += 1
         return decision.accepted
 
-    def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float]:
-        """Learn one fact; returns (seconds, locality of the live version)."""
+    def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float, tuple[str, ...]]:
+        """Learn one fact; returns (seconds, locality of the live version, the general prompts it changed)."""
         started = time.perf_counter()
         item = FactToLearn(fact.index, fact.text)
         for attempt in range(2 if self.method == "memory" else 1):
@@ -129,8 +129,8 @@ class Learner:
                 self.known[fact.index] = replace(item, examples=outcome.examples)
                 self.recall.update(result.kept_recall)
                 self.recall[fact.index] = outcome.recall
-                return time.perf_counter() - started, result.locality
-        return time.perf_counter() - started, float("nan")
+                return time.perf_counter() - started, result.locality, result.locality_changed
+        return time.perf_counter() - started, float("nan"), ()
 
     def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
         started = time.perf_counter()
@@ -163,10 +163,12 @@ def recall_of(host: AdapterHost, adapter: Path | None, facts: list[BenchFact]) -
 
 
 def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
+    # Every fact's questions in one batched call, then split back per fact.
+    graded = iter(ask_and_grade(host.peft, host.tokenizer, [q for f in facts for q in f.questions], max_new_tokens=40))
     out = {}
     for fact in facts:
-        graded = ask_and_grade(host.peft, host.tokenizer, fact.questions, max_new_tokens=40)
-        out[fact.index] = sum(g.correct for g in graded) / len(graded)
+        mine = [next(graded) for _ in fact.questions]
+        out[fact.index] = sum(g.correct for g in mine) / len(mine)
     return out
 
 
@@ -179,7 +181,7 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
     learner = Learner(host, method, args.work, args)
     steps: list[dict] = []
     for n, fact in enumerate(facts, 1):
-        seconds, locality = learner.teach(fact, thresholds)
+        seconds, locality, changed = learner.teach(fact, thresholds)
         recalled = recall_of(host, learner.live, facts[:n])
         step = {
             "method": method,
@@ -189,6 +191,7 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
             "recall_first10": _mean(recalled[f.index] for f in facts[: min(10, n)]),
             "recall_all": _mean(recalled.values()),
             "locality": None if locality != locality else round(locality, 4),
+            "locality_changed": list(changed),
             "seconds": round(seconds, 1),
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
