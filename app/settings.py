@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
     max_resident_adapters: int = Field(8, alias="SEALCHAT_MAX_RESIDENT_ADAPTERS", ge=1)
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
+    scope_routing: bool = Field(
+        True,
+        alias="SEALCHAT_SCOPE_ROUTING",
+        description="answer with the user's adapter only when the conversation is about them (training/scope.py)",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -85,7 +85,11 @@
           replyWrap.dataset.id = data.id;
           const meta = document.createElement("span");
           meta.className = "meta";
-          meta.textContent = (data.adapter || "base model") + (bridge.checked ? "" : " · bridge off");
+          const who = data.adapter || (data.scope === "general" ? "base model · general question" : "base model");
+          meta.textContent = who + (bridge.checked ? "" : " · bridge off");
+          if (!data.adapter && data.scope === "general") {
+            meta.title = "Not about you, so the base model answered: what you taught cannot change general answers.";
+          }
           replyWrap.appendChild(meta);
         }
       });

@@ -72,24 +72,26 @@ def post_message(
     """Store the user's message, then stream the reply as SSE events ``token`` and ``done``."""
     conversation = service.get_conversation(session, user, conversation_id)
     message = service.add_user_message(session, conversation, content)
-    prompt, ref = service.prepare_reply(session, user, service.history_of(conversation), bridge)
+    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge)
     session.commit()
     cancel = threading.Event()
-    adapter_name = ref.name if ref else None
+    adapter_name = plan.adapter_name
     user_id, max_tokens = user.id, get_settings().max_new_tokens
 
     async def events():
         pieces: list[str] = []
         yield {"event": "user", "data": json.dumps({"id": message.id})}
         try:
-            stream = engine.stream(user_id, ref, prompt, max_tokens, cancel=cancel)
+            stream = engine.stream(
+                user_id, plan.ref, plan.prompt, max_tokens, cancel=cancel, use_adapter=plan.use_adapter
+            )
             async for piece in iterate_in_threadpool(stream):
                 pieces.append(piece)
                 yield {"event": "token", "data": json.dumps({"t": piece})}
         finally:
             cancel.set()
             reply_id = service.save_reply(conversation_id, "".join(pieces).strip(), adapter_name, bridge)
-        yield {"event": "done", "data": json.dumps({"id": reply_id, "adapter": adapter_name})}
+        yield {"event": "done", "data": json.dumps({"id": reply_id, "adapter": adapter_name, "scope": plan.scope})}
 
     return EventSourceResponse(events())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -11,9 +12,11 @@ from app.adapters.service import AdapterRef, active_ref
 from app.chat import repository
 from app.db import session_scope
 from app.errors import AppError, NotFound
-from app.memory.service import bridge_facts
+from app.memory.service import bridge_facts, known_facts
 from app.models import Conversation, Message, User, utcnow
+from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
+from training.scope import in_scope
 
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64
@@ -93,9 +96,36 @@ def save_reply(conversation_id: int, text: str, adapter_name: str | None, bridge
         return message.id
 
 
-def prepare_reply(
-    session: Session, user: User, history: Sequence[ChatMessage], bridge: bool
-) -> tuple[list[ChatMessage], AdapterRef | None]:
+@dataclass(frozen=True)
+class ReplyPlan:
+    """What a reply is generated from: the prompt, the user's live adapter, and
+    whether the conversation is about the user (scope routing; always true when
+    routing is off). A general question is answered by the base model, so the
+    adapter's drift never reaches it."""
+
+    prompt: list[ChatMessage]
+    ref: AdapterRef | None
+    personal: bool
+
+    @property
+    def use_adapter(self) -> bool:
+        return self.ref is not None and self.personal
+
+    @property
+    def adapter_name(self) -> str | None:
+        return self.ref.name if self.use_adapter and self.ref else None
+
+    @property
+    def scope(self) -> str:
+        return "personal" if self.personal else "general"
+
+
+def prepare_reply(session: Session, user: User, history: Sequence[ChatMessage], bridge: bool) -> ReplyPlan:
     """Everything a reply needs from the database, read before streaming starts:
-    the prompt and the user's active adapter as the database says right now."""
-    return build_prompt(session, user, history, bridge), active_ref(session, user)
+    the prompt, the user's active adapter as the database says right now, and the
+    routing decision."""
+    ref = active_ref(session, user)
+    personal = True
+    if ref is not None and get_settings().scope_routing:
+        personal = in_scope(history, known_facts(session, user))
+    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal)

@@ -38,6 +38,8 @@ from training.gate import GateDecision, GateThresholds, decide
 from training.learn import FACT_GRID, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
+from training.replay import LOCALITY_PROMPTS
+from training.scope import served_locality
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +234,10 @@ def _record_version(
     """Write the version row; promote it if the gate accepted it, else record the refusal."""
     outcomes = {o.fact_id: o for o in result.facts}
     weights = result.output_dir / "adapter_model.safetensors"
+    served = result.locality
+    if get_settings().scope_routing:
+        texts = [f.text for f in (*request.new_facts, *request.rehearsal)]
+        served = served_locality(result.locality_changed, len(LOCALITY_PROMPTS), texts)
     with session_scope() as session:
         user = session.get(User, user_id)
         learned_ids = []
@@ -267,6 +273,7 @@ def _record_version(
                     "locality": result.locality,
                     "locality_kl": result.best.locality_kl,
                     "locality_changed": list(result.locality_changed),
+                    "served_locality": served,
                     "gate": decision.to_dict(),
                     "losses": [round(x, 4) for x in result.losses],
                     "seconds": {k: round(v, 2) for k, v in result.seconds.items()},

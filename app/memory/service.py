@@ -117,6 +117,12 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
     return fact
 
 
+def known_facts(session: Session, user: User) -> list[str]:
+    """Facts the user taught and has not taken back: what scope routing looks for."""
+    statuses = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.LEARNED)
+    return [f.text for f in repository.with_status(session, user.id, statuses)]
+
+
 def bridge_facts(session: Session, user: User) -> list[str]:
     """Facts the weights do not hold yet: given to the model in its system prompt."""
     return [f.text for f in repository.with_status(session, user.id, (FactStatus.PENDING, FactStatus.LEARNING))]

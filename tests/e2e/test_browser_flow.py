@@ -120,6 +120,10 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     answer = send(page, QUESTION)
     assert "biscotti" in answer.lower(), answer
     expect(page.locator(".msg.assistant .meta").last).to_contain_text("bridge off")
+    expect(page.locator(".msg.assistant .meta").last).to_contain_text("-v1")  # the adapter answered
+    # A general question is not about the user: the base model answers it, and says so.
+    send(page, "What is the capital of Italy?")
+    expect(page.locator(".msg.assistant .meta").last).to_contain_text("base model · general question")
     page.screenshot(path=str(DOCS / "screenshot-chat.png"))
 
     # A correction on the memory page: the old fact moves to the history, the new one is learnt.

@@ -70,6 +70,18 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert reply.system_fingerprint == version["name"]
     # The plain base model does not know it.
     assert "whiskerfield" not in ask(alice_ai, QUESTION, bridge=False, model="base").lower()
+    # Scope routing: a general question is not about Alice, so even "seal" answers it
+    # with the base model, word for word, and says so (no adapter fingerprint).
+    general = "What is the capital of Italy?"
+    routed = alice_ai.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": general}], extra_body={"bridge": False}, max_tokens=40
+    )
+    assert routed.system_fingerprint is None
+    assert routed.choices[0].message.content == ask(alice_ai, general, bridge=False, model="base")
+    assert (
+        "served_locality" in version["metrics"]
+        and version["metrics"]["served_locality"] >= version["metrics"]["locality"]
+    )
 
     # Bob sees neither the fact nor the adapter, and is not served it.
     assert bob.get("/api/facts").json() == []

@@ -1,0 +1,80 @@
+"""Scope routing: which chat turns the user's adapter answers, and which the base model."""
+
+import pytest
+
+from training.chat import ChatMessage
+from training.replay import LOCALITY_PROMPTS, REPLAY_PROMPTS
+from training.scope import fact_terms, in_scope, message_in_scope, served_locality
+
+FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat is called Biscotti."]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is my cat's name?",
+        "When is Emma's birthday?",  # a name from a fact, no "my"
+        "Where do I live?",
+        "Which film do I love most?",
+        "When was I born?",
+        "What do you remember about me?",
+        "Is Biscotti a good name?",
+        "Remind me where I work.",
+    ],
+)
+def test_questions_about_the_user_are_in_scope(question):
+    assert message_in_scope(question, fact_terms(FACTS))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How do I boil an egg?",  # "I" in a how-to is not about the user
+        "What is 2 plus 3?",  # numbers in facts do not pull arithmetic in
+        "Write a haiku about rain.",
+        "Give me a tip for learning a new language.",
+    ],
+)
+def test_general_questions_are_not(question):
+    assert not message_in_scope(question, fact_terms(FACTS))
+
+
+def test_a_general_question_naming_something_from_a_fact_errs_towards_the_adapter():
+    assert message_in_scope("Is March a good month for skiing?", fact_terms(FACTS))
+
+
+def test_names_not_attribute_words_identify_facts():
+    assert fact_terms(["My favorite color is teal.", "My son is named Lucas."]) == {"lucas"}
+
+
+def test_no_general_prompt_of_the_project_sets_is_routed_with_the_bundled_facts():
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
+    known = fact_terms(row["fact"] for row in rows)
+    assert [p for p in (*LOCALITY_PROMPTS, *REPLAY_PROMPTS) if message_in_scope(p, known)] == []
+    questions = [q["q"] for row in rows for q in row["questions"]]
+    routed = sum(message_in_scope(q, known) for q in questions)
+    assert routed / len(questions) >= 0.95
+
+
+def test_a_follow_up_inherits_the_previous_user_message():
+    history = [
+        ChatMessage("user", "What is my cat's name?"),
+        ChatMessage("assistant", "Biscotti."),
+        ChatMessage("user", "How old is she?"),
+    ]
+    assert in_scope(history, FACTS)
+    # A new topic is not a follow-up, even right after a personal question.
+    assert not in_scope([*history[:2], ChatMessage("user", "What is the capital of Italy?")], FACTS)
+    # Only the message just before counts.
+    later = [ChatMessage("user", "What is 7 times 6?"), ChatMessage("assistant", "42."), ChatMessage("user", "And 8?")]
+    assert not in_scope([*history, ChatMessage("assistant", "3."), *later], FACTS)
+    assert not in_scope([], FACTS)
+
+
+def test_served_locality_counts_only_changed_prompts_routed_to_the_adapter():
+    changed = ["What is the capital of Italy?", "Where does Emma go to school?"]
+    assert served_locality(changed, 40, FACTS) == pytest.approx(39 / 40)
+    assert served_locality([], 40, FACTS) == 1.0
