@@ -78,3 +78,23 @@ def test_served_locality_counts_only_changed_prompts_routed_to_the_adapter():
     changed = ["What is the capital of Italy?", "Where does Emma go to school?"]
     assert served_locality(changed, 40, FACTS) == pytest.approx(39 / 40)
     assert served_locality([], 40, FACTS) == 1.0
+
+
+def test_facts_bench_serves_a_fact_only_through_a_routed_question():
+    from training.bench.facts import BenchFact, with_routing
+
+    facts = [
+        BenchFact(0, "My cat is called Biscotti.", (("What is the name of my cat?", ("Biscotti",)),)),
+        BenchFact(1, "I am allergic to penicillin.", (("Which medicine must I avoid?", ("penicillin",)),)),
+    ]
+    step = {
+        "n": 2,
+        "recall_by_fact": {"0": 1.0, "1": 1.0},
+        "locality": 0.9,
+        "locality_changed": ["What is the capital of Italy?", "Is Biscotti a good name for a dog?"],
+    }
+    out = with_routing(step, facts)
+    # The second question has no "my", no "do I" and no name: the base model gets it.
+    assert out["routed_questions"] == 0.5 and out["served_recall_all"] == 0.5
+    assert out["served_locality"] == pytest.approx(1 - 1 / 40)
+    assert out["recall_by_fact"] == step["recall_by_fact"]  # the adapter's own numbers are kept

@@ -43,6 +43,8 @@ from training.learn import FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
+from training.replay import LOCALITY_PROMPTS
+from training.scope import fact_terms, message_in_scope, served_locality
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,28 @@ def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
     return out
 
 
+def with_routing(step: dict, facts: list[BenchFact]) -> dict:
+    """Add what a user is *served* at this step, with scope routing in front of the adapter.
+
+    A question is answered by the adapter only when routing sends it there (else
+    the base model answers, which recalls none of these facts); a general prompt
+    the adapter changed reaches the user only when routed to the adapter.
+    """
+    taught = facts[: step["n"]]
+    known = fact_terms(f.text for f in taught)
+    routed = {f.index: all(message_in_scope(q, known) for q, _ in f.questions) for f in taught}
+    recall = {int(k): v for k, v in step["recall_by_fact"].items()}
+    served = {i: recall[i] if routed[i] else 0.0 for i in recall}
+    out = dict(step)
+    out["routed_questions"] = _mean(float(v) for v in routed.values())
+    out["served_recall_all"] = _mean(served.values())
+    out["served_recall_first10"] = _mean(served[f.index] for f in taught[:10])
+    if step.get("locality") is not None and "locality_changed" in step:
+        texts = [f.text for f in taught]
+        out["served_locality"] = round(served_locality(step["locality_changed"], len(LOCALITY_PROMPTS), texts), 4)
+    return out
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 4) if values else None
@@ -196,12 +220,14 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
+        step = with_routing(step, facts)
         steps.append(step)
         with done["file"].open("a") as fh:
             fh.write(json.dumps(step) + "\n")
         print(
             f"{method:>10} n={n:3d} new={step['recall_new']:.2f} first10={step['recall_first10']:.2f} "
-            f"all={step['recall_all']:.2f} locality={step['locality']} {seconds:.0f}s",
+            f"all={step['recall_all']:.2f} locality={step['locality']} served={step.get('served_locality')} "
+            f"{seconds:.0f}s",
             flush=True,
         )
     return steps, learner
@@ -234,7 +260,9 @@ def plot(results: dict, path: Path) -> None:
         style = "-" if method == "memory" else "--"
         axes[0].plot(ns, [s["recall_first10"] for s in steps], style, marker="o", label=f"{method}: first 10 facts")
         axes[0].plot(ns, [s["recall_all"] for s in steps], style, marker="x", label=f"{method}: all facts so far")
-        axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=method)
+        axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=f"{method}: adapter")
+        if method == "memory" and all(s.get("served_locality") is not None for s in steps):
+            axes[1].plot(ns, [s["served_locality"] for s in steps], ":", marker="s", label="memory: served (routing)")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
@@ -319,10 +347,13 @@ def main(argv: list[str]) -> int:
 
 def report_only(args) -> int:
     steps_file = args.out.with_suffix(".steps.jsonl")
+    facts = load_facts(args.facts_file)
     methods: dict[str, list[dict]] = {}
     for line in steps_file.read_text().splitlines():
         if line.strip():
             step = json.loads(line)
+            if "served_recall_all" not in step:  # a step recorded before routing was measured
+                step = with_routing(step, facts)
             methods.setdefault(step["method"], []).append(step)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {
@@ -343,13 +374,18 @@ def report_only(args) -> int:
 def print_table(results: dict) -> None:
     if results.get("base_recall") is not None:
         print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
-    print(f"{'method':>10} {'n':>4} {'new':>5} {'first10':>8} {'all':>5} {'locality':>9} {'seconds':>8}")
+    print(
+        f"{'method':>10} {'n':>4} {'new':>5} {'first10':>8} {'all':>5} {'locality':>9} "
+        f"{'served all':>11} {'served loc':>11} {'seconds':>8}"
+    )
     for method, steps in results["methods"].items():
         for s in steps:
             loc = "—" if s["locality"] is None else f"{s['locality']:.2f}"
+            served_loc = "—" if s.get("served_locality") is None else f"{s['served_locality']:.2f}"
             print(
                 f"{method:>10} {s['n']:>4} {s['recall_new']:>5.2f} {s['recall_first10']:>8.2f} "
-                f"{s['recall_all']:>5.2f} {loc:>9} {s['seconds']:>8.1f}"
+                f"{s['recall_all']:>5.2f} {loc:>9} {s['served_recall_all']:>11.2f} {served_loc:>11} "
+                f"{s['seconds']:>8.1f}"
             )
     if forget := results.get("forget"):
         print(
