@@ -42,8 +42,10 @@ def _facts_context(session, user) -> dict:
 
 
 def _page_error(request: Request, session, user, exc: AppError, text: str | None = None):
-    """The memory page again, with the error and what the user typed."""
+    """The memory page again (or, for htmx, the fact list) with the error and what the user typed."""
     context = _facts_context(session, user)
+    if request.headers.get("hx-request"):
+        return render(request, "_facts.html", status_code=exc.status_code, user=user, error=exc.message, **context)
     return render(
         request, "memory.html", status_code=exc.status_code, user=user, error=exc.message, text=text, **context
     )

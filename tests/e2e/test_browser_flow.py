@@ -129,6 +129,12 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     # A correction on the memory page: the old fact moves to the history, the new one is learnt.
     page.goto(stack.url + "/memory")
     item = page.locator("ul.facts > li.fact", has_text=FACT).first
+    # A blank correction is refused in place (422 swapped by htmx), and nothing changes.
+    item.locator("summary", has_text="Correct").click()
+    item.locator("input[name=text]").fill("   ")
+    item.get_by_role("button", name="Save correction").click()
+    expect(page.locator("#facts-error")).to_contain_text("at least 3 characters")
+    expect(item.locator(".badge")).to_have_text("learned")
     item.locator("summary", has_text="Correct").click()
     item.locator("input[name=text]").fill(CORRECTED)
     item.get_by_role("button", name="Save correction").click()
