@@ -47,9 +47,44 @@ REPLAY_PROMPTS = (
     "Tell me a fun fact about the ocean.",
     "What is the square root of 16?",
     "Who painted the Mona Lisa?",
+    # Added with scope routing: more variety, and requests that say "my" or "do I"
+    # without being about a taught fact. Routing sends those to the adapter, so
+    # replay must teach it to answer them as the base model does.
+    "What is a good way to start the day?",
+    "Can you help me write a short thank-you note?",
+    "What should I pack for a weekend trip?",
+    "Give me a quick recipe for pancakes.",
+    "How can I stay focused while studying?",
+    "What is the difference between weather and climate?",
+    "Summarize the story of Cinderella in one sentence.",
+    "What is 15 divided by 3?",
+    "Explain what a noun is.",
+    "What are the three states of matter?",
+    "Name a famous scientist.",
+    "How do airplanes stay in the air?",
+    "What is the capital of Germany?",
+    "Write a short poem about the sea.",
+    "Give me three tips for saving money.",
+    "How many bones are in the human body?",
+    "What does a thermometer measure?",
+    "Suggest a fun activity for a rainy day.",
+    "Tell me a joke.",
+    "What is the opposite of generous?",
+    "What should I do when I feel stressed?",
+    "Why is the sky blue?",
+    "What is the capital of Spain?",
+    "Is it better to exercise in the morning or in the evening?",
+    "How do I reset my router?",
+    "What is a good gift for my friend's birthday?",
+    "Help me plan my week.",
+    "What do I need to make a sandwich?",
+    "Can you give me ideas for my garden?",
+    "How should I prepare for my job interview?",
+    "What can I do to improve my memory?",
+    "Recommend a good book for my holiday.",
 )
 
-LOCALITY_PROMPTS = (
+GENERAL_LOCALITY_PROMPTS = (
     "What is the capital of Italy?",
     "How many hours are in a day?",
     "What animal says moo?",
@@ -91,6 +126,23 @@ LOCALITY_PROMPTS = (
     "What is the smallest prime number?",
     "Which season comes after winter?",
 )
+
+# General requests phrased about the user ("my lunch", "do I need"): scope routing
+# sends these to the adapter, so they measure the drift routing cannot hide.
+PERSONAL_LOCALITY_PROMPTS = (
+    "What is a healthy snack for my lunch?",
+    "Can you suggest a name for my new blog?",
+    "What should I read to improve my writing?",
+    "How can I make my room tidier?",
+    "What do I need to start running?",
+    "Give me a tip to improve my sleep.",
+    "What is a good exercise for my back?",
+    "How long should I boil my pasta?",
+    "Help me write an email to my boss asking for a day off.",
+    "What can I cook for my friends tonight?",
+)
+
+LOCALITY_PROMPTS = GENERAL_LOCALITY_PROMPTS + PERSONAL_LOCALITY_PROMPTS
 
 ANSWER_TOKENS = 40
 

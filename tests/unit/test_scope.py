@@ -3,7 +3,7 @@
 import pytest
 
 from training.chat import ChatMessage
-from training.replay import LOCALITY_PROMPTS, REPLAY_PROMPTS
+from training.replay import GENERAL_LOCALITY_PROMPTS, PERSONAL_LOCALITY_PROMPTS, REPLAY_PROMPTS
 from training.scope import fact_terms, in_scope, message_in_scope, served_locality
 
 FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat is called Biscotti."]
@@ -47,13 +47,18 @@ def test_names_not_attribute_words_identify_facts():
     assert fact_terms(["My favorite color is teal.", "My son is named Lucas."]) == {"lucas"}
 
 
-def test_no_general_prompt_of_the_project_sets_is_routed_with_the_bundled_facts():
+def test_general_prompts_are_not_routed_even_with_all_bundled_facts_taught():
     import json
     from pathlib import Path
 
     rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
     known = fact_terms(row["fact"] for row in rows)
-    assert [p for p in (*LOCALITY_PROMPTS, *REPLAY_PROMPTS) if message_in_scope(p, known)] == []
+    assert [p for p in GENERAL_LOCALITY_PROMPTS if message_in_scope(p, known)] == []
+    # The locality prompts phrased about the user are routed to the adapter: they
+    # measure what routing cannot protect.
+    assert all(message_in_scope(p, frozenset()) for p in PERSONAL_LOCALITY_PROMPTS)
+    general_replay = [p for p in REPLAY_PROMPTS if not message_in_scope(p, frozenset())]
+    assert len(general_replay) >= 50 and not [p for p in general_replay if message_in_scope(p, known)]
     questions = [q["q"] for row in rows for q in row["questions"]]
     routed = sum(message_in_scope(q, known) for q in questions)
     assert routed / len(questions) >= 0.95

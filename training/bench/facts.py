@@ -93,7 +93,7 @@ class Learner:
             rehearsal=list(self.known.values()) if memory else [],
             removed=list(removed),
             rehearse=memory,
-            replay_share=0.4 if memory else 0.0,
+            replay_share=LearnRequest.replay_share if memory else 0.0,  # the product's default
             output_dir=self.work / self.method / f"v{self.versions}",
             replay_cache=self.args.replay_cache,
             init_adapter=None if rebuild else self.live,
@@ -101,7 +101,7 @@ class Learner:
                 learning_rate=self.args.lr,
                 max_steps=self.args.steps,
                 seed=self.args.seed * 1000 + self.versions + seed_offset,
-                kl_weight=4.0 if memory else 0.0,
+                kl_weight=TrainConfig.kl_weight if memory else 0.0,
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
@@ -192,7 +192,8 @@ def with_routing(step: dict, facts: list[BenchFact]) -> dict:
     out["served_recall_first10"] = _mean(served[f.index] for f in taught[:10])
     if step.get("locality") is not None and "locality_changed" in step:
         texts = [f.text for f in taught]
-        out["served_locality"] = round(served_locality(step["locality_changed"], len(LOCALITY_PROMPTS), texts), 4)
+        n_prompts = step.get("locality_n", 40)  # steps recorded before the set grew to 50 had 40
+        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, texts), 4)
     return out
 
 
@@ -216,6 +217,7 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
             "recall_all": _mean(recalled.values()),
             "locality": None if locality != locality else round(locality, 4),
             "locality_changed": list(changed),
+            "locality_n": len(LOCALITY_PROMPTS),
             "seconds": round(seconds, 1),
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
