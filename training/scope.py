@@ -8,14 +8,18 @@ edited model (SERAC, Mitchell et al. 2022), here a transparent rule instead of a
 trained classifier:
 
 A message is *in scope* when it speaks of the user's own things ("my", "mine",
-"our", "about me", "remind me", "do you remember") or shares a content word with
-one of the user's facts ("When is Emma's birthday?" after "My daughter Emma
-turns 7 on March 3rd"). A short follow-up ("And how old is she?") inherits the
-scope of the user's previous message. Everything else goes to the base model.
+"myself", "about me", "remind me", "remember"), asks about the user ("Where do
+I live?", "When was I born?", but not "How do I boil an egg?"), or names
+something from one of their facts ("When is Emma's birthday?" after "My
+daughter Emma turns 7 on March 3rd"). A short follow-up ("And how old is she?")
+inherits the scope of the user's previous message. Everything else goes to the
+base model.
 
-The rule errs towards the adapter: a general question that happens to share a
-word with a fact ("Suggest a name for a pet goldfish" once a pet's name is
-known) is answered by the adapter, which is what happens without routing.
+The rule errs towards the adapter: a general question that names something from
+a fact ("Is March a good month for skiing?") is answered by the adapter, which is
+what happens without routing. It misses personal questions with none of these
+cues ("Which medicine must I avoid?"): those get the base model, which does not
+know the fact (4 of the 105 bundled facts' questions).
 """
 
 from __future__ import annotations
