@@ -236,14 +236,18 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
 
 
 def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int) -> dict:
-    chosen = random.Random(seed).sample(facts, count)
-    kept = [f for f in facts if f not in chosen]
+    # Only facts the live version holds can be forgotten (a fact the gate refused
+    # twice was never learnt); the others it holds are what must be kept.
+    held = [f for f in facts if f.index in learner.known]
+    chosen = random.Random(seed).sample(held, min(count, len(held)))
+    kept = [f for f in held if f not in chosen]
     result = learner.forget(chosen, thresholds)
     forgotten = recall_of(host, learner.live, chosen)
     others = recall_of(host, learner.live, kept)
     return {
         **result,
         "n_facts": len(facts),
+        "n_held": len(held),
         "forgotten": [f.text for f in chosen],
         "forgotten_recall": _mean(forgotten.values()),
         "kept_recall": _mean(others.values()),
