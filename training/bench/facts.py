@@ -267,8 +267,9 @@ def plot(results: dict, path: Path) -> None:
         axes[0].plot(ns, [s["recall_first10"] for s in steps], style, marker="o", label=f"{method}: first 10 facts")
         axes[0].plot(ns, [s["recall_all"] for s in steps], style, marker="x", label=f"{method}: all facts so far")
         axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=f"{method}: adapter")
-        if method == "memory" and all(s.get("served_locality") is not None for s in steps):
-            axes[1].plot(ns, [s["served_locality"] for s in steps], ":", marker="s", label="memory: served (routing)")
+        if method == "memory" and any(s.get("served_locality") is not None for s in steps):
+            served = [s.get("served_locality") for s in steps]
+            axes[1].plot(ns, served, ":", marker="s", label="memory: served (scope routing)")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
