@@ -76,6 +76,11 @@ class FactToLearn:
     examples: tuple[QA, ...] = ()
 
 
+# Personal facts train with a stronger KL to the base model on replay than SQuAD
+# passages do (TrainConfig's default, 4): measured by scripts/locality_experiment.py.
+FACT_KL_WEIGHT = 16.0
+
+
 @dataclass(frozen=True)
 class LearnRequest:
     adapter_name: str
@@ -100,6 +105,7 @@ class LearnRequest:
     # model on them, TrainConfig.kl_weight): measured 0.47 -> 0.54 locality with
     # KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
     replay_share: float = 0.5
+
     verify_facts: int = 8
     # Facts that must leave the weights (forgotten or superseded): callers rebuild
     # (``init_adapter`` None) without them; the new version is quizzed on them.

@@ -70,7 +70,7 @@ class TrainConfig:
     max_length: int = field(default=256, metadata={"help": "tokens per example, longer ones are cut"})
     seed: int = field(default=0, metadata={"help": "seeds example order and dropout"})
     kl_weight: float = field(
-        default=16.0, metadata={"help": "replay examples: weight of KL(base || adapter) instead of cross-entropy"}
+        default=4.0, metadata={"help": "replay examples: weight of KL(base || adapter) instead of cross-entropy"}
     )
 
     def to_dict(self) -> dict:

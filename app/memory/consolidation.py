@@ -35,7 +35,7 @@ from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
 from training.gate import GateDecision, GateThresholds, decide
-from training.learn import FACT_GRID, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.learn import FACT_GRID, FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.replay import LOCALITY_PROMPTS
@@ -143,7 +143,12 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             output_dir=user_dir / f"v{number}",
             replay_cache=settings.replay_cache,
             init_adapter=Path(active.path) if warm else None,
-            train=TrainConfig(learning_rate=settings.learning_rate, max_steps=settings.train_steps, seed=number),
+            train=TrainConfig(
+                learning_rate=settings.learning_rate,
+                max_steps=settings.train_steps,
+                seed=number,
+                kl_weight=FACT_KL_WEIGHT,
+            ),
             self_edit_family=settings.self_edit_family,
             policy=policy_service.active_ref(session),
             k=settings.self_edit_k,

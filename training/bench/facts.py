@@ -39,7 +39,7 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide
-from training.learn import FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.learn import FACT_KL_WEIGHT, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
@@ -101,7 +101,7 @@ class Learner:
                 learning_rate=self.args.lr,
                 max_steps=self.args.steps,
                 seed=self.args.seed * 1000 + self.versions + seed_offset,
-                kl_weight=TrainConfig.kl_weight if memory else 0.0,
+                kl_weight=FACT_KL_WEIGHT if memory else 0.0,
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
