@@ -102,10 +102,9 @@ class LearnRequest:
     max_rehearsal_facts: int = 24
     rehearsal_examples_per_fact: int = 4
     # Half of each pass is replay of the base model's own answers (KL to the base
-    # model on them, TrainConfig.kl_weight): measured 0.47 -> 0.54 locality with
-    # KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
+    # model on them, FACT_KL_WEIGHT in consolidations): measured 0.47 -> 0.54
+    # locality with KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
     replay_share: float = 0.5
-
     verify_facts: int = 8
     # Facts that must leave the weights (forgotten or superseded): callers rebuild
     # (``init_adapter`` None) without them; the new version is quizzed on them.
