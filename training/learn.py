@@ -69,11 +69,17 @@ class QA:
 
 @dataclass(frozen=True)
 class FactToLearn:
-    """A fact as the trainer sees it. ``examples`` is set for facts learnt before."""
+    """A fact as the trainer sees it.
+
+    ``examples`` is set for facts learnt before; ``recall`` is the latest measured
+    self-quiz recall of such a fact (None: never measured), which rehearsal uses to
+    put the weakest facts first.
+    """
 
     fact_id: int
     text: str
     examples: tuple[QA, ...] = ()
+    recall: float | None = None
 
 
 # Personal facts train with a stronger KL to the base model on replay than SQuAD
@@ -245,6 +251,27 @@ def fact_recall(model, tokenizer, fact: str) -> float:
     return _share([q["recalled"] for q in quiz_fact(model, tokenizer, fact)])
 
 
+def _weak(fact: FactToLearn) -> bool:
+    return fact.recall is None or fact.recall < 1.0
+
+
+def weakest_first(facts: Sequence[FactToLearn], rng: random.Random) -> list[FactToLearn]:
+    """Earlier facts ordered for rehearsal: lowest last-measured recall first (never
+    measured counts as weakest), ties in a seeded random order."""
+    shuffled = rng.sample(list(facts), len(facts))
+    return sorted(shuffled, key=lambda f: -1.0 if f.recall is None else f.recall)
+
+
+def verify_sample(facts: Sequence[FactToLearn], n: int, rng: random.Random) -> list[FactToLearn]:
+    """The earlier facts a new version is quizzed on: half the weakest (did they
+    recover?) and the rest at random (did a strong one slip?)."""
+    if len(facts) <= n:
+        return list(facts)
+    weak = [f for f in weakest_first(facts, rng) if _weak(f)][: n // 2]
+    rest = [f for f in facts if f not in weak]
+    return weak + rng.sample(rest, n - len(weak))
+
+
 def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
@@ -286,13 +313,14 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         earlier = [e for fact in rehearsed for e in training_examples(fact.examples, "rehearsal")]
         earlier_epochs = REBUILD_EPOCHS
     else:
-        if len(rehearsed) > request.max_rehearsal_facts:
-            # Bounded cost: rehearse a seeded sample, not every earlier fact.
-            rehearsed = rng.sample(rehearsed, request.max_rehearsal_facts)
+        # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, the
+        # weakest first; a fact not fully recalled at its last quiz gets twice the visits.
+        rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
         earlier = [
             e
             for fact in rehearsed
             for e in training_examples(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
+            * (2 if _weak(fact) else 1)
         ]
         # Earlier facts get at least half as many example visits as the new ones
         # (a single pass over a few examples lets a similar new fact overwrite them:
@@ -300,9 +328,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         n_new = sum(len(f.examples) or 8 for f in request.new_facts) * max(c.epochs for c in request.grid)
         earlier_epochs = max(1, min(REBUILD_EPOCHS * 2, math.ceil(n_new / (2 * len(earlier))))) if earlier else 1
     rehearsal_probes = rng.sample(list(request.rehearsal), min(4, len(request.rehearsal)))
-    verify = list(request.rehearsal)
-    if len(verify) > request.verify_facts:
-        verify = rng.sample(verify, request.verify_facts)
+    verify = verify_sample(request.rehearsal, request.verify_facts, rng)
     replay_pool = [QA(r.prompt, r.answer) for r in replay["replay"]]
 
     work = request.output_dir.with_name(f".tmp-{request.output_dir.name}-{os.getpid()}")

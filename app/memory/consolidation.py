@@ -55,9 +55,11 @@ def worker_host() -> AdapterHost:
     return AdapterHost(load_model(prepare_base_model(settings.base_model, settings.models_dir)))
 
 
-def _as_input(fact: Fact) -> FactToLearn:
+def _as_input(fact: Fact, recall: dict[int, float] | None = None) -> FactToLearn:
+    """``recall``: the live version's latest measured recall per fact (rehearsal puts
+    the weakest first); a fact it never measured falls back to its recall when learnt."""
     examples = tuple(QA(e["question"], e["answer"]) for e in (fact.examples or []))
-    return FactToLearn(fact.id, fact.text, examples)
+    return FactToLearn(fact.id, fact.text, examples, (recall or {}).get(fact.id, fact.recall))
 
 
 def _next_version_number(session: Session, user_id: int, user_dir: Path) -> int:
@@ -134,10 +136,12 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         retry = any(f.attempts > 0 for f in new)
         rebuild = bool(removed) or (retry and bool(kept))
         warm = active is not None and not rebuild and options.get("warm_start", True)
+        live_metrics = (active.metrics or {}) if active else {}
+        live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
-            rehearsal=[_as_input(f) for f in kept],
+            rehearsal=[_as_input(f, live_recall) for f in kept],
             removed=[_as_input(f) for f in removed],
             rehearse=options.get("rehearse", True),
             output_dir=user_dir / f"v{number}",
@@ -158,7 +162,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         )
         predecessor = _Predecessor(
             active.id if active else None,
-            {int(k): v for k, v in ((active.metrics or {}).get("fact_recall") or {}).items()} if active else {},
+            live_recall,
             {f.id: f.recall for f in kept if f.recall is not None},
         )
     user_dir.mkdir(parents=True, exist_ok=True)

@@ -105,3 +105,19 @@ def test_model_written_questions_are_filtered():
     probe = FactProbe("Which company employs the user?", reference="acme robotics")
     assert grade_fact_probe(fact, probe, "You work at Acme Robotics.")
     assert not grade_fact_probe(fact, probe, "You are a teacher.")
+
+
+def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
+    import random
+
+    from training.learn import FactToLearn, verify_sample, weakest_first
+
+    facts = [FactToLearn(i, f"fact {i}", recall=r) for i, r in enumerate([1.0, 0.5, 1.0, None, 0.0, 1.0, 1.0, 1.0])]
+    order = weakest_first(facts, random.Random(0))
+    assert [f.fact_id for f in order[:3]] == [3, 4, 1]  # never measured, then 0.0, then 0.5
+    assert {f.fact_id for f in order[3:]} == {0, 2, 5, 6, 7}
+
+    sample = verify_sample(facts, 4, random.Random(1))
+    assert len(sample) == 4 and len({f.fact_id for f in sample}) == 4
+    assert [f.fact_id for f in sample[:2]] == [3, 4]  # half the sample: the weakest
+    assert verify_sample(facts[:3], 4, random.Random(1)) == facts[:3]

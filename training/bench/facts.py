@@ -90,7 +90,7 @@ class Learner:
             adapter_name=f"{self.method}-v{self.versions}",
             new_facts=list(new),
             # The paper's setting neither rehearses nor checks earlier facts.
-            rehearsal=list(self.known.values()) if memory else [],
+            rehearsal=[replace(f, recall=self.recall.get(i)) for i, f in self.known.items()] if memory else [],
             removed=list(removed),
             rehearse=memory,
             replay_share=LearnRequest.replay_share if memory else 0.0,  # the product's default
