@@ -231,24 +231,36 @@ def training_examples(pairs: Sequence[QA], kind: str) -> list[TrainingExample]:
     ]
 
 
-def quiz_fact(model, tokenizer, fact: str, extra: FactProbe | None = None) -> list[dict]:
-    """Ask the fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
+def quiz_facts(
+    model, tokenizer, facts: Sequence[str], extra: Sequence[FactProbe | None] | None = None
+) -> list[list[dict]]:
+    """Ask each fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
 
-    ``extra``: a question the model wrote about the fact (a new fact's reward only).
+    All facts' questions are decoded in one batched call. ``extra[i]``: a question
+    the model wrote about fact ``i`` (a new fact's reward only).
     """
-    results = []
-    probes = [*fact_quiz(fact, seed=0), *([extra] if extra else [])]
-    replies = ask_many(model, tokenizer, [probe.question for probe in probes], max_new_tokens=32)
-    for probe, reply in zip(probes, replies, strict=True):
-        result = {"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)}
-        if probe is extra:
-            result["written_by_model"], result["reference"] = True, probe.reference
-        results.append(result)
-    return results
+    extra = extra or [None] * len(facts)
+    probes = [[*fact_quiz(fact, seed=0), *([more] if more else [])] for fact, more in zip(facts, extra, strict=True)]
+    replies = iter(ask_many(model, tokenizer, [p.question for mine in probes for p in mine], max_new_tokens=32))
+    out = []
+    for fact, mine, more in zip(facts, probes, extra, strict=True):
+        results = []
+        for probe, reply in zip(mine, replies, strict=False):
+            result = {"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)}
+            if probe is more:
+                result["written_by_model"], result["reference"] = True, probe.reference
+            results.append(result)
+        out.append(results)
+    return out
+
+
+def facts_recall(model, tokenizer, facts: Sequence[str]) -> list[float]:
+    """Each fact's share of quiz probes recalled without context."""
+    return [_share([q["recalled"] for q in quiz]) for quiz in quiz_facts(model, tokenizer, facts)]
 
 
 def fact_recall(model, tokenizer, fact: str) -> float:
-    return _share([q["recalled"] for q in quiz_fact(model, tokenizer, fact)])
+    return facts_recall(model, tokenizer, [fact])[0]
 
 
 def _weak(fact: FactToLearn) -> bool:
@@ -363,8 +375,10 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         host.load("verify", work / "best")
         try:
             with host.using("verify"):
-                kept_recall = {f.fact_id: fact_recall(model, tokenizer, f.text) for f in verify}
-                removed_recall = {f.fact_id: fact_recall(model, tokenizer, f.text) for f in request.removed}
+                # Earlier facts, then the removed ones, quizzed in one batched call.
+                recalled = iter(facts_recall(model, tokenizer, [f.text for f in [*verify, *request.removed]]))
+                kept_recall = {f.fact_id: next(recalled) for f in verify}
+                removed_recall = {f.fact_id: next(recalled) for f in request.removed}
                 local = locality.compare(
                     base_locality, locality.answer_logits(model, tokenizer, replay["locality"]), replay["locality"]
                 )
@@ -491,13 +505,18 @@ def _run_candidate(
     report(index, "quizzing", 0.85)
     locality_items, base_logits = locality_base
     with host.using(name):
-        facts = []
-        for fact, edit, pairs in drafts:
-            quiz = quiz_fact(model, tokenizer, fact.text, written.get(fact.fact_id))
-            facts.append(FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz])))
-        rehearsal_recall = None
-        if rehearsal_probes:
-            rehearsal_recall = _share([fact_recall(model, tokenizer, fact.text) > 0.5 for fact in rehearsal_probes])
+        quizzes = quiz_facts(
+            model,
+            tokenizer,
+            [fact.text for fact, _, _ in drafts] + [fact.text for fact in rehearsal_probes],
+            [written.get(fact.fact_id) for fact, _, _ in drafts] + [None] * len(rehearsal_probes),
+        )
+        facts = [
+            FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz]))
+            for (fact, edit, pairs), quiz in zip(drafts, quizzes[: len(drafts)], strict=True)
+        ]
+        rehearsed = [_share([q["recalled"] for q in quiz]) for quiz in quizzes[len(drafts) :]]
+        rehearsal_recall = _share([r > 0.5 for r in rehearsed]) if rehearsed else None
         local = locality.compare(base_logits, locality.answer_logits(model, tokenizer, locality_items), locality_items)
     recall = sum(f.recall for f in facts) / len(facts) if facts else (rehearsal_recall or 0.0)
     return CandidateOutcome(
