@@ -213,7 +213,7 @@ class _Predecessor:
 
     id: int | None
     fact_recall: dict[int, float]
-    learned_recall: dict[int, float]  # fallback: each fact's recall when it was learnt
+    learned_recall: dict[int, float]  # fallback: each fact's latest recall on record
 
     def recall_of(self, facts: dict[int, float]) -> dict[int, float]:
         out = {}
@@ -339,6 +339,10 @@ def _record_version(
             }
             fact.examples = [{"question": qa.question, "answer": qa.answer} for qa in outcome.examples]
             fact.learned_version_id = version.id
+        # Earlier facts this version re-quizzed: the memory page shows their latest recall.
+        for fact in facts_repo.by_ids(session, user_id, result.kept_recall):
+            if fact.status == FactStatus.LEARNED:
+                fact.recall = result.kept_recall[fact.id]
         if user.active_adapter_id:
             previous = versions.get(session, user.active_adapter_id)
             if previous is not None:

@@ -22,7 +22,12 @@ class FactOut(BaseModel):
     stage: str | None
     progress: float = Field(description="0..1 while learning")
     error: str | None
-    recall: float | None = Field(description="share of quiz probes answered from weights alone after learning")
+    recall: float | None = Field(
+        description=(
+            "share of quiz probes answered from weights alone at the latest check "
+            "(when learnt, or re-quizzed by a later version)"
+        )
+    )
     learned_version_id: int | None
     superseded_by_id: int | None = Field(description="the correction that replaced this fact")
     created_at: datetime

@@ -71,6 +71,8 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     assert v2["status"] == "active" and v2["fact_ids"] == [sister["id"], home["id"]]
     assert versions[1]["status"] == "inactive"
     assert v2["metrics"]["warm_start"] is True
+    rechecked = api.get(f"/api/facts/{sister['id']}").json()["recall"]
+    assert rechecked == v2["metrics"]["kept_recall"][str(sister["id"])], "the fact shows its latest quiz, by v2"
     assert "denver" in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?"), "the earlier fact survived the new version"
 
