@@ -437,6 +437,13 @@ def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
     return None
 
 
+def rebuild_config(config: TrainConfig, n_examples: int) -> TrainConfig:
+    """A rebuild from scratch trains one full pass over its examples (every kept
+    fact's, repeated for their epochs), however far past the step cap that goes."""
+    full_pass = math.ceil(n_examples / config.batch_size) * config.epochs
+    return replace(config, max_steps=max(config.max_steps, full_pass))
+
+
 def _candidate_name(request: LearnRequest, index: int) -> str:
     return f"{request.adapter_name}-c{index}"
 
@@ -492,7 +499,7 @@ def _run_candidate(
     host.make_trainable(name)
     config = replace(request.train, learning_rate=choice.learning_rate, epochs=1, seed=seed)
     if request.init_adapter is None and earlier_examples:
-        config = replace(config, max_steps=max(config.max_steps, planned_steps(len(examples), config)))
+        config = rebuild_config(config, len(examples))
     total = planned_steps(len(examples), config)
     losses = train_lora(
         model,

@@ -47,3 +47,11 @@ def test_truncation_keeps_ids_and_labels_aligned():
 @pytest.mark.parametrize(("n", "epochs", "cap", "expected"), [(10, 3, 100, 9), (10, 3, 5, 5), (1, 2, 60, 2)])
 def test_planned_steps(n, epochs, cap, expected):
     assert planned_steps(n, TrainConfig(epochs=epochs, max_steps=cap, batch_size=4)) == expected
+
+
+def test_a_rebuild_trains_a_full_pass_past_the_step_cap():
+    from training.learn import rebuild_config
+
+    config = TrainConfig(epochs=1, max_steps=40, batch_size=4)
+    assert planned_steps(3400, rebuild_config(config, 3400)) == 850  # 25 facts: not cut to 40
+    assert rebuild_config(config, 100).max_steps == 40  # never below the cap
