@@ -5,7 +5,8 @@ threshold below its predecessor's on the same facts (recall here: the share of
 those facts recalled, a fact counting as recalled when most of its quiz probes
 are, so one flaky probe is not forgetting but a lost fact is), when its locality (share of
 unrelated prompts answered as the base model answers them) is below a minimum,
-or when it still recalls a fact that was meant to leave the weights.
+or when it still recalls a fact that was meant to leave the weights (better than
+the base model, which never learnt it, does).
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ def decide(
     locality: float,
     removed: Mapping[int, float],
     thresholds: GateThresholds,
+    removed_baseline: Mapping[int, float] | None = None,
 ) -> GateDecision:
     """Compare a new version's per-fact recall with its predecessor's on the same facts.
 
     ``previous`` maps fact id to the predecessor's recall (facts it never measured
     are skipped), ``kept`` the new version's recall of earlier facts, ``removed``
-    its recall of the facts that must be gone.
+    its recall of the facts that must be gone, ``removed_baseline`` the base
+    model's recall of those (it never learnt them: a probe it answers by a guess,
+    "O negative" for a blood type, is not a memory left behind).
     """
     common = [i for i in kept if i in previous]
     before = _mean(float(previous[i] >= RECALLED) for i in common)
@@ -72,7 +76,8 @@ def decide(
         )
     if locality < thresholds.min_locality - 1e-9:
         reasons.append(f"locality {locality:.0%} is below the minimum {thresholds.min_locality:.0%}")
-    still = sorted(i for i, r in removed.items() if r > thresholds.max_removed_recall + 1e-9)
+    baseline = removed_baseline or {}
+    still = sorted(i for i, r in removed.items() if r > thresholds.max_removed_recall + baseline.get(i, 0.0) + 1e-9)
     if still:
         reasons.append(f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))})")
     return GateDecision(not reasons, tuple(reasons), before, after)

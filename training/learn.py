@@ -180,6 +180,9 @@ class LearnResult:
     kept_recall: dict[int, float] = field(default_factory=dict)
     removed_recall: dict[int, float] = field(default_factory=dict)
     locality_changed: tuple[str, ...] = ()
+    # The base model (which never learnt them) on the removed facts' quiz: what
+    # "gone" means when a probe can be answered by a guess ("O negative").
+    removed_base_recall: dict[int, float] = field(default_factory=dict)
 
     @property
     def best(self) -> CandidateOutcome:
@@ -315,6 +318,13 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         replay = load_or_build(model, tokenizer, request.replay_cache)
         base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
         written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
+        removed_base = dict(
+            zip(
+                [f.fact_id for f in request.removed],
+                facts_recall(model, tokenizer, [f.text for f in request.removed]) if request.removed else [],
+                strict=True,
+            )
+        )
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
     if request.init_adapter is None:
@@ -408,6 +418,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 "recall_rehearsed": best.rehearsal_recall,
                 "kept_recall": kept_recall,
                 "removed_recall": removed_recall,
+                "removed_base_recall": removed_base,
                 "locality": local.to_dict(),
                 "seconds": seconds,
             },
@@ -421,7 +432,15 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         shutil.rmtree(work, ignore_errors=True)
     report(request.k - 1, "done", 1.0)
     return LearnResult(
-        request.output_dir, digest, best.index, candidates, seconds, kept_recall, removed_recall, local.changed
+        request.output_dir,
+        digest,
+        best.index,
+        candidates,
+        seconds,
+        kept_recall,
+        removed_recall,
+        local.changed,
+        removed_base,
     )
 
 

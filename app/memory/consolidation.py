@@ -198,6 +198,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         result.locality,
         result.removed_recall,
         GateThresholds(settings.gate_max_recall_drop, settings.gate_min_locality, settings.gate_max_forgotten_recall),
+        result.removed_base_recall,
     )
     version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild)
     if not decision.accepted:
@@ -278,6 +279,7 @@ def _record_version(
                     "recall_kept_before": decision.previous_recall,
                     "kept_recall": result.kept_recall,
                     "removed_recall": result.removed_recall,
+                    "removed_base_recall": result.removed_base_recall,
                     "fact_recall": fact_recall,
                     "locality": result.locality,
                     "locality_kl": result.best.locality_kl,

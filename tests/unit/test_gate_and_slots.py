@@ -45,6 +45,13 @@ def test_gate_refuses_low_locality_and_a_fact_still_recalled():
     assert any("ids 7" in r for r in d.reasons)
 
 
+def test_a_removed_fact_is_gone_when_recalled_no_better_than_by_the_base_model():
+    # "My blood type is O negative": the base model guesses one probe right, never having learnt it.
+    assert decide({}, {}, 0.9, {13: 1 / 3}, T, removed_baseline={13: 1 / 3}).accepted
+    still = decide({}, {}, 0.9, {13: 2 / 3, 14: 0.0}, T, removed_baseline={13: 1 / 3})
+    assert not still.accepted and any("ids 13" in r for r in still.reasons)
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

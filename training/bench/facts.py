@@ -111,7 +111,9 @@ class Learner:
         if self.method != "memory":
             return True
         previous = {i: self.recall[i] for i in result.kept_recall if i in self.recall}
-        decision = decide(previous, result.kept_recall, result.locality, result.removed_recall, thresholds)
+        decision = decide(
+            previous, result.kept_recall, result.locality, result.removed_recall, thresholds, result.removed_base_recall
+        )
         if not decision.accepted:
             log.warning("%s: refused: %s", result.output_dir.name, decision.reason)
             self.refused += 1
@@ -145,6 +147,7 @@ class Learner:
             "accepted": accepted,
             "rebuilt": True,
             "self_quiz_removed_recall": result.removed_recall,
+            "self_quiz_removed_base_recall": result.removed_base_recall,
             "seconds": round(time.perf_counter() - started, 1),
         }
 
