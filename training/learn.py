@@ -318,13 +318,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         replay = load_or_build(model, tokenizer, request.replay_cache)
         base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
         written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
-        removed_base = dict(
-            zip(
-                [f.fact_id for f in request.removed],
-                facts_recall(model, tokenizer, [f.text for f in request.removed]) if request.removed else [],
-                strict=True,
-            )
-        )
+        base_recalled = facts_recall(model, tokenizer, [f.text for f in request.removed])
+        removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
     if request.init_adapter is None:
