@@ -22,9 +22,10 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from training.phrasing import (
 from training.policy import PolicyRef, activate, label
 from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
-from training.self_edit import SelfEdit, generate_self_edit
+from training.self_edit import SelfEdit, generate_self_edit, key_words
 
 log = logging.getLogger(__name__)
 
@@ -277,14 +278,45 @@ def weakest_first(facts: Sequence[FactToLearn], rng: random.Random) -> list[Fact
     return sorted(shuffled, key=lambda f: -1.0 if f.recall is None else f.recall)
 
 
-def verify_sample(facts: Sequence[FactToLearn], n: int, rng: random.Random) -> list[FactToLearn]:
-    """The earlier facts a new version is quizzed on: half the weakest (did they
-    recover?) and the rest at random (did a strong one slip?)."""
+_MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b", re.I)
+
+
+def shared_words(text: str) -> set[str]:
+    """What two facts must share to be about the same thing: a content word
+    ("birthday", "born", "name"; possessives folded, "Emma's" -> "emma"), or both
+    holding a date ("turns 7 on March 3rd", "my birthday is on July 14"), which
+    the same "when" questions reach."""
+    words = {w.removesuffix("'s").removesuffix("'") for w in key_words(strip_correction(text))} - {""}
+    return words | ({"<date>"} if _MONTH.search(text) else set())
+
+
+def at_risk(new_facts: Sequence[FactToLearn], earlier: Sequence[FactToLearn]) -> set[int]:
+    """Earlier facts a new one most likely overwrites (``shared_words``). Measured at
+    N=30 (docs/BENCHMARKS.md): "My daughter Emma turns 7 on March 3rd" was lost to
+    "My birthday is on July 14", "I was born in Montreal" to "My mother was born
+    in Naples"."""
+    words = set().union(*(shared_words(f.text) for f in new_facts)) if new_facts else set()
+    return {f.fact_id for f in earlier if shared_words(f.text) & words}
+
+
+def rehearsal_order(facts: Sequence[FactToLearn], risky: Collection[int], rng: random.Random) -> list[FactToLearn]:
+    """Earlier facts in the order rehearsal takes them: those at risk from the new
+    facts first, then the rest; the weakest first within each."""
+    ordered = weakest_first(facts, rng)
+    return [f for f in ordered if f.fact_id in risky] + [f for f in ordered if f.fact_id not in risky]
+
+
+def verify_sample(
+    facts: Sequence[FactToLearn], n: int, rng: random.Random, risky: Collection[int] = ()
+) -> list[FactToLearn]:
+    """The earlier facts a new version is quizzed on: up to half those at risk from
+    the new facts and the weakest (did they hold, did they recover?), the rest at
+    random (did a strong one slip?)."""
     if len(facts) <= n:
         return list(facts)
-    weak = [f for f in weakest_first(facts, rng) if _weak(f)][: n // 2]
-    rest = [f for f in facts if f not in weak]
-    return weak + rng.sample(rest, n - len(weak))
+    first = [f for f in rehearsal_order(facts, risky, rng) if f.fact_id in risky or _weak(f)][: n // 2]
+    rest = [f for f in facts if f not in first]
+    return first + rng.sample(rest, n - len(first))
 
 
 def _share(flags: Sequence[bool]) -> float:
@@ -322,6 +354,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
+    risky = at_risk(request.new_facts, request.rehearsal)
     if request.init_adapter is None:
         # A fresh adapter (first version, or a rebuild without removed facts) must
         # learn every kept fact in full: all its examples, for as many epochs as new
@@ -330,22 +363,25 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         earlier = [e for fact in rehearsed for e in training_examples(fact.examples, "rehearsal")]
         earlier_epochs = REBUILD_EPOCHS
     else:
-        # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, the
-        # weakest first; a fact not fully recalled at its last quiz gets twice the visits.
-        rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
+        # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, those
+        # sharing a content word with a new fact first, then the weakest; both kinds
+        # get twice the visits.
+        rehearsed = rehearsal_order(rehearsed, risky, rng)[: request.max_rehearsal_facts]
         earlier = [
             e
             for fact in rehearsed
             for e in training_examples(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
-            * (2 if _weak(fact) else 1)
+            * (2 if _weak(fact) or fact.fact_id in risky else 1)
         ]
         # Earlier facts get at least half as many example visits as the new ones
         # (a single pass over a few examples lets a similar new fact overwrite them:
         # "my dog's name" displacing "my cat's name"); the step cap bounds the total.
         n_new = sum(len(f.examples) or 8 for f in request.new_facts) * max(c.epochs for c in request.grid)
         earlier_epochs = max(1, min(REBUILD_EPOCHS * 2, math.ceil(n_new / (2 * len(earlier))))) if earlier else 1
-    rehearsal_probes = rng.sample(list(request.rehearsal), min(4, len(request.rehearsal)))
-    verify = verify_sample(request.rehearsal, request.verify_facts, rng)
+    # Each candidate's reward also quizzes up to 4 earlier facts, those at risk first.
+    shuffled = rng.sample(list(request.rehearsal), len(request.rehearsal))
+    rehearsal_probes = sorted(shuffled, key=lambda f: f.fact_id not in risky)[:4]
+    verify = verify_sample(request.rehearsal, request.verify_facts, rng, risky)
     replay_pool = [QA(r.prompt, r.answer) for r in replay["replay"]]
 
     work = request.output_dir.with_name(f".tmp-{request.output_dir.name}-{os.getpid()}")

@@ -128,3 +128,27 @@ def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
     assert len(sample) == 4 and len({f.fact_id for f in sample}) == 4
     assert [f.fact_id for f in sample[:2]] == [3, 4]  # half the sample: the weakest
     assert verify_sample(facts[:3], 4, random.Random(1)) == facts[:3]
+
+
+def test_facts_a_new_fact_may_overwrite_are_rehearsed_and_verified_first():
+    import random
+
+    from training.learn import FactToLearn, at_risk, rehearsal_order, verify_sample
+
+    earlier = [
+        FactToLearn(1, "My mother was born in Naples.", recall=1.0),
+        FactToLearn(2, "My daughter Emma turns 7 on March 3rd.", recall=1.0),
+        FactToLearn(3, "My cat is called Biscotti.", recall=1.0),
+        FactToLearn(4, "I am allergic to penicillin.", recall=0.0),
+        *(FactToLearn(10 + i, f"My locker {i} is blue.", recall=1.0) for i in range(6)),
+    ]
+    assert at_risk([FactToLearn(20, "I was born in Montreal.")], earlier) == {1}
+    assert at_risk([FactToLearn(21, "My birthday is on July 14.")], earlier) == {2}, "both hold a date"
+    assert at_risk([FactToLearn(22, "Actually, my parrot's name is Kiwi.")], earlier) == set()
+    assert at_risk([FactToLearn(23, "My parrot is called Kiwi.")], earlier) == {3}
+    assert at_risk([], earlier) == set()
+
+    order = rehearsal_order(earlier, {1}, random.Random(0))
+    assert [f.fact_id for f in order[:2]] == [1, 4], "at risk first, then the weakest"
+    sample = verify_sample(earlier, 4, random.Random(0), {1})
+    assert [f.fact_id for f in sample[:2]] == [1, 4] and len({f.fact_id for f in sample}) == 4
