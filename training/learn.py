@@ -440,6 +440,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "init_adapter": str(request.init_adapter) if request.init_adapter else None,
             "facts": [{"id": f.fact_id, "text": f.text} for f in request.new_facts],
             "rehearsed_facts": [{"id": f.fact_id, "text": f.text} for f in rehearsed],
+            "at_risk_facts": sorted(risky),
             "kept_facts": [f.fact_id for f in request.rehearsal],
             "removed_facts": [{"id": f.fact_id, "text": f.text} for f in request.removed],
             "self_edits": best.summary()["self_edits"],
