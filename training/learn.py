@@ -299,22 +299,17 @@ def at_risk(new_facts: Sequence[FactToLearn], earlier: Sequence[FactToLearn]) ->
     return {f.fact_id for f in earlier if shared_words(f.text) & words}
 
 
-def rehearsal_order(facts: Sequence[FactToLearn], risky: Collection[int], rng: random.Random) -> list[FactToLearn]:
-    """Earlier facts in the order rehearsal takes them: those at risk from the new
-    facts first, then the rest; the weakest first within each."""
-    ordered = weakest_first(facts, rng)
-    return [f for f in ordered if f.fact_id in risky] + [f for f in ordered if f.fact_id not in risky]
-
-
 def verify_sample(
     facts: Sequence[FactToLearn], n: int, rng: random.Random, risky: Collection[int] = ()
 ) -> list[FactToLearn]:
     """The earlier facts a new version is quizzed on: up to half those at risk from
-    the new facts and the weakest (did they hold, did they recover?), the rest at
-    random (did a strong one slip?)."""
+    the new facts (``at_risk``: did they hold?), then the weakest (did they
+    recover?), the rest at random (did a strong one slip?)."""
     if len(facts) <= n:
         return list(facts)
-    first = [f for f in rehearsal_order(facts, risky, rng) if f.fact_id in risky or _weak(f)][: n // 2]
+    ordered = weakest_first(facts, rng)
+    risky_first = [f for f in ordered if f.fact_id in risky] + [f for f in ordered if f.fact_id not in risky]
+    first = [f for f in risky_first if f.fact_id in risky or _weak(f)][: n // 2]
     rest = [f for f in facts if f not in first]
     return first + rng.sample(rest, n - len(first))
 
@@ -363,15 +358,16 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         earlier = [e for fact in rehearsed for e in training_examples(fact.examples, "rehearsal")]
         earlier_epochs = REBUILD_EPOCHS
     else:
-        # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, those
-        # sharing a content word with a new fact first, then the weakest; both kinds
-        # get twice the visits.
-        rehearsed = rehearsal_order(rehearsed, risky, rng)[: request.max_rehearsal_facts]
+        # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, the
+        # weakest first; a fact not fully recalled at its last quiz gets twice the
+        # visits. (Putting the facts at risk first as well was measured at N=30 and
+        # gained nothing: docs/BENCHMARKS.md.)
+        rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
         earlier = [
             e
             for fact in rehearsed
             for e in training_examples(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
-            * (2 if _weak(fact) or fact.fact_id in risky else 1)
+            * (2 if _weak(fact) else 1)
         ]
         # Earlier facts get at least half as many example visits as the new ones
         # (a single pass over a few examples lets a similar new fact overwrite them:
