@@ -307,8 +307,7 @@ def verify_sample(
     recover?), the rest at random (did a strong one slip?)."""
     if len(facts) <= n:
         return list(facts)
-    ordered = weakest_first(facts, rng)
-    risky_first = [f for f in ordered if f.fact_id in risky] + [f for f in ordered if f.fact_id not in risky]
+    risky_first = sorted(weakest_first(facts, rng), key=lambda f: f.fact_id not in risky)
     first = [f for f in risky_first if f.fact_id in risky or _weak(f)][: n // 2]
     rest = [f for f in facts if f not in first]
     return first + rng.sample(rest, n - len(first))
