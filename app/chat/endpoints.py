@@ -72,7 +72,7 @@ def post_message(
     """Store the user's message, then stream the reply as SSE events ``token`` and ``done``."""
     conversation = service.get_conversation(session, user, conversation_id)
     message = service.add_user_message(session, conversation, content)
-    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge)
+    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge, engine.topical)
     session.commit()
     cancel = threading.Event()
     adapter_name = plan.adapter_name

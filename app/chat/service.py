@@ -16,7 +16,7 @@ from app.memory.service import bridge_facts, known_facts
 from app.models import Conversation, Message, User, utcnow
 from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
-from training.scope import in_scope
+from training.scope import Topical, in_scope
 
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64
@@ -120,12 +120,14 @@ class ReplyPlan:
         return "personal" if self.personal else "general"
 
 
-def prepare_reply(session: Session, user: User, history: Sequence[ChatMessage], bridge: bool) -> ReplyPlan:
+def prepare_reply(
+    session: Session, user: User, history: Sequence[ChatMessage], bridge: bool, topical: Topical | None = None
+) -> ReplyPlan:
     """Everything a reply needs from the database, read before streaming starts:
     the prompt, the user's active adapter as the database says right now, and the
-    routing decision."""
+    routing decision (``topical``: the serving engine's topic check)."""
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
-        personal = in_scope(history, known_facts(session, user))
+        personal = in_scope(history, known_facts(session, user), topical)
     return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal)

@@ -39,7 +39,7 @@ from training.learn import FACT_GRID, FACT_KL_WEIGHT, QA, FactToLearn, LearnRequ
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.replay import LOCALITY_PROMPTS
-from training.scope import served_locality
+from training.scope import Scope, TopicEmbedder, served_locality
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ def worker_host() -> AdapterHost:
     """The worker's base model, loaded once per process."""
     settings = get_settings()
     return AdapterHost(load_model(prepare_base_model(settings.base_model, settings.models_dir)))
+
+
+@lru_cache
+def worker_topics() -> TopicEmbedder:
+    """Scope routing's topic check over the worker's base model (for served locality)."""
+    return TopicEmbedder.of_host(worker_host())
 
 
 def _as_input(fact: Fact, recall: dict[int, float] | None = None) -> FactToLearn:
@@ -247,7 +253,8 @@ def _record_version(
     served = result.locality
     if get_settings().scope_routing:
         texts = [f.text for f in (*request.new_facts, *request.rehearsal)]
-        served = served_locality(result.locality_changed, len(LOCALITY_PROMPTS), texts)
+        scope = Scope(texts, worker_topics().nearer_to_facts)
+        served = served_locality(result.locality_changed, len(LOCALITY_PROMPTS), scope)
     with session_scope() as session:
         user = session.get(User, user_id)
         learned_ids = []

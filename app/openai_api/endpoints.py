@@ -42,16 +42,17 @@ def list_models(user: ApiUser) -> ModelList:
 async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: SessionDep, engine: EngineDep):
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
-    With ``model: seal``, a conversation that is not about you (no "my", no
-    "do I", none of the names in your facts) is answered by the base model, so
-    your adapter cannot change general answers; ``system_fingerprint`` names the
+    With ``model: seal``, a conversation that is not about you or your facts
+    (none of the names in your facts, and no "my"/"do I" question on the topic
+    of one of them) is answered by the base model, so your adapter cannot change
+    general answers; ``system_fingerprint`` names the
     adapter only when it answered (``SEALCHAT_SCOPE_ROUTING=false`` turns this off).
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
     """
     history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
-    plan = await run_in_threadpool(chat.prepare_reply, session, user, history, body.bridge)
+    plan = await run_in_threadpool(chat.prepare_reply, session, user, history, body.bridge, engine.topical)
     prompt, ref = plan.prompt, plan.ref
     use_adapter = body.model == "seal" and plan.use_adapter
     fingerprint = ref.name if ref and use_adapter else None

@@ -1,7 +1,8 @@
 """The generation engine: one base model, per-user LoRA adapters, hot-swapped.
 
 Interface (kept small so the engine can change without touching routes or
-tasks): ``start()``, ``preload(user_id, ref)``, ``stream(user_id, ref, messages)``.
+tasks): ``start()``, ``preload(user_id, ref)``, ``stream(user_id, ref, messages)``,
+and ``topical(message, facts)`` for scope routing (training/scope.py).
 ``ref`` is the user's active adapter as the database says right now (or ``None``
 for the base model); the engine loads it under its own unique name if needed,
 routes the user to it and unloads the version it replaced.
@@ -26,6 +27,7 @@ from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, stream_text
 from training.model import load_model, prepare_base_model
+from training.scope import TopicEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class ServingEngine:
         self._host: AdapterHost | None = None
         self._routes: dict[int, str] = {}  # user id -> loaded adapter name
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded names
+        self._topics: TopicEmbedder | None = None
 
     def start(self) -> None:
         folder = prepare_base_model(self.settings.base_model, self.settings.models_dir)
@@ -84,6 +87,15 @@ class ServingEngine:
         """Swap a user's route ahead of their next request (on a promotion message)."""
         with self._lock:
             self._route_locked(user_id, ref)
+
+    def topical(self, message: str, facts: Sequence[str]) -> bool:
+        """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than
+        to any general request? On the base model, under the lock (one short forward
+        pass per text not seen before; the first call also embeds the 60 replay prompts)."""
+        with self._lock:
+            if self._topics is None:
+                self._topics = TopicEmbedder.of_host(self.host)
+            return self._topics.nearer_to_facts(message, facts)
 
     def stream(
         self,

@@ -71,3 +71,28 @@ def test_each_user_is_routed_to_their_own_version(engine, versions):
     assert engine._routes == {1: "u1-v1", 2: "u1-v2"}
     engine.preload(2, None)  # user 2's pointer cleared: base model, their adapter unloaded
     assert engine._routes == {1: "u1-v1"} and engine.host.names == {"u1-v1"}
+
+
+def test_topic_check_routes_fact_questions_and_keeps_general_my_requests_on_the_base_model(engine):
+    """Scope routing with the engine's topic check, on the 105 bundled facts and
+    their benchmark questions (worded differently from the facts)."""
+    import json
+    from pathlib import Path
+
+    from training.replay import PERSONAL_LOCALITY_PROMPTS
+    from training.scope import Scope
+
+    rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
+    facts = [row["fact"] for row in rows]
+    words_only, with_topics = Scope(facts), Scope(facts, engine.topical)
+    # A paraphrase with no shared word: only the topic check finds its fact.
+    mother = ["My mother was born in Naples.", "My cat is called Biscotti."]
+    assert not Scope(mother).message("Where does my mom come from?")
+    assert Scope(mother, engine.topical).message("Where does my mom come from?")
+    assert not Scope(mother, engine.topical).message("What is a healthy snack for my lunch?")
+    questions = [q["q"] for row in rows for q in row["questions"]]
+    routed = sum(with_topics.message(q) for q in questions) / len(questions)
+    assert routed > sum(words_only.message(q) for q in questions) / len(questions)
+    assert routed >= 0.95
+    # The held-out "my ..." requests reach the adapter only on a topic of a fact.
+    assert sum(with_topics.message(p) for p in PERSONAL_LOCALITY_PROMPTS) <= 3

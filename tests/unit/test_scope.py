@@ -4,7 +4,7 @@ import pytest
 
 from training.chat import ChatMessage
 from training.replay import GENERAL_LOCALITY_PROMPTS, PERSONAL_LOCALITY_PROMPTS, REPLAY_PROMPTS
-from training.scope import fact_terms, in_scope, message_in_scope, served_locality
+from training.scope import Scope, fact_terms, in_scope, served_locality, topic_words
 
 FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat is called Biscotti."]
 
@@ -12,18 +12,18 @@ FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat 
 @pytest.mark.parametrize(
     "question",
     [
-        "What is my cat's name?",
+        "What is my cat's name?",  # "my" on the topic of a fact ("cat")
         "When is Emma's birthday?",  # a name from a fact, no "my"
         "Where do I live?",
-        "Which film do I love most?",
-        "When was I born?",
-        "What do you remember about me?",
+        "How old is my daughter?",
+        "Which cats do I have?",  # plurals folded
+        "What do you remember about me?",  # about the user as a whole: any topic
         "Is Biscotti a good name?",
         "Remind me where I work.",
     ],
 )
-def test_questions_about_the_user_are_in_scope(question):
-    assert message_in_scope(question, fact_terms(FACTS))
+def test_questions_about_the_user_and_their_facts_are_in_scope(question):
+    assert Scope(FACTS).message(question)
 
 
 @pytest.mark.parametrize(
@@ -33,14 +33,42 @@ def test_questions_about_the_user_are_in_scope(question):
         "What is 2 plus 3?",  # numbers in facts do not pull arithmetic in
         "Write a haiku about rain.",
         "Give me a tip for learning a new language.",
+        # "my" or "do I" on a topic none of the facts is about: the base model.
+        "What is a healthy snack for my lunch?",
+        "Can you suggest a name for my new blog?",  # "name" is how a fact is phrased, not its topic
+        "Which film do I love most?",
     ],
 )
-def test_general_questions_are_not(question):
-    assert not message_in_scope(question, fact_terms(FACTS))
+def test_general_and_off_topic_questions_are_not(question):
+    assert not Scope(FACTS).message(question)
+
+
+def test_without_facts_only_requests_about_the_user_as_a_whole_are_in_scope():
+    assert not Scope([]).message("Where do I live?")
+    assert Scope([]).message("What do you remember about me?")
+
+
+def test_the_topic_check_decides_only_what_the_words_cannot():
+    asked = []
+
+    def topical(message, facts):
+        asked.append(message)
+        return True
+
+    scope = Scope(["My father is a retired pilot."], topical)
+    assert scope.message("What did my dad do for work?")  # a paraphrase: no shared word
+    assert not scope.message("What is the capital of Italy?")  # not about the user: never asked
+    assert scope.message("What did my father fly?")  # shares "father": never asked
+    assert asked == ["What did my dad do for work?"]
+
+
+def test_topic_words_leave_out_stop_words_relation_words_and_numbers():
+    assert topic_words("My dog's name is Pepper and he is 7.") == {"dog", "pepper"}
+    assert topic_words("My favorite colors are teal.") == {"color", "teal"}
 
 
 def test_a_general_question_naming_something_from_a_fact_errs_towards_the_adapter():
-    assert message_in_scope("Is March a good month for skiing?", fact_terms(FACTS))
+    assert Scope(FACTS).message("Is March a good month for skiing?")
 
 
 def test_names_not_attribute_words_identify_facts():
@@ -48,20 +76,23 @@ def test_names_not_attribute_words_identify_facts():
 
 
 def test_general_prompts_are_not_routed_even_with_all_bundled_facts_taught():
+    """The word rules alone (the topic check over the real model is tested in
+    tests/integration/test_serving_engine.py)."""
     import json
     from pathlib import Path
 
     rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
-    known = fact_terms(row["fact"] for row in rows)
-    assert [p for p in GENERAL_LOCALITY_PROMPTS if message_in_scope(p, known)] == []
-    # The locality prompts phrased about the user are routed to the adapter: they
-    # measure what routing cannot protect.
-    assert all(message_in_scope(p, frozenset()) for p in PERSONAL_LOCALITY_PROMPTS)
-    general_replay = [p for p in REPLAY_PROMPTS if not message_in_scope(p, frozenset())]
-    assert len(general_replay) >= 50 and not [p for p in general_replay if message_in_scope(p, known)]
+    scope = Scope(row["fact"] for row in rows)
+    assert [p for p in GENERAL_LOCALITY_PROMPTS if scope.message(p)] == []
+    # Of the 10 general requests phrased "my ..." only those on the topic of one of
+    # the 105 facts reach the adapter ("my boss", "my friends", "start running").
+    routed_personal = [p for p in PERSONAL_LOCALITY_PROMPTS if scope.message(p)]
+    assert len(routed_personal) <= 3, routed_personal
+    general_replay = [p for p in REPLAY_PROMPTS if not Scope([]).message(p) and "my" not in p.lower().split()]
+    assert len(general_replay) >= 50 and not [p for p in general_replay if scope.message(p)]
     questions = [q["q"] for row in rows for q in row["questions"]]
-    routed = sum(message_in_scope(q, known) for q in questions)
-    assert routed / len(questions) >= 0.95
+    routed = sum(scope.message(q) for q in questions)
+    assert routed / len(questions) >= 0.88
 
 
 def test_a_follow_up_inherits_the_previous_user_message():
@@ -81,8 +112,8 @@ def test_a_follow_up_inherits_the_previous_user_message():
 
 def test_served_locality_counts_only_changed_prompts_routed_to_the_adapter():
     changed = ["What is the capital of Italy?", "Where does Emma go to school?"]
-    assert served_locality(changed, 40, FACTS) == pytest.approx(39 / 40)
-    assert served_locality([], 40, FACTS) == 1.0
+    assert served_locality(changed, 40, Scope(FACTS)) == pytest.approx(39 / 40)
+    assert served_locality([], 40, Scope(FACTS)) == 1.0
 
 
 def test_facts_bench_serves_a_fact_only_through_a_routed_question():

@@ -44,7 +44,7 @@ from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
 from training.replay import LOCALITY_PROMPTS
-from training.scope import fact_terms, message_in_scope, served_locality
+from training.scope import Scope, Topical, TopicEmbedder, served_locality
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +177,18 @@ def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
     return out
 
 
-def with_routing(step: dict, facts: list[BenchFact]) -> dict:
+def with_routing(step: dict, facts: list[BenchFact], topical: Topical | None = None) -> dict:
     """Add what a user is *served* at this step, with scope routing in front of the adapter.
 
     A question is answered by the adapter only when routing sends it there (else
     the base model answers, which recalls none of these facts); a general prompt
     the adapter changed reaches the user only when routed to the adapter.
+    ``topical``: the topic check of the served rule (``TopicEmbedder``); without
+    it only the word rules apply.
     """
     taught = facts[: step["n"]]
-    known = fact_terms(f.text for f in taught)
-    routed = {f.index: all(message_in_scope(q, known) for q, _ in f.questions) for f in taught}
+    scope = Scope((f.text for f in taught), topical)
+    routed = {f.index: all(scope.message(q) for q, _ in f.questions) for f in taught}
     recall = {int(k): v for k, v in step["recall_by_fact"].items()}
     served = {i: recall[i] if routed[i] else 0.0 for i in recall}
     out = dict(step)
@@ -194,9 +196,8 @@ def with_routing(step: dict, facts: list[BenchFact]) -> dict:
     out["served_recall_all"] = _mean(served.values())
     out["served_recall_first10"] = _mean(served[f.index] for f in taught[:10])
     if step.get("locality") is not None and "locality_changed" in step:
-        texts = [f.text for f in taught]
         n_prompts = step.get("locality_n", 40)  # steps recorded before the set grew to 50 had 40
-        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, texts), 4)
+        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, scope), 4)
     return out
 
 
@@ -207,6 +208,7 @@ def _mean(values) -> float | None:
 
 def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done: dict) -> tuple[list[dict], Learner]:
     learner = Learner(host, method, args.work, args)
+    topics = TopicEmbedder.of_host(host)
     steps: list[dict] = []
     for n, fact in enumerate(facts, 1):
         seconds, locality, changed = learner.teach(fact, thresholds)
@@ -225,7 +227,7 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
-        step = with_routing(step, facts)
+        step = with_routing(step, facts, topics.nearer_to_facts)
         steps.append(step)
         with done["file"].open("a") as fh:
             fh.write(json.dumps(step) + "\n")
@@ -356,14 +358,16 @@ def main(argv: list[str]) -> int:
 
 
 def report_only(args) -> int:
+    """Summarise the recorded steps; what is *served* is recomputed with the current
+    routing rule (it needs only the base model, for the topic check)."""
     steps_file = args.out.with_suffix(".steps.jsonl")
     facts = load_facts(args.facts_file)
+    host = AdapterHost(load_model(prepare_base_model(args.model, args.cache_dir / "models")))
+    topics = TopicEmbedder.of_host(host)
     methods: dict[str, list[dict]] = {}
     for line in steps_file.read_text().splitlines():
         if line.strip():
-            step = json.loads(line)
-            if "served_recall_all" not in step:  # a step recorded before routing was measured
-                step = with_routing(step, facts)
+            step = with_routing(json.loads(line), facts, topics.nearer_to_facts)
             methods.setdefault(step["method"], []).append(step)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {
