@@ -78,6 +78,13 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     )
     assert routed.system_fingerprint is None
     assert routed.choices[0].message.content == ask(alice_ai, general, bridge=False, model="base")
+    # "my" alone is not enough: a request about the user on a topic none of their
+    # facts is about goes to the base model too; one on the cat goes to the adapter.
+    for content, fingerprint in (("What is a healthy snack for my lunch?", None), ("Is my cat old?", version["name"])):
+        reply = alice_ai.chat.completions.create(
+            model="seal", messages=[{"role": "user", "content": content}], extra_body={"bridge": False}, max_tokens=8
+        )
+        assert reply.system_fingerprint == fingerprint, content
     assert (
         "served_locality" in version["metrics"]
         and version["metrics"]["served_locality"] >= version["metrics"]["locality"]
