@@ -1,0 +1,78 @@
+"""Which chat turns scope routing sends to the user's adapter, per routing rule.
+
+    .venv/bin/python scripts/scope_routing.py --out docs/scope-routing.json
+
+On the bundled personal facts and their benchmark questions (worded unlike the
+facts), and on the 50 held-out locality prompts (40 general, 10 general requests
+phrased "my ..."): the share of questions routed to the adapter (a question not
+routed gets the base model, which does not know the fact) and the number of
+locality prompts routed (the only ones whose answers the adapter can change for
+a user). Known facts: each question with its own fact alone (a user with one
+fact), the first 30, all 105. Rules: ``personal`` = any "my"/"do I"/"about me"
+or a name from a fact (the rule before); ``words`` = the current rule without
+the embedding check; ``words+topic`` = the current rule as served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from training.adapters import AdapterHost
+from training.bench.facts import DEFAULT_FACTS, load_facts
+from training.model import load_model, prepare_base_model
+from training.replay import GENERAL_LOCALITY_PROMPTS, PERSONAL_LOCALITY_PROMPTS
+from training.scope import Scope, TopicEmbedder, about_the_user
+
+_BEFORE = re.compile(r"\b(?:my|mine|myself)\b|(?<!\bhow )\b(?:do|did|am|was|were|have|had)\s+i\b")
+
+
+class PersonalOnly(Scope):
+    """The rule before: any sign of the user, whatever the topic."""
+
+    def message(self, message: str) -> bool:
+        lowered = message.lower()
+        names = {w.lower().removesuffix("'s") for w in re.findall(r"[A-Za-z0-9']+", message)} & self.names
+        return bool(names) or about_the_user(lowered) or bool(_BEFORE.search(lowered))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/scope-routing.json"))
+    args = parser.parse_args()
+    host = AdapterHost(load_model(prepare_base_model(None, Path(".cache/models"))))
+    topics = TopicEmbedder.of_host(host)
+    facts = load_facts(DEFAULT_FACTS)
+    rules = {
+        "personal": lambda fs: PersonalOnly(fs),
+        "words": lambda fs: Scope(fs),
+        "words+topic": lambda fs: Scope(fs, topics.nearer_to_facts),
+    }
+    rows = []
+    for name, rule in rules.items():
+        row = {"rule": name}
+        single = [all(rule([f.text]).message(q) for q, _ in f.questions) for f in facts]
+        row["questions_routed_one_fact"] = round(sum(single) / len(single), 4)
+        for n in (30, len(facts)):
+            scope = rule([f.text for f in facts[:n]])
+            routed = [all(scope.message(q) for q, _ in f.questions) for f in facts[:n]]
+            row[f"questions_routed_{n}_facts"] = round(sum(routed) / n, 4)
+            row[f"general_prompts_routed_{n}_facts"] = sum(scope.message(p) for p in GENERAL_LOCALITY_PROMPTS)
+            row[f"my_prompts_routed_{n}_facts"] = [p for p in PERSONAL_LOCALITY_PROMPTS if scope.message(p)]
+        row["questions_missed_105_facts"] = [f.questions[0][0] for f, ok in zip(facts, routed, strict=True) if not ok]
+        rows.append(row)
+    args.out.write_text(json.dumps({"facts": len(facts), "rows": rows}, indent=1))
+    print("questions routed to the adapter | locality prompts routed: general (of 40), my... (of 10)")
+    print(f"{'rule':<12} {'one fact':>9} {'30 facts':>9} {'105 facts':>10} {'general':>8} {'my@30':>6} {'my@105':>7}")
+    for r in rows:
+        print(
+            f"{r['rule']:<12} {r['questions_routed_one_fact']:>9.3f} {r['questions_routed_30_facts']:>9.3f} "
+            f"{r['questions_routed_105_facts']:>10.3f} {r['general_prompts_routed_105_facts']:>8} "
+            f"{len(r['my_prompts_routed_30_facts']):>6} {len(r['my_prompts_routed_105_facts']):>7}"
+        )
+
+
+if __name__ == "__main__":
+    main()
