@@ -69,8 +69,9 @@ RELATION_WORDS = frozenset(
     one two three four five six seven eight nine ten first second third""".split()
 )
 # "Where do I live?", "Which film do I love?", "When was I born?" ask about the
-# user; "How do I boil an egg?" does not.
-_ABOUT_I = re.compile(r"(?<!\bhow )\b(?:do|did|am|was|were|have|had)\s+i\b")
+# user; "How do I boil an egg?" and "What do I need to make a sandwich?" ask
+# for instructions.
+_ABOUT_I = re.compile(r"(?<!\bhow )\b(?:do|did|am|was|were|have|had)\s+i\b(?!\s+(?:need|have|want)\s+to\b)")
 _FOLLOW_UP = re.compile(
     r"^(?:and|what about|how about)\b|\b(?:she|he|it|they|her|him|them|his|hers|its|their|that|there)\b"
 )
@@ -126,6 +127,14 @@ def is_personal(message: str) -> bool:
     return bool(_words(lowered) & PERSONAL_WORDS) or about_the_user(lowered) or bool(_ABOUT_I.search(lowered))
 
 
+def asks_about_the_user(message: str) -> bool:
+    """A question about the user's own state: "Where do I live?", "When was I
+    born?", "Which film do I love?" (not "How do I ...?"). These ask for a fact,
+    whatever words the fact used ("I moved to Denver"); "my ..." also occurs in
+    general requests ("a snack for my lunch"), so it needs the topic of a fact."""
+    return bool(_ABOUT_I.search(" ".join(message.lower().split())))
+
+
 def about_the_user(message: str) -> bool:
     lowered = " ".join(message.lower().split())
     return any(p in lowered for p in ABOUT_THE_USER)
@@ -143,7 +152,11 @@ class Scope:
     def message(self, message: str) -> bool:
         if _words(message) & self.names or about_the_user(message):
             return True
-        if not is_personal(message) or not self.facts:
+        if not self.facts:
+            return False
+        if asks_about_the_user(message):
+            return True
+        if not is_personal(message):
             return False
         if topic_words(message) & self.words:
             return True

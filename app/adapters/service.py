@@ -41,6 +41,14 @@ def active_ref(session: Session, user: User) -> AdapterRef | None:
     return ref_for(repository.get(session, user.active_adapter_id))
 
 
+def active_fact_ids(session: Session, user: User) -> list[int]:
+    """The fact ids the user's live version was trained on (none without one)."""
+    if user.active_adapter_id is None:
+        return []
+    version = repository.get(session, user.active_adapter_id)
+    return list(version.fact_ids) if version else []
+
+
 def list_versions(session: Session, user: User) -> list[AdapterVersion]:
     return repository.list_for_user(session, user.id)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.adapters.service import AdapterRef, active_ref
+from app.adapters.service import AdapterRef, active_fact_ids, active_ref
 from app.chat import repository
 from app.db import session_scope
 from app.errors import AppError, NotFound
@@ -129,5 +129,5 @@ def prepare_reply(
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
-        personal = in_scope(history, known_facts(session, user), topical)
+        personal = in_scope(history, known_facts(session, user, active_fact_ids(session, user)), topical)
     return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal)

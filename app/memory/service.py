@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -117,10 +118,14 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
     return fact
 
 
-def known_facts(session: Session, user: User) -> list[str]:
-    """Facts the user taught and has not taken back: what scope routing looks for."""
+def known_facts(session: Session, user: User, held: Iterable[int] = ()) -> list[str]:
+    """What scope routing looks for: the facts the user taught and has not taken
+    back, and those the live adapter holds (``held``, its fact ids: after an
+    admin's rollback it may hold one taken back since, and it answers from it)."""
     statuses = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.LEARNED)
-    return [f.text for f in repository.with_status(session, user.id, statuses)]
+    texts = [f.text for f in repository.with_status(session, user.id, statuses)]
+    texts += [f.text for f in repository.by_ids(session, user.id, held)]
+    return list(dict.fromkeys(texts))
 
 
 def bridge_facts(session: Session, user: User) -> list[str]:

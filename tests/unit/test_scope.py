@@ -15,6 +15,7 @@ FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat 
         "What is my cat's name?",  # "my" on the topic of a fact ("cat")
         "When is Emma's birthday?",  # a name from a fact, no "my"
         "Where do I live?",
+        "Which film do I love most?",  # a question about the user, whatever the topic
         "How old is my daughter?",
         "Which cats do I have?",  # plurals folded
         "What do you remember about me?",  # about the user as a whole: any topic
@@ -36,7 +37,7 @@ def test_questions_about_the_user_and_their_facts_are_in_scope(question):
         # "my" or "do I" on a topic none of the facts is about: the base model.
         "What is a healthy snack for my lunch?",
         "Can you suggest a name for my new blog?",  # "name" is how a fact is phrased, not its topic
-        "Which film do I love most?",
+        "What do I need to make a sandwich?",  # instructions, not a question about the user
     ],
 )
 def test_general_and_off_topic_questions_are_not(question):
@@ -134,3 +135,8 @@ def test_facts_bench_serves_a_fact_only_through_a_routed_question():
     assert out["routed_questions"] == 0.5 and out["served_recall_all"] == 0.5
     assert out["served_locality"] == pytest.approx(1 - 1 / 40)
     assert out["recall_by_fact"] == step["recall_by_fact"]  # the adapter's own numbers are kept
+
+
+def test_a_question_about_the_user_finds_a_fact_worded_otherwise():
+    # A correction's wording ("moved") shares no word with the question ("live").
+    assert Scope(["Actually, I moved from Boston to Denver."]).message("Where do I live?")
