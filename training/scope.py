@@ -12,12 +12,16 @@ A message is *in scope* when
 - it names something from one of the user's facts ("When is Emma's birthday?"
   after "My daughter Emma turns 7 on March 3rd"), or asks about the user as a
   whole ("What do you remember about me?", "Remind me ..."); or
-- it speaks of the user ("my", "mine", "do I", "was I": "Where do I live?", but
-  not "How do I boil an egg?") *and* is about the topic of one of their facts:
-  it shares a content word with a fact ("the name of my cat"), or, where the
-  wording differs ("What did my dad do for work?" for "My father is a retired
-  pilot"), the base model's own sentence embedding puts it nearer to one of the
-  facts than to every one of a fixed set of general requests (``TopicEmbedder``).
+- it asks about the user's own state: "Where do I live?", "When was I born?",
+  "Which film do I love?" (not "How do I boil an egg?" or "What do I need to
+  ...?"). Such a question asks for a fact whatever words the fact used ("I
+  moved from Boston to Denver"); or
+- it speaks of the user ("my", "mine", "me") *and* is about the topic of one
+  of their facts: it shares a content word with a fact ("the name of my cat"),
+  or, where the wording differs ("Where does my mom come from?" for "My mother
+  was born in Naples"), the base model's own sentence embedding puts it nearer
+  to one of the facts than to every one of a fixed set of general requests
+  (``TopicEmbedder``).
 
 So "What is a healthy snack for my lunch?" goes to the base model unless the
 user taught something about lunch or snacks: the adapter's drift on general
