@@ -43,10 +43,10 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
     With ``model: seal``, a conversation that is not about you or your facts
-    (none of the names in your facts, and no "my"/"do I" question on the topic
-    of one of them) is answered by the base model, so your adapter cannot change
-    general answers; ``system_fingerprint`` names the
-    adapter only when it answered (``SEALCHAT_SCOPE_ROUTING=false`` turns this off).
+    (no name from your facts, no question about you such as "where do I ...",
+    no "my ..." on the topic of one of your facts) is answered by the base model,
+    so your adapter cannot change general answers; ``system_fingerprint`` names
+    the adapter only when it answered (``SEALCHAT_SCOPE_ROUTING=false`` turns this off).
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
