@@ -125,12 +125,6 @@ def _words(message: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(message)}
 
 
-def is_personal(message: str) -> bool:
-    """Speaks of the user: "my", "mine", "do I", "about me", "remember"."""
-    lowered = " ".join(message.lower().split())
-    return bool(_words(lowered) & PERSONAL_WORDS) or about_the_user(lowered) or bool(_ABOUT_I.search(lowered))
-
-
 def asks_about_the_user(message: str) -> bool:
     """A question about the user's own state: "Where do I live?", "When was I
     born?", "Which film do I love?" (not "How do I ...?"). These ask for a fact,
@@ -154,13 +148,14 @@ class Scope:
         self.topical = topical
 
     def message(self, message: str) -> bool:
-        if _words(message) & self.names or about_the_user(message):
+        words = _words(message)
+        if words & self.names or about_the_user(message):
             return True
         if not self.facts:
             return False
         if asks_about_the_user(message):
             return True
-        if not is_personal(message):
+        if not words & PERSONAL_WORDS:  # "my", "mine", "myself", "me"
             return False
         if topic_words(message) & self.words:
             return True
@@ -214,7 +209,7 @@ class TopicEmbedder:
     (``general``: the replay prompts, several of them phrased "my ..." or "do
     I ...") is a fact. Measured on the bundled facts (docs/BENCHMARKS.md): it
     routes none of the 10 held-out "my ..." locality prompts and catches
-    paraphrases word overlap misses ("my dad" for "my father").
+    paraphrases word overlap misses ("my mom" for "My mother was born in Naples").
 
     ``base`` enters the plain base model (adapters off): ``host.using(None)``.
     Vectors are cached by text, so a user's facts are embedded once per process.
