@@ -13,8 +13,8 @@ A message is *in scope* when
   after "My daughter Emma turns 7 on March 3rd"), or asks about the user as a
   whole ("What do you remember about me?", "Remind me ..."); or
 - it asks about the user's own state: "Where do I live?", "When was I born?",
-  "Which film do I love?" (not "How do I boil an egg?" or "What do I need to
-  ...?"). Such a question asks for a fact whatever words the fact used ("I
+  "Which film do I love?", "What is the food I love most?" (not "How do I boil
+  an egg?" or "What do I need to ...?"). Such a question asks for a fact whatever words the fact used ("I
   moved from Boston to Denver"); or
 - it speaks of the user ("my", "mine", "me") *and* is about the topic of one
   of their facts: it shares a content word with a fact ("the name of my cat"),
@@ -76,6 +76,13 @@ RELATION_WORDS = frozenset(
 # user; "How do I boil an egg?" and "What do I need to make a sandwich?" ask
 # for instructions.
 _ABOUT_I = re.compile(r"(?<!\bhow )\b(?:do|did|am|was|were|have|had)\s+i\b(?!\s+(?:need|have|want)\s+to\b)")
+# "What is the food I love most?", "the city I grew up in", "the year I was born":
+# a thing of the user's, named by a relative clause. Verbs of owning, liking,
+# living and doing, not of needing or being able ("the best way I can ...").
+_MY_THING = re.compile(
+    r"\bthe\s+(?:[a-z]+\s+){1,2}i\s+(?:love|loved|like|liked|prefer|enjoy|hate|own|owned|live|lived|work|worked|"
+    r"play|played|drive|drove|speak|study|studied|grew|was|am|eat|drink|support|follow|adopted|bought|married)\b"
+)
 _FOLLOW_UP = re.compile(
     r"^(?:and|what about|how about)\b|\b(?:she|he|it|they|her|him|them|his|hers|its|their|that|there)\b"
 )
@@ -127,10 +134,12 @@ def _words(message: str) -> set[str]:
 
 def asks_about_the_user(message: str) -> bool:
     """A question about the user's own state: "Where do I live?", "When was I
-    born?", "Which film do I love?" (not "How do I ...?"). These ask for a fact,
+    born?", "Which film do I love?", "What is the food I love most?" (not "How
+    do I ...?"). These ask for a fact,
     whatever words the fact used ("I moved to Denver"); "my ..." also occurs in
     general requests ("a snack for my lunch"), so it needs the topic of a fact."""
-    return bool(_ABOUT_I.search(" ".join(message.lower().split())))
+    lowered = " ".join(message.lower().split())
+    return bool(_ABOUT_I.search(lowered) or _MY_THING.search(lowered))
 
 
 def about_the_user(message: str) -> bool:

@@ -16,6 +16,8 @@ FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat 
         "When is Emma's birthday?",  # a name from a fact, no "my"
         "Where do I live?",
         "Which film do I love most?",  # a question about the user, whatever the topic
+        "What is the food I love most?",  # a thing of the user's, named by a relative clause
+        "What's the name of the street I grew up on?",
         "How old is my daughter?",
         "Which cats do I have?",  # plurals folded
         "What do you remember about me?",  # about the user as a whole: any topic
@@ -38,6 +40,7 @@ def test_questions_about_the_user_and_their_facts_are_in_scope(question):
         "What is a healthy snack for my lunch?",
         "Can you suggest a name for my new blog?",  # "name" is how a fact is phrased, not its topic
         "What do I need to make a sandwich?",  # instructions, not a question about the user
+        "What is the best way I can learn to swim?",  # "I can": advice, not the user's own thing
     ],
 )
 def test_general_and_off_topic_questions_are_not(question):
