@@ -54,6 +54,74 @@ def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
 
 
+def test_a_version_that_misses_an_earlier_fact_is_repaired_and_the_repair_is_what_is_written(host, tmp_path):
+    """The check after training finds earlier facts not recalled (none is rehearsed
+    here, and one was never trained at all), trains the chosen candidate a few
+    steps more on them, keeps the repair because the facts' recall rose, and
+    writes the repaired weights."""
+    from safetensors.torch import load_file
+
+    from training.learn import fact_examples
+    from training.self_edit import SelfEdit
+
+    replay_cache = ROOT / ".cache" / "replay" / "test-base-answers.json"
+    first = learn_facts(
+        host,
+        LearnRequest(
+            adapter_name="rep-v1",
+            new_facts=[FactToLearn(1, "My dog's name is Pepper.")],
+            rehearsal=[],
+            output_dir=tmp_path / "v1",
+            replay_cache=replay_cache,
+            train=TrainConfig(max_steps=12, seed=1),
+        ),
+    )
+    assert first.repair is None  # no earlier facts: nothing to check or repair
+    unknown = "My horse is called Thunderquill."
+    before = base_snapshot(host)
+    result = learn_facts(
+        host,
+        LearnRequest(
+            adapter_name="rep-v2",
+            new_facts=[FactToLearn(2, "I live in Denver.")],
+            # Fact 3 was never trained into v1 and is not rehearsed (max 0): it is missed.
+            rehearsal=[
+                FactToLearn(1, "My dog's name is Pepper.", first.facts[0].examples, 1.0),
+                FactToLearn(3, unknown, fact_examples(unknown, SelfEdit("none", "", ())), 1.0),
+            ],
+            output_dir=tmp_path / "v2",
+            replay_cache=replay_cache,
+            init_adapter=tmp_path / "v1",
+            train=TrainConfig(max_steps=12, seed=1),
+            max_rehearsal_facts=0,
+            repair_steps=24,
+        ),
+    )
+    repair = result.repair
+    assert repair is not None and 3 in repair.fact_ids and repair.before.kept[3] < 1.0
+    assert 0 < repair.steps <= 24
+    assert repair.accepted, repair.to_dict()
+    assert repair.after.kept[3] > repair.before.kept[3]
+    total = sum(repair.after.kept.values()) + sum(repair.after.new.values())
+    assert total > sum(repair.before.kept.values()) + sum(repair.before.new.values())
+    assert result.kept_recall == repair.after.kept and result.locality == repair.after.locality.kept
+    manifest = json.loads((tmp_path / "v2" / "manifest.json").read_text())
+    assert manifest["metrics"]["repair"]["accepted"] and manifest["metrics"]["kept_recall"]["3"] > 0
+    # What is written is the repaired adapter: the saved file recalls the fact better than the candidate did.
+    host.load("rep-check", tmp_path / "v2")
+    try:
+        from training.learn import facts_recall
+
+        with host.using("rep-check"):
+            assert facts_recall(host.peft, host.tokenizer, [unknown])[0] > repair.before.kept[3]
+    finally:
+        host.unload("rep-check")
+    weights = load_file(str(tmp_path / "v2" / "adapter_model.safetensors"))
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert_base_unchanged(host, before)
+
+
 def test_best_of_k_on_a_real_squad_passage(host):
     passage = sample_passages(load_passages(ensure_squad(ROOT / ".cache" / "squad", "dev")), 1, seed=7)[0]
     before = base_snapshot(host)
