@@ -40,13 +40,6 @@ class Settings(BaseSettings):
     max_rehearsal_facts: int = Field(
         24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
     )
-    repair_steps: int = Field(
-        12,
-        alias="SEALCHAT_REPAIR_STEPS",
-        ge=0,
-        le=500,
-        description="extra steps on earlier facts the check after training finds missed (0: off)",
-    )
 
     # Gate before promotion (a refused version stays visible, the previous one stays live)
     gate_max_recall_drop: float = Field(

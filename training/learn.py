@@ -113,11 +113,6 @@ class LearnRequest:
     # locality with KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
     replay_share: float = 0.5
     verify_facts: int = 8
-    # Repair: when the check after training finds verified earlier facts that slipped
-    # (``_slipped``), the chosen candidate trains this many more steps on those facts
-    # (plus the new ones and replay) and is kept only if the check improves
-    # (docs/BENCHMARKS.md, "Repair"). 0 turns it off.
-    repair_steps: int = 12
     # Facts that must leave the weights (forgotten or superseded): callers rebuild
     # (``init_adapter`` None) without them; the new version is quizzed on them.
     removed: Sequence[FactToLearn] = ()
@@ -176,54 +171,6 @@ class CandidateOutcome:
 
 
 @dataclass(frozen=True)
-class Check:
-    """A version quizzed after training: verified earlier facts, removed facts, new facts, locality."""
-
-    kept: dict[int, float]
-    removed: dict[int, float]
-    new: dict[int, float]
-    locality: locality.Locality
-
-    @property
-    def new_recall(self) -> float | None:
-        return sum(self.new.values()) / len(self.new) if self.new else None
-
-
-@dataclass(frozen=True)
-class Repair:
-    """A short extra fine-tune of the chosen candidate on the verified earlier facts
-    that slipped (``_slipped``); kept only if it recalls more of all the facts checked
-    (those earlier facts and the new ones, each fact's share of probes summed) and
-    changes at most ``REPAIR_LOCALITY_SLACK`` more general answers."""
-
-    fact_ids: tuple[int, ...]
-    before: Check
-    after: Check
-    steps: int
-    seconds: float
-    accepted: bool
-
-    def to_dict(self) -> dict:
-        return {
-            "fact_ids": list(self.fact_ids),
-            "kept_recall_before": self.before.kept,
-            "kept_recall_after": self.after.kept,
-            "recall_new_before": self.before.new_recall,
-            "recall_new_after": self.after.new_recall,
-            "locality_before": round(self.before.locality.kept, 4),
-            "locality_after": round(self.after.locality.kept, 4),
-            "steps": self.steps,
-            "seconds": round(self.seconds, 1),
-            "accepted": self.accepted,
-        }
-
-
-# A repair may change at most this share of locality prompts more than the candidate did.
-REPAIR_LOCALITY_SLACK = 0.04
-REPAIR_EPOCHS = 2
-
-
-@dataclass(frozen=True)
 class LearnResult:
     output_dir: Path
     weights_sha256: str
@@ -237,15 +184,10 @@ class LearnResult:
     # The base model (which never learnt them) on the removed facts' quiz: what
     # "gone" means when a probe can be answered by a guess ("O negative").
     removed_base_recall: dict[int, float] = field(default_factory=dict)
-    repair: Repair | None = None
 
     @property
     def best(self) -> CandidateOutcome:
         return self.candidates[self.chosen]
-
-    @property
-    def repaired(self) -> bool:
-        return self.repair is not None and self.repair.accepted
 
     @property
     def facts(self) -> list[FactOutcome]:
@@ -257,7 +199,7 @@ class LearnResult:
 
     @property
     def locality(self) -> float:
-        return self.repair.after.locality.kept if self.repaired else self.best.locality
+        return self.best.locality
 
     @property
     def rehearsal_recall(self) -> float | None:
@@ -265,8 +207,6 @@ class LearnResult:
 
     @property
     def recall(self) -> float:
-        if self.repaired and self.repair.after.new_recall is not None:
-            return self.repair.after.new_recall
         return self.best.recall
 
 
@@ -468,20 +408,18 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         assert best is not None
 
         report(request.k - 1, "checking earlier facts", 0.99)
-        check_items = (verify, request.removed, request.new_facts, written, replay["locality"], base_locality)
         host.load("verify", work / "best")
         try:
-            check = _check(host, "verify", *check_items)
+            with host.using("verify"):
+                # Earlier facts, then the removed ones, quizzed in one batched call.
+                recalled = iter(facts_recall(model, tokenizer, [f.text for f in [*verify, *request.removed]]))
+                kept_recall = {f.fact_id: next(recalled) for f in verify}
+                removed_recall = {f.fact_id: next(recalled) for f in request.removed}
+                local = locality.compare(
+                    base_locality, locality.answer_logits(model, tokenizer, replay["locality"]), replay["locality"]
+                )
         finally:
             host.unload("verify")
-        repair = None
-        weak = [f for f in verify if _slipped(f, check.kept[f.fact_id])]
-        if weak and request.repair_steps > 0 and request.rehearse:
-            report(request.k - 1, "repairing earlier facts", 0.99)
-            repair = _repair(host, request, best, weak, check, check_items, replay_pool, work)
-            if repair.accepted:
-                check = repair.after
-        kept_recall, removed_recall, local = check.kept, check.removed, check.locality
         weights = work / "best" / "adapter_model.safetensors"
         digest = sha256_file(weights)
         seconds = {"total": time.perf_counter() - started}
@@ -509,7 +447,6 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 "removed_recall": removed_recall,
                 "removed_base_recall": removed_base,
                 "locality": local.to_dict(),
-                "repair": repair.to_dict() if repair else None,
                 "seconds": seconds,
             },
             "weights_sha256": digest,
@@ -531,97 +468,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         removed_recall,
         local.changed,
         removed_base,
-        repair,
     )
-
-
-def _slipped(fact: FactToLearn, recall: float) -> bool:
-    """Worth a repair: recalled less than at its last quiz, or not recalled at all
-    (under half its probes, the gate's measure). A fact steady at 2 of 3 probes is
-    not: measured at N=30, repairs never moved such a fact and cost ~20 s each."""
-    previous = 1.0 if fact.recall is None else fact.recall
-    return recall < 0.5 or recall < previous - 1e-9
-
-
-def _check(host: AdapterHost, name: str, verify, removed, new_facts, written, locality_items, base_logits) -> Check:
-    """Quiz adapter ``name``: earlier facts, removed facts and new facts (each with
-    the question the model wrote about it) in one batched call, then locality."""
-    model, tokenizer = host.peft, host.tokenizer
-    earlier = [*verify, *removed]
-    with host.using(name):
-        quizzes = quiz_facts(
-            model,
-            tokenizer,
-            [f.text for f in [*earlier, *new_facts]],
-            [None] * len(earlier) + [written.get(f.fact_id) for f in new_facts],
-        )
-        shares = iter(_share([q["recalled"] for q in quiz]) for quiz in quizzes)
-        kept = {f.fact_id: next(shares) for f in verify}
-        gone = {f.fact_id: next(shares) for f in removed}
-        new = {f.fact_id: next(shares) for f in new_facts}
-        local = locality.compare(base_logits, locality.answer_logits(model, tokenizer, locality_items), locality_items)
-    return Check(kept, gone, new, local)
-
-
-def _repair(
-    host: AdapterHost,
-    request: LearnRequest,
-    best: CandidateOutcome,
-    weak: list[FactToLearn],
-    before: Check,
-    check_items: tuple,
-    replay_pool: list[QA],
-    work: Path,
-) -> Repair:
-    """Train the chosen candidate ``request.repair_steps`` more steps on the weak
-    earlier facts' stored examples, the new facts' and replay; if the check
-    improves, it replaces ``work / "best"``."""
-    started = time.perf_counter()
-    seed = request.train.seed * 100 + 99
-    body = [e for fact in weak for e in training_examples(fact.examples, "rehearsal")] * REPAIR_EPOCHS
-    body += [e for fact in best.facts for e in training_examples(fact.examples, "fact")]
-    examples = _mix(body, replay_pool, request.replay_share, random.Random(seed))
-    config = replace(
-        request.train,
-        learning_rate=best.settings["learning_rate"],
-        epochs=1,
-        max_steps=request.repair_steps,
-        seed=seed,
-    )
-    host.load("repair", work / "best", trainable=True)
-    try:
-        host.make_trainable("repair")
-        losses = train_lora(host.peft, host.tokenizer, examples, config)
-        after = _check(host, "repair", *check_items)
-        # Every checked fact counts the same: an earlier fact regained is worth a
-        # new fact's probe lost (measured: 0 -> 1.7 of 2 earlier facts for 1 of 3
-        # probes of the new one).
-        total_before = sum(before.kept.values()) + sum(before.new.values())
-        total_after = sum(after.kept.values()) + sum(after.new.values())
-        accepted = (
-            total_after > total_before + 1e-9
-            and after.locality.kept >= before.locality.kept - REPAIR_LOCALITY_SLACK - 1e-9
-        )
-        if accepted:
-            shutil.rmtree(work / "repaired", ignore_errors=True)
-            host.save("repair", work / "repaired")
-            shutil.rmtree(work / "best")
-            os.replace(work / "repaired", work / "best")
-    finally:
-        host.unload("repair")
-    log.info(
-        "%s: repair of %d earlier fact(s) %s: recall %.1f -> %.1f, new %.2f -> %.2f, locality %.2f -> %.2f",
-        request.adapter_name,
-        len(weak),
-        "kept" if accepted else "dropped",
-        sum(before.kept.values()),
-        sum(after.kept.values()),
-        before.new_recall or 0.0,
-        after.new_recall or 0.0,
-        before.locality.kept,
-        after.locality.kept,
-    )
-    return Repair(tuple(f.fact_id for f in weak), before, after, len(losses), time.perf_counter() - started, accepted)
 
 
 def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:

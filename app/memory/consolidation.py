@@ -165,7 +165,6 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
             max_rehearsal_facts=settings.max_rehearsal_facts,
-            repair_steps=settings.repair_steps,
         )
         predecessor = _Predecessor(
             active.id if active else None,
@@ -294,7 +293,6 @@ def _record_version(
                     "locality_changed": list(result.locality_changed),
                     "served_locality": served,
                     "gate": decision.to_dict(),
-                    "repair": result.repair.to_dict() if result.repair else None,
                     "losses": [round(x, 4) for x in result.losses],
                     "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
                     "train": request.train.to_dict(),

@@ -151,13 +151,3 @@ def test_facts_a_new_fact_may_overwrite_are_verified_first():
     sample = verify_sample(earlier, 4, random.Random(0), {1})
     assert [f.fact_id for f in sample[:2]] == [1, 4], "at risk first, then the weakest"
     assert len({f.fact_id for f in sample}) == 4
-
-
-def test_a_repair_targets_facts_that_slipped_not_those_steady_below_full_recall():
-    from training.learn import FactToLearn, _slipped
-
-    assert _slipped(FactToLearn(1, "I live in Denver.", recall=1.0), 0.67)  # fell since its last quiz
-    assert _slipped(FactToLearn(2, "My dog's name is Pepper.", recall=0.0), 0.0)  # not recalled at all
-    assert _slipped(FactToLearn(3, "My son is named Lucas."), 0.0)  # never measured: counts as known before
-    assert not _slipped(FactToLearn(4, "My cat is called Biscotti.", recall=0.67), 0.67)  # steady at 2 of 3
-    assert not _slipped(FactToLearn(5, "I work at Acme Robotics.", recall=0.67), 1.0)

@@ -82,7 +82,6 @@ class Learner:
         self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
         self.versions = 0
         self.refused = 0
-        self.repaired = 0  # versions whose repair pass was kept
 
     def _request(self, new, removed=(), seed_offset: int = 0, rebuild: bool = False) -> LearnRequest:
         self.versions += 1
@@ -129,7 +128,6 @@ class Learner:
             request = self._request([item], seed_offset=attempt * 7919, rebuild=attempt > 0)
             result = learn_facts(self.host, request)
             if self._accept(result, thresholds):
-                self.repaired += result.repaired
                 self.live = result.output_dir
                 outcome = result.facts[0]
                 self.known[fact.index] = replace(item, examples=outcome.examples)
@@ -227,7 +225,6 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
             "locality_n": len(LOCALITY_PROMPTS),
             "seconds": round(seconds, 1),
             "refused_so_far": learner.refused,
-            "repaired_so_far": learner.repaired,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
         step = with_routing(step, facts, topics.nearer_to_facts)
