@@ -14,8 +14,8 @@ A message is *in scope* when
   whole ("What do you remember about me?", "Remind me ..."); or
 - it asks about the user's own state: "Where do I live?", "When was I born?",
   "Which film do I love?", "What is the food I love most?" (not "How do I boil
-  an egg?" or "What do I need to ...?"). Such a question asks for a fact whatever words the fact used ("I
-  moved from Boston to Denver"); or
+  an egg?" or "What do I need to ...?"). Such a question asks for a fact
+  whatever words the fact used ("I moved from Boston to Denver"); or
 - it speaks of the user ("my", "mine", "me") *and* is about the topic of one
   of their facts: it shares a content word with a fact ("the name of my cat"),
   or, where the wording differs ("Where does my mom come from?" for "My mother
@@ -135,9 +135,9 @@ def _words(message: str) -> set[str]:
 def asks_about_the_user(message: str) -> bool:
     """A question about the user's own state: "Where do I live?", "When was I
     born?", "Which film do I love?", "What is the food I love most?" (not "How
-    do I ...?"). These ask for a fact,
-    whatever words the fact used ("I moved to Denver"); "my ..." also occurs in
-    general requests ("a snack for my lunch"), so it needs the topic of a fact."""
+    do I ...?"). These ask for a fact, whatever words the fact used ("I moved to
+    Denver"); "my ..." also occurs in general requests ("a snack for my lunch"),
+    so it needs the topic of a fact."""
     lowered = " ".join(message.lower().split())
     return bool(_ABOUT_I.search(lowered) or _MY_THING.search(lowered))
 
