@@ -128,6 +128,11 @@ def topic_words(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _lowered(message: str) -> str:
+    """Lower case, runs of whitespace as one space: what the phrase patterns match."""
+    return " ".join(message.lower().split())
+
+
 def _words(message: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(message)}
 
@@ -138,12 +143,12 @@ def asks_about_the_user(message: str) -> bool:
     do I ...?"). These ask for a fact, whatever words the fact used ("I moved to
     Denver"); "my ..." also occurs in general requests ("a snack for my lunch"),
     so it needs the topic of a fact."""
-    lowered = " ".join(message.lower().split())
+    lowered = _lowered(message)
     return bool(_ABOUT_I.search(lowered) or _MY_THING.search(lowered))
 
 
 def about_the_user(message: str) -> bool:
-    lowered = " ".join(message.lower().split())
+    lowered = _lowered(message)
     return any(p in lowered for p in ABOUT_THE_USER)
 
 
@@ -186,7 +191,7 @@ class Scope:
 
 def is_follow_up(message: str) -> bool:
     """A short message that leans on the previous one: "And how old is she?"."""
-    lowered = " ".join(message.lower().split())
+    lowered = _lowered(message)
     return len(lowered.split()) <= 8 and bool(_FOLLOW_UP.search(lowered))
 
 
