@@ -143,3 +143,48 @@ def test_facts_bench_serves_a_fact_only_through_a_routed_question():
 def test_a_question_about_the_user_finds_a_fact_worded_otherwise():
     # A correction's wording ("moved") shares no word with the question ("live").
     assert Scope(["Actually, I moved from Boston to Denver."]).message("Where do I live?")
+
+
+@pytest.mark.parametrize(
+    ("fact", "question"),
+    [
+        ("We have a parrot named Kiwi.", "What kind of bird do we have?"),  # "do we", as "do I"
+        ("Our house has a red front door.", "What colour is our front door?"),  # "our" on a fact's topic
+        ("I speak Portuguese and Japanese.", "Which languages can I speak?"),  # "I" asking about themselves
+        ("My dentist appointment is on November 12.", "When should I see the dentist?"),
+        ("The wifi password at home is sunflower88.", "What is the wifi password?"),  # two words of one fact
+        ("I keep the spare key under the blue flowerpot.", "Where is the spare key hidden?"),
+    ],
+)
+def test_household_and_first_person_questions_on_a_facts_topic_are_in_scope(fact, question):
+    assert Scope([fact]).message(question)
+
+
+@pytest.mark.parametrize(
+    ("fact", "question"),
+    [
+        ("I drink green tea every morning.", "How do I make a cup of tea?"),  # "I" as anyone: a how-to
+        ("I drink green tea every morning.", "What do I need to brew tea?"),
+        ("I drink two litres of water a day.", "Why do we need to drink water?"),  # "we" as people in general
+        ("The wifi password at home is sunflower88.", "What makes a password strong?"),  # one shared word
+    ],
+)
+def test_first_person_in_general_requests_is_not_a_personal_cue(fact, question):
+    assert not Scope([fact]).message(question)
+
+
+def test_the_word_rules_carry_over_to_facts_written_after_them():
+    """personal_facts_heldout.jsonl (40 facts) was written after the rules for the
+    bundled facts and used to add the household and first-person cues;
+    personal_facts_heldout2.jsonl (20 facts) only to measure them afterwards."""
+    from pathlib import Path
+
+    from training.bench.facts import load_facts
+
+    for name, floor in (("personal_facts_heldout.jsonl", 0.85), ("personal_facts_heldout2.jsonl", 0.65)):
+        facts = load_facts(Path("training/data") / name)
+        scope = Scope(f.text for f in facts)
+        routed = sum(all(scope.message(q) for q, _ in f.questions) for f in facts) / len(facts)
+        assert routed >= floor, (name, routed)
+        assert sum(scope.message(p) for p in GENERAL_LOCALITY_PROMPTS) <= 1
+        assert sum(scope.message(p) for p in PERSONAL_LOCALITY_PROMPTS) <= 2
