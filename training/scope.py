@@ -69,7 +69,8 @@ PERSONAL_WORDS = frozenset({"my", "mine", "myself", "me", "our", "ours", "oursel
 _I_AS_SUBJECT = frozenset({"i", "i'm", "i've"})
 # "How do I ...?", "how can I ...?", "what do I need to ...?": a request for
 # instructions, where "I" is anyone.
-_HOW_TO = re.compile(r"\bhow\s+(?:do|can|could|should|would|will|to)\s+i\b|\bi\s+(?:need|have|want)\s+to\b")
+_NEED_TO = r"\s+(?:need|have|want)\s+to\b"  # "... I need to ...": a task, not a fact
+_HOW_TO = re.compile(r"\bhow\s+(?:do|can|could|should|would|will|to)\s+i\b|\bi" + _NEED_TO)
 # Requests about the user as a whole: in scope whatever the topic.
 ABOUT_THE_USER = (
     "about me",
@@ -91,9 +92,7 @@ RELATION_WORDS = frozenset(
 # "Where do I live?", "Which film do I love?", "When was I born?" ask about the
 # user; "How do I boil an egg?" and "What do I need to make a sandwich?" ask
 # for instructions.
-_ABOUT_I = re.compile(
-    r"(?<!\bhow )(?<!\bwhy )\b(?:do|did|am|are|was|were|have|had)\s+(?:i|we)\b(?!\s+(?:need|have|want)\s+to\b)"
-)
+_ABOUT_I = re.compile(r"(?<!\bhow )(?<!\bwhy )\b(?:do|did|am|are|was|were|have|had)\s+(?:i|we)\b(?!" + _NEED_TO + ")")
 # "What is the food I love most?", "the city I grew up in", "the year I was born":
 # a thing of the user's, named by a relative clause. Verbs of owning, liking,
 # living and doing, not of needing or being able ("the best way I can ...").
