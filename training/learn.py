@@ -141,6 +141,7 @@ class CandidateOutcome:
     locality_kl: float
     losses: list[float]
     seconds: float
+    locality_changed: tuple[str, ...] = ()  # the general prompts whose answer it changed
 
     @property
     def reward(self) -> tuple[float, float, float]:
@@ -342,7 +343,10 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     rng = random.Random(request.train.seed)
     with host.using(None):
         replay = load_or_build(model, tokenizer, request.replay_cache)
-        base_locality = locality.answer_logits(model, tokenizer, replay["locality"])
+        base_locality = host.base_memo(
+            ("locality", tuple(replay["locality"])),
+            lambda: locality.answer_logits(model, tokenizer, replay["locality"]),
+        )
         written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
         base_recalled = facts_recall(model, tokenizer, [f.text for f in request.removed])
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
@@ -415,11 +419,11 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 recalled = iter(facts_recall(model, tokenizer, [f.text for f in [*verify, *request.removed]]))
                 kept_recall = {f.fact_id: next(recalled) for f in verify}
                 removed_recall = {f.fact_id: next(recalled) for f in request.removed}
-                local = locality.compare(
-                    base_locality, locality.answer_logits(model, tokenizer, replay["locality"]), replay["locality"]
-                )
         finally:
             host.unload("verify")
+        # Locality was measured on these very weights when the candidate was scored
+        # (the saved file holds them bit for bit): not measured twice.
+        local = locality.Locality(best.locality, best.locality_kl, best.locality_changed)
         weights = work / "best" / "adapter_model.safetensors"
         digest = sha256_file(weights)
         seconds = {"total": time.perf_counter() - started}
@@ -589,4 +593,5 @@ def _run_candidate(
         locality_kl=local.kl,
         losses=losses,
         seconds=time.perf_counter() - started,
+        locality_changed=local.changed,
     )
