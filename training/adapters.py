@@ -84,6 +84,11 @@ class AdapterHost:
             self._base_memo[key] = compute()
         return self._base_memo[key]
 
+    @property
+    def replay_hidden_cache(self) -> dict:
+        """Where ``train_lora`` keeps the base model's hidden states on replay examples."""
+        return self.base_memo("replay_hidden", dict)
+
     @contextlib.contextmanager
     def using(self, name: str | None) -> Iterator[torch.nn.Module]:
         """Run with adapter ``name`` active, or the plain base model for ``None``."""

@@ -43,7 +43,7 @@ def applied(
     host.add_fresh(name)
     try:
         host.make_trainable(name)
-        losses = train_lora(host.peft, host.tokenizer, examples, config)
+        losses = train_lora(host.peft, host.tokenizer, examples, config, base_cache=host.replay_hidden_cache)
         with host.using(name):
             yield losses
     finally:

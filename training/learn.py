@@ -557,6 +557,7 @@ def _run_candidate(
         examples,
         config,
         progress=lambda step, _t, _l: report(index, "training", 0.1 + 0.7 * step / total),
+        base_cache=host.replay_hidden_cache,
     )
 
     report(index, "quizzing", 0.85)

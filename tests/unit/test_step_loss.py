@@ -79,3 +79,21 @@ def test_a_batch_without_answer_tokens_still_backpropagates(model):
     loss = _step_loss(model, inputs, ["fact", "replay", "fact"], kl_weight=1.0)
     loss.backward()
     assert float(loss) == 0.0
+
+
+def test_the_base_side_of_the_kl_is_cached_per_replay_example(model):
+    inputs, kinds = batch(), ["replay", "fact", "replay"]
+    keys = [tuple(row.tolist()) for row in inputs["input_ids"]]
+    cache: dict = {}
+    expected = reference(model, inputs, kinds, 3.0)
+    first = _step_loss(model, inputs, kinds, 3.0, keys, cache)
+    assert set(cache) == {keys[0], keys[2]}, "only replay rows are cached"
+
+    calls = []
+    hook = model.get_base_model().get_decoder().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        second = _step_loss(model, inputs, kinds, 3.0, keys, cache)
+    finally:
+        hook.remove()
+    assert len(calls) == 1, "one forward pass with the adapter; the base model's came from the cache"
+    assert torch.allclose(first, expected, atol=1e-5) and torch.allclose(second, expected, atol=1e-5)
