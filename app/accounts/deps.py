@@ -19,12 +19,17 @@ from app.models import User
 
 
 def get_session() -> Iterator[Session]:
-    """One session per request, committed when the route returns without error."""
+    """One session per request, committed when the route returns without error.
+
+    ``scope="function"`` commits before the response is sent: with FastAPI's
+    default the commit ran after it, so a client following a redirect to what
+    the route had just created (a user's first conversation) could get a 404.
+    """
     with session_scope() as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 class LoginRequired(Exception):
