@@ -24,6 +24,12 @@ M facts in one consolidation and reports their recall and the others'.
 Every step is appended to ``<out>.steps.jsonl`` as it finishes; ``--report-only``
 rebuilds the JSON, the table and the plot from that file (for example after an
 interrupted run, or from methods run separately with ``--methods``).
+
+``--resume`` continues an interrupted run: after every step each method's state
+(its live adapter, the examples it rehearses, the recall the gate compares
+against, its version and refusal counts) is written to ``<out>.state/<method>/``,
+and a resumed run starts from there with the same seeds, so a 100-fact run can
+be spread over several sittings and gives what one sitting would.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide
-from training.learn import FACT_KL_WEIGHT, FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.learn import FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
@@ -136,6 +142,47 @@ class Learner:
                 return time.perf_counter() - started, result.locality, result.locality_changed
         return time.perf_counter() - started, float("nan"), ()
 
+    def save_state(self, folder: Path, n: int) -> None:
+        """Write what a resumed run needs after ``n`` facts; the previous state stays valid until the end."""
+        folder.mkdir(parents=True, exist_ok=True)
+        adapter = None
+        if self.live is not None:
+            adapter = f"adapter-{n}"
+            shutil.rmtree(folder / adapter, ignore_errors=True)
+            shutil.copytree(self.live, folder / adapter)
+        state = {
+            "n": n,
+            "versions": self.versions,
+            "refused": self.refused,
+            "adapter": adapter,
+            "recall": {str(i): r for i, r in self.recall.items()},
+            "known": [
+                {"index": i, "text": f.text, "examples": [[e.question, e.answer] for e in f.examples]}
+                for i, f in self.known.items()
+            ],
+        }
+        tmp = folder / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        tmp.replace(folder / "state.json")  # the switch to the new state is atomic
+        for old in folder.glob("adapter-*"):
+            if old.name != adapter:
+                shutil.rmtree(old)
+
+    def restore(self, folder: Path) -> int:
+        """Load a state written by ``save_state``; returns how many facts it had taught (0: none)."""
+        path = folder / "state.json"
+        if not path.is_file():
+            return 0
+        state = json.loads(path.read_text())
+        self.versions, self.refused = state["versions"], state["refused"]
+        self.live = folder / state["adapter"] if state["adapter"] else None
+        self.recall = {int(i): r for i, r in state["recall"].items()}
+        self.known = {
+            k["index"]: FactToLearn(k["index"], k["text"], tuple(QA(q, a) for q, a in k["examples"]))
+            for k in state["known"]
+        }
+        return state["n"]
+
     def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
         started = time.perf_counter()
         removed = [self.known.pop(f.index) for f in facts]
@@ -206,11 +253,19 @@ def _mean(values) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done: dict) -> tuple[list[dict], Learner]:
+def run_method(
+    host, method: str, facts: list[BenchFact], args, thresholds, done: dict, steps: list[dict]
+) -> tuple[list[dict], Learner]:
+    """Teach ``facts`` in order; ``steps`` holds those a resumed run already recorded."""
     learner = Learner(host, method, args.work, args)
+    state = args.out.with_suffix(".state") / method
+    if learner.restore(state) != len(steps):
+        raise SystemExit(f"{state}: its state does not match the {len(steps)} recorded step(s) of {method}")
     topics = TopicEmbedder.of_host(host)
-    steps: list[dict] = []
+    steps = list(steps)
     for n, fact in enumerate(facts, 1):
+        if n <= len(steps):
+            continue
         seconds, locality, changed = learner.teach(fact, thresholds)
         recalled = recall_of(host, learner.live, facts[:n])
         step = {
@@ -231,6 +286,7 @@ def run_method(host, method: str, facts: list[BenchFact], args, thresholds, done
         steps.append(step)
         with done["file"].open("a") as fh:
             fh.write(json.dumps(step) + "\n")
+        learner.save_state(state, n)
         print(
             f"{method:>10} n={n:3d} new={step['recall_new']:.2f} first10={step['recall_first10']:.2f} "
             f"all={step['recall_all']:.2f} locality={step['locality']} served={step.get('served_locality')} "
@@ -303,6 +359,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--min-locality", type=float, default=GateThresholds.min_locality)
     parser.add_argument("--max-recall-drop", type=float, default=GateThresholds.max_recall_drop)
     parser.add_argument("--report-only", action="store_true", help="summarise <out>.steps.jsonl, train nothing")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>.steps.jsonl and <out>.state/")
     args = parser.parse_args(argv)
     if args.report_only:
         return report_only(args)
@@ -320,10 +377,13 @@ def main(argv: list[str]) -> int:
     host = AdapterHost(load_model(folder))
     args.replay_cache = args.cache_dir / "replay" / f"{folder.name}.json"
     args.work = args.cache_dir / "bench-facts" / f"n{args.n}-seed{args.seed}"
-    shutil.rmtree(args.work, ignore_errors=True)
     steps_file = args.out.with_suffix(".steps.jsonl")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    steps_file.write_text("")
+    recorded = recorded_steps(steps_file, args.out.with_suffix(".state")) if args.resume else {}
+    shutil.rmtree(args.work, ignore_errors=True)  # scratch: a resumed run starts from the state's own copy
+    if not args.resume:
+        shutil.rmtree(args.out.with_suffix(".state"), ignore_errors=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        steps_file.write_text("")
 
     started = time.perf_counter()
     base_recall = recall_of(host, None, facts)
@@ -344,7 +404,9 @@ def main(argv: list[str]) -> int:
     }
     learners = {}
     for method in methods:
-        steps, learners[method] = run_method(host, method, facts, args, thresholds, {"file": steps_file})
+        steps, learners[method] = run_method(
+            host, method, facts, args, thresholds, {"file": steps_file}, recorded.get(method, [])
+        )
         results["methods"][method] = steps
         results[f"refused_{method}"] = learners[method].refused
     results["steps"] = results["methods"].get("memory") or next(iter(results["methods"].values()))
@@ -355,6 +417,26 @@ def main(argv: list[str]) -> int:
     plot(results, args.plot)
     print_table(results)
     return 0
+
+
+def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
+    """The steps a resumed run keeps, per method: those its saved state covers.
+
+    A step written just before an interruption, whose state was not saved, is
+    dropped from the file and taught again.
+    """
+    kept: dict[str, list[dict]] = {}
+    lines = steps_file.read_text().splitlines() if steps_file.is_file() else []
+    for line in lines:
+        if line.strip():
+            step = json.loads(line)
+            kept.setdefault(step["method"], []).append(step)
+    for method, steps in kept.items():
+        path = state / method / "state.json"
+        saved = json.loads(path.read_text())["n"] if path.is_file() else 0
+        kept[method] = [s for s in steps if s["n"] <= saved]
+    steps_file.write_text("".join(json.dumps(s) + "\n" for steps in kept.values() for s in steps))
+    return kept
 
 
 def report_only(args) -> int:

@@ -1,0 +1,63 @@
+"""The facts benchmark can stop and resume: a method's state round-trips, torn steps are redone."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from training.bench.facts import Learner, recorded_steps
+from training.learn import QA, FactToLearn
+
+
+def learner_with_history(tmp_path) -> Learner:
+    learner = Learner(host=None, method="memory", work=tmp_path / "work", args=SimpleNamespace())
+    live = tmp_path / "work" / "memory" / "v3"
+    live.mkdir(parents=True)
+    (live / "adapter_model.safetensors").write_bytes(b"weights")
+    learner.live, learner.versions, learner.refused = live, 3, 1
+    learner.known = {
+        0: FactToLearn(0, "My cat is called Tofu.", (QA("What is my cat called?", "Tofu"),)),
+        1: FactToLearn(1, "I was born in Oslo.", (QA("Where was I born?", "Oslo"), QA("My birthplace?", "Oslo"))),
+    }
+    learner.recall = {0: 1.0, 1: 0.5}
+    return learner
+
+
+def test_a_learners_state_round_trips(tmp_path):
+    before = learner_with_history(tmp_path)
+    state = tmp_path / "out.state" / "memory"
+    before.save_state(state, 2)
+
+    after = Learner(host=None, method="memory", work=tmp_path / "elsewhere", args=SimpleNamespace())
+    assert after.restore(state) == 2
+    assert (after.versions, after.refused, after.recall) == (3, 1, {0: 1.0, 1: 0.5})
+    assert after.known == before.known
+    assert (after.live / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert after.live.parent == state, "the live adapter is a copy kept with the state"
+
+
+def test_a_newer_state_replaces_the_older_adapter_copy(tmp_path):
+    learner = learner_with_history(tmp_path)
+    state = tmp_path / "out.state" / "memory"
+    learner.save_state(state, 2)
+    learner.save_state(state, 3)
+    assert sorted(p.name for p in state.glob("adapter-*")) == ["adapter-3"]
+    assert Learner(None, "memory", tmp_path, SimpleNamespace()).restore(state) == 3
+
+
+def test_no_state_means_a_fresh_start(tmp_path):
+    assert Learner(None, "memory", tmp_path, SimpleNamespace()).restore(tmp_path / "missing") == 0
+
+
+def test_a_step_recorded_after_the_last_saved_state_is_dropped(tmp_path):
+    learner = learner_with_history(tmp_path)
+    state = tmp_path / "out.state"
+    learner.save_state(state / "memory", 2)
+    steps_file = tmp_path / "out.steps.jsonl"
+    rows = [{"method": "memory", "n": n} for n in (1, 2, 3)] + [{"method": "sequential", "n": 1}]
+    steps_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    kept = recorded_steps(steps_file, state)
+    assert [s["n"] for s in kept["memory"]] == [1, 2], "step 3 has no saved state: it is taught again"
+    assert kept["sequential"] == [], "a method with no saved state starts over"
+    assert [json.loads(line)["n"] for line in steps_file.read_text().splitlines()] == [1, 2]
