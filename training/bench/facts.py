@@ -378,11 +378,11 @@ def main(argv: list[str]) -> int:
     args.replay_cache = args.cache_dir / "replay" / f"{folder.name}.json"
     args.work = args.cache_dir / "bench-facts" / f"n{args.n}-seed{args.seed}"
     steps_file = args.out.with_suffix(".steps.jsonl")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     recorded = recorded_steps(steps_file, args.out.with_suffix(".state")) if args.resume else {}
     shutil.rmtree(args.work, ignore_errors=True)  # scratch: a resumed run starts from the state's own copy
     if not args.resume:
         shutil.rmtree(args.out.with_suffix(".state"), ignore_errors=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         steps_file.write_text("")
 
     started = time.perf_counter()
