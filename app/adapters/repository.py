@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import AdapterVersion, SelfEditCandidate
+from app.models import AdapterVersion, SelfEditCandidate, VersionStatus
 
 
 def get(session: Session, version_id: int) -> AdapterVersion | None:
@@ -22,6 +22,17 @@ def list_for_user(session: Session, user_id: int) -> list[AdapterVersion]:
 
 def max_version(session: Session, user_id: int) -> int:
     return session.scalar(select(func.max(AdapterVersion.version)).where(AdapterVersion.user_id == user_id)) or 0
+
+
+def refused_children(session: Session, parent_id: int) -> list[AdapterVersion]:
+    """Versions built on ``parent_id`` that the gate refused, oldest first."""
+    return list(
+        session.scalars(
+            select(AdapterVersion)
+            .where(AdapterVersion.parent_id == parent_id, AdapterVersion.status == VersionStatus.REJECTED)
+            .order_by(AdapterVersion.version)
+        )
+    )
 
 
 def add(session: Session, version: AdapterVersion) -> AdapterVersion:

@@ -34,7 +34,7 @@ from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
-from training.gate import GateDecision, GateThresholds, decide
+from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
 from training.learn import FACT_GRID, FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -66,6 +66,11 @@ def _as_input(fact: Fact, recall: dict[int, float] | None = None) -> FactToLearn
     the weakest first); a fact it never measured falls back to its recall when learnt."""
     examples = tuple(QA(e["question"], e["answer"]) for e in (fact.examples or []))
     return FactToLearn(fact.id, fact.text, examples, (recall or {}).get(fact.id, fact.recall))
+
+
+def _kept_recall(version: AdapterVersion) -> dict[int, float]:
+    """The earlier facts' recall a version's gate measured (JSON keys are strings)."""
+    return {int(k): v for k, v in ((version.metrics or {}).get("kept_recall") or {}).items()}
 
 
 def _next_version_number(session: Session, user_id: int, user_dir: Path) -> int:
@@ -137,17 +142,23 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         # Removing a fact (forget, correction): rebuild from scratch on the kept
         # facts, so nothing of it lingers in the weights; the gate then checks by
         # quiz that it is gone and that the kept facts are still recalled.
-        # A retry after the gate refused a warm-started version (a new fact pushed an
-        # earlier one out) rebuilds too: every fact, full examples, fresh adapter.
+        # A retry after the gate refused a version (a new fact pushed an earlier one
+        # out) is warm-started and bounded like any run; the facts the refused
+        # versions lost are rehearsed and quizzed first.
         retry = any(f.attempts > 0 for f in new)
-        rebuild = bool(removed) or (retry and bool(kept))
+        rebuild = bool(removed)
         warm = active is not None and not rebuild and options.get("warm_start", True)
         live_metrics = (active.metrics or {}) if active else {}
         live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
+        planned_recall = live_recall
+        if retry and active is not None:
+            retried = {f.id for f in new if f.attempts > 0}
+            refused = [v for v in versions.refused_children(session, active.id) if retried & set(v.fact_ids or [])]
+            planned_recall = recall_after_refusal(live_recall, (_kept_recall(v) for v in refused))
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
-            rehearsal=[_as_input(f, live_recall) for f in kept],
+            rehearsal=[_as_input(f, planned_recall) for f in kept],
             removed=[_as_input(f) for f in removed],
             rehearse=options.get("rehearse", True),
             output_dir=user_dir / f"v{number}",
@@ -179,7 +190,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        "rebuild" + (" (retry)" if retry else "") if rebuild else "warm start" if warm else "fresh",
+        ("rebuild" if rebuild else "warm start" if warm else "fresh") + (" (retry)" if retry else ""),
     )
 
     if not request.new_facts and not request.rehearsal:

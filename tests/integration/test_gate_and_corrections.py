@@ -98,6 +98,8 @@ def test_gate_refuses_a_version_that_forgets_and_keeps_the_previous_one_live(sta
     assert job["status"] == "learned"
     latest = api.get("/api/adapters").json()[0]
     assert latest["version"] == 3 and latest["status"] == "active" and latest["metrics"]["gate"]["accepted"]
+    # Bounded like any run: warm-started from the live version, not rebuilt on every fact.
+    assert latest["metrics"]["warm_start"] is True and latest["metrics"]["rebuilt"] is False
     assert set(latest["fact_ids"]) == {dog["id"], job_id}
     assert "pepper" in ask(ai, "What is my dog's name?")
     memory = browser.get("/memory").text

@@ -151,3 +151,23 @@ def test_facts_a_new_fact_may_overwrite_are_verified_first():
     sample = verify_sample(earlier, 4, random.Random(0), {1})
     assert [f.fact_id for f in sample[:2]] == [1, 4], "at risk first, then the weakest"
     assert len({f.fact_id for f in sample}) == 4
+
+
+def test_a_retry_after_a_refusal_rehearses_and_quizzes_what_the_refused_version_lost_first():
+    import random
+
+    from training.gate import recall_after_refusal
+    from training.learn import FactToLearn, verify_sample, weakest_first
+
+    live = {1: 1.0, 2: 1.0, 3: 0.5, 4: 1.0, 5: 1.0, 6: 1.0}
+    refused = [{2: 0.0, 3: 1.0, 4: 1.0}, {5: 0.5}]  # two refused versions' gate quizzes
+    planned = recall_after_refusal(live, refused)
+    assert planned == {1: 1.0, 2: 0.0, 3: 0.5, 4: 1.0, 5: 0.5, 6: 1.0}, "lowered, never raised"
+    assert live[2] == 1.0, "the live version's own record (what the gate compares with) is untouched"
+    assert recall_after_refusal(live, []) == live
+    assert recall_after_refusal({}, [{7: 0.0}]) == {7: 0.0}
+
+    facts = [FactToLearn(i, f"fact {i}", recall=planned[i]) for i in sorted(planned)]
+    order = [f.fact_id for f in weakest_first(facts, random.Random(0))]
+    assert order[0] == 2 and set(order[1:3]) == {3, 5}, "0.0 first, then the two at 0.5"
+    assert verify_sample(facts, 4, random.Random(0))[0].fact_id == 2, "the lost fact is quizzed first"

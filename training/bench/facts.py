@@ -14,8 +14,9 @@ answer is unchanged from the base model's) and the consolidation's seconds.
 Methods compared in the same run:
 - ``memory``: the product. Warm start from the live version, sampled rehearsal of
   earlier facts, replay of the base model's answers with a KL term, and the gate
-  (a refused version is retried once, rebuilt from scratch on every fact as the
-  worker does; if that is refused too the previous version stays live).
+  (a refused version is retried once, warm-started like any run, with the earlier
+  facts it lost rehearsed and quizzed first, as the worker does; if that is
+  refused too the previous version stays live and the fact counts as not learnt).
 - ``sequential``: the paper's setting. Each edit is trained on top of the last
   with neither rehearsal nor replay, and nothing is refused.
 
@@ -44,7 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.gate import GateThresholds, decide
+from training.gate import GateThresholds, decide, recall_after_refusal
 from training.learn import FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -89,14 +90,17 @@ class Learner:
         self.versions = 0
         self.refused = 0
 
-    def _request(self, new, removed=(), seed_offset: int = 0, rebuild: bool = False) -> LearnRequest:
+    def _request(
+        self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
+    ) -> LearnRequest:
         self.versions += 1
         memory = self.method == "memory"
+        recall = self.recall if recall is None else recall
         return LearnRequest(
             adapter_name=f"{self.method}-v{self.versions}",
             new_facts=list(new),
             # The paper's setting neither rehearses nor checks earlier facts.
-            rehearsal=[replace(f, recall=self.recall.get(i)) for i, f in self.known.items()] if memory else [],
+            rehearsal=[replace(f, recall=recall.get(i)) for i, f in self.known.items()] if memory else [],
             removed=list(removed),
             rehearse=memory,
             replay_share=LearnRequest.replay_share if memory else 0.0,  # the product's default
@@ -129,10 +133,14 @@ class Learner:
         """Learn one fact; returns (seconds, locality of the live version, the general prompts it changed)."""
         started = time.perf_counter()
         item = FactToLearn(fact.index, fact.text)
+        refused: list[dict[int, float]] = []
         for attempt in range(2 if self.method == "memory" else 1):
-            # As the worker does: a retry after a refusal rebuilds from scratch on every fact.
-            request = self._request([item], seed_offset=attempt * 7919, rebuild=attempt > 0)
+            # As the worker does: a retry after a refusal is warm-started too, with the
+            # facts the refused version lost rehearsed and quizzed first.
+            planned = recall_after_refusal(self.recall, refused)
+            request = self._request([item], seed_offset=attempt * 7919, recall=planned)
             result = learn_facts(self.host, request)
+            refused.append(result.kept_recall)
             if self._accept(result, thresholds):
                 self.live = result.output_dir
                 outcome = result.facts[0]
