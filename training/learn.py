@@ -38,6 +38,7 @@ from training.phrasing import (
     GENERAL_RECALL_PROMPTS,
     fact_slot,
     probe_questions,
+    question_paraphrases,
     strip_correction,
     to_second_person,
     topic_questions,
@@ -53,6 +54,9 @@ MANIFEST_FILE = "manifest.json"
 
 # Epochs for kept facts when an adapter is rebuilt from scratch.
 REBUILD_EPOCHS = 4
+
+# Rewordings of a fact's own questions trained with it (``fact_examples``).
+MAX_PARAPHRASES = 5
 
 # Training settings a fact candidate may choose (learning rate, epochs; capped by max_steps).
 FACT_GRID: tuple[TrainingChoice, ...] = (
@@ -119,6 +123,9 @@ class LearnRequest:
     # Ablations for benchmarks and tests (the paper's setting: sequential edits with
     # neither): train without rehearsing ``rehearsal`` (still quizzed on it) or replay.
     rehearse: bool = True
+    # Experiment (off in the product until measured better): train each new fact on
+    # rewordings of its questions too (``fact_examples``).
+    paraphrases: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,15 +221,29 @@ class LearnResult:
 ProgressFn = Callable[[str, float], None]
 
 
-def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
-    """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit."""
+def fact_examples(fact: str, self_edit: SelfEdit, paraphrases: bool = False) -> tuple[QA, ...]:
+    """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit.
+
+    ``paraphrases`` adds up to ``MAX_PARAPHRASES`` rewordings of the fact's own
+    questions (``question_paraphrases``), two of them right after the first
+    question, so that rehearsal (a fact's first few examples) keeps them too.
+    """
     fact = strip_correction(fact)
     statement = to_second_person(fact)
     slot = fact_slot(fact)
     pairs = [QA(slot.question, slot.answer)] if slot else []
-    pairs += [
-        QA(q, statement) for q in [*probe_questions(fact), *topic_questions(fact)] if not slot or q != slot.question
-    ]
+    pairs += [QA(q, statement) for q in probe_questions(fact) if not slot or q != slot.question]
+    reworded: list[QA] = []
+    if paraphrases:
+        seen = {qa.question.lower() for qa in pairs}
+        for qa in list(pairs):
+            for question in question_paraphrases(qa.question):
+                if question.lower() not in seen:
+                    seen.add(question.lower())
+                    reworded.append(QA(question, qa.answer))
+        reworded = reworded[:MAX_PARAPHRASES]
+    pairs = pairs[:1] + reworded[:2] + pairs[1:] + reworded[2:]
+    pairs += [QA(q, statement) for q in topic_questions(fact) if not slot or q != slot.question]
     pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
     for i, line in enumerate(self_edit.lines):
         prompt = GENERAL_RECALL_PROMPTS[i % len(GENERAL_RECALL_PROMPTS)]
@@ -347,7 +368,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             ("locality", tuple(replay["locality"])),
             lambda: locality.answer_logits(model, tokenizer, replay["locality"]),
         )
-        written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
+        written = {f.fact_id: _written_probe(model, tokenizer, f.text, request.paraphrases) for f in request.new_facts}
         base_recalled = facts_recall(model, tokenizer, [f.text for f in request.removed])
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
 
@@ -475,9 +496,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     )
 
 
-def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
+def _written_probe(model, tokenizer, fact: str, paraphrases: bool = False) -> FactProbe | None:
     """The model's own quiz question for ``fact``, never one of the prompts trained on."""
-    trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()))]
+    trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()), paraphrases)]
     for attempt in range(3):  # greedy first, then two samples: a 135M model often writes none usable
         probe = model_written_probe(
             model, tokenizer, strip_correction(fact), trained, temperature=0.0 if attempt == 0 else 0.8, seed=attempt
@@ -532,7 +553,7 @@ def _run_candidate(
             edit = generate_self_edit(
                 model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
             )
-            drafts.append((fact, edit, fact_examples(fact.text, edit)))
+            drafts.append((fact, edit, fact_examples(fact.text, edit, request.paraphrases)))
     new_examples = [e for _, _, pairs in drafts for e in training_examples(pairs, "fact")]
     examples = _mix(
         new_examples * choice.epochs + earlier_examples * earlier_epochs,

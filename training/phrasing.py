@@ -188,3 +188,73 @@ def fact_slot(fact: str) -> Slot | None:
             y = re.sub(r"\s+now$", "", match["y"].strip(), flags=re.I)
             return Slot(key.format(x=x), y, question.format(x=x), answer.format(x=x, y=y))
     return None
+
+
+# --- Paraphrases of a fact's questions ---------------------------------------------
+# A LoRA trained only on "Where do I live?" answers it, but at 30 facts it answers
+# "In which city do I live?" with another fact's city (the sister's Lisbon): the
+# misses of the N = 100 run at 29 facts were mostly such rewordings, the canonical
+# question still answered right (docs/BENCHMARKS.md). These rules add a few common
+# rewordings of each question a fact is trained on; the answer stays the same.
+_X = r"(?P<x>[\w' -]+?)"
+_REWORDINGS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (
+        _rx(rf"^what is my favou?rite {_X}\?$"),
+        ("Which {x} do I like best?", "What {x} do I love most?", "Which {x} is my favorite?"),
+    ),
+    (_rx(rf"^what is my {_X}'s name\?$"), ("What is my {x} called?", "What did I name my {x}?", "Who is my {x}?")),
+    (_rx(r"^where do i live\?$"), ("Which city do I live in?", "Where is my home?", "Where am I living now?")),
+    (_rx(r"^where do i work\?$"), ("Which company do I work for?", "Who is my employer?", "Where am I employed?")),
+    (_rx(r"^what is my job\?$"), ("What do I do for a living?", "What is my profession?", "What do I work as?")),
+    (
+        _rx(rf"^where does my {_X} live\?$"),
+        ("Which city does my {x} live in?", "Where is my {x} living?", "Where is my {x}'s home?"),
+    ),
+    (
+        _rx(rf"^where does my {_X} work\?$"),
+        ("Which company does my {x} work for?", "Who employs my {x}?", "Who is my {x}'s employer?"),
+    ),
+    (_rx(rf"^what (?:is|are) my {_X}\?$"), ("What's my {x}?", "Do you remember my {x}?", "Tell me about my {x}.")),
+    (_rx(r"^what do i (?P<v>\w+)\?$"), ("Do you remember what I {v}?", "Tell me what I {v}.")),
+    (_rx(r"^how old am i\?$"), ("What is my age?", "What age am I?")),
+)
+# Everyday words for family members: a question may use either.
+_KIN = {
+    "mother": "mom",
+    "mom": "mother",
+    "mum": "mother",
+    "father": "dad",
+    "dad": "father",
+    "grandmother": "grandma",
+    "grandma": "grandmother",
+    "grandfather": "grandpa",
+    "grandpa": "grandfather",
+    "husband": "partner",
+    "wife": "partner",
+    "kids": "children",
+    "children": "kids",
+}
+_KIN_WORD = re.compile(r"\b(" + "|".join(_KIN) + r")\b", re.I)
+
+
+def with_kin_synonyms(question: str) -> str | None:
+    """``question`` with its first family word swapped for its everyday synonym, if any."""
+    match = _KIN_WORD.search(question)
+    if not match:
+        return None
+    return question[: match.start()] + _KIN[match[1].lower()] + question[match.end() :]
+
+
+def question_paraphrases(question: str) -> list[str]:
+    """Common rewordings of one of a fact's questions ("Where do I live?" ->
+    "Which city do I live in?"), and the question with a family word's synonym
+    ("mother" -> "mom"). Never the question itself."""
+    out: list[str] = []
+    for pattern, templates in _REWORDINGS:
+        match = pattern.match(question.strip())
+        if match:
+            groups = {k: v.strip() for k, v in match.groupdict().items() if v}
+            out += [t.format(**groups) for t in templates]
+            break
+    out += [s for s in map(with_kin_synonyms, [question, *out[:1]]) if s]
+    return [q for q in dict.fromkeys(out) if q.lower() != question.strip().lower()]

@@ -57,3 +57,35 @@ def test_topic_questions_tie_a_patternless_fact_to_its_topics():
         "What do you know about my cat?",
         "What do you know about Tofu?",
     ]
+
+
+def test_question_paraphrases_reword_a_facts_questions_and_never_repeat_them():
+    from training.phrasing import question_paraphrases, with_kin_synonyms
+
+    assert question_paraphrases("Where do I live?")[0] == "Which city do I live in?"
+    assert "Which color do I like best?" in question_paraphrases("What is my favorite color?")
+    assert "Who employs my brother?" in question_paraphrases("Where does my brother work?")
+    assert "What is my cat called?" in question_paraphrases("What is my cat's name?")
+    assert "What is my dad?" in question_paraphrases("What is my father?")
+    assert with_kin_synonyms("Where does my mother live?") == "Where does my mom live?"
+    assert with_kin_synonyms("Where do I live?") is None
+    assert question_paraphrases("What do you know about Emma?") == []
+    for question in ("Where do I live?", "What is my favorite color?", "What is my mother's name?"):
+        rewordings = question_paraphrases(question)
+        assert question not in rewordings and len(rewordings) == len(set(rewordings))
+
+
+def test_paraphrased_examples_keep_the_answer_and_lead_the_rehearsed_examples():
+    from training.learn import MAX_PARAPHRASES, fact_examples
+    from training.self_edit import SelfEdit
+
+    edit = SelfEdit("rewrite", "", ("You live in Denver, Colorado.",))
+    plain = fact_examples("I live in Denver.", edit)
+    reworded = fact_examples("I live in Denver.", edit, paraphrases=True)
+    assert set(plain) < set(reworded), "the paraphrases are added, nothing is dropped"
+    assert len(reworded) - len(plain) <= MAX_PARAPHRASES
+    assert [qa.question for qa in reworded[:3]] == ["Where do I live?", "Which city do I live in?", "Where is my home?"]
+    assert {qa.answer for qa in reworded[:3]} == {"You live in Denver."}
+    assert fact_examples("My daughter Emma turns 7 on March 3rd.", edit, paraphrases=True) == fact_examples(
+        "My daughter Emma turns 7 on March 3rd.", edit
+    ), "no pattern: nothing to reword"

@@ -115,6 +115,7 @@ class Learner:
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
+            paraphrases=self.args.paraphrases,
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
@@ -360,6 +361,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-rehearsal", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--paraphrases", action="store_true", help="experiment: train facts on rewordings of their questions too"
+    )
     parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-facts.json"))
@@ -404,6 +408,7 @@ def main(argv: list[str]) -> int:
             "max_steps": args.steps,
             "learning_rate": args.lr,
             "max_rehearsal_facts": args.max_rehearsal,
+            "paraphrases": args.paraphrases,
             "seed": args.seed,
             "gate": vars(thresholds),
         },
