@@ -61,3 +61,13 @@ def test_a_step_recorded_after_the_last_saved_state_is_dropped(tmp_path):
     assert [s["n"] for s in kept["memory"]] == [1, 2], "step 3 has no saved state: it is taught again"
     assert kept["sequential"] == [], "a method with no saved state starts over"
     assert [json.loads(line)["n"] for line in steps_file.read_text().splitlines()] == [1, 2]
+
+
+def test_a_state_resumes_only_with_the_training_it_was_written_with(tmp_path):
+    import pytest
+
+    state = tmp_path / "out.state" / "memory"
+    learner_with_history(tmp_path).save_state(state, 2)
+    with pytest.raises(ValueError, match="without --paraphrases"):
+        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
+    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state) == 2

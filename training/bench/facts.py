@@ -90,6 +90,10 @@ class Learner:
         self.versions = 0
         self.refused = 0
 
+    @property
+    def _paraphrases(self) -> bool:
+        return bool(getattr(self.args, "paraphrases", False))
+
     def _request(
         self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
     ) -> LearnRequest:
@@ -115,7 +119,7 @@ class Learner:
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
-            paraphrases=self.args.paraphrases,
+            paraphrases=self._paraphrases,
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
@@ -161,6 +165,7 @@ class Learner:
             shutil.copytree(self.live, folder / adapter)
         state = {
             "n": n,
+            "paraphrases": self._paraphrases,
             "versions": self.versions,
             "refused": self.refused,
             "adapter": adapter,
@@ -183,6 +188,8 @@ class Learner:
         if not path.is_file():
             return 0
         state = json.loads(path.read_text())
+        if state.get("paraphrases", False) != self._paraphrases:
+            raise ValueError(f"{path} was written {'with' if state.get('paraphrases') else 'without'} --paraphrases")
         self.versions, self.refused = state["versions"], state["refused"]
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
