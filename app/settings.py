@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_rehearsal_facts: int = Field(
         24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
     )
+    train_paraphrases: bool = Field(
+        True, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
+    )
 
     # Gate before promotion (a refused version stays visible, the previous one stays live)
     gate_max_recall_drop: float = Field(

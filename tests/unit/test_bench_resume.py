@@ -67,7 +67,15 @@ def test_a_state_resumes_only_with_the_training_it_was_written_with(tmp_path):
     import pytest
 
     state = tmp_path / "out.state" / "memory"
-    learner_with_history(tmp_path).save_state(state, 2)
-    with pytest.raises(ValueError, match="without --paraphrases"):
+    learner_with_history(tmp_path).save_state(state, 2)  # the default: with paraphrases
+    with pytest.raises(ValueError, match="written with paraphrases"):
+        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state)
+    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state) == 2
+
+    # A state from before the setting existed was written without them.
+    saved = json.loads((state / "state.json").read_text())
+    del saved["paraphrases"]
+    (state / "state.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="without paraphrases"):
         Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
     assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state) == 2

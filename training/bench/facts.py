@@ -92,7 +92,7 @@ class Learner:
 
     @property
     def _paraphrases(self) -> bool:
-        return bool(getattr(self.args, "paraphrases", False))
+        return bool(getattr(self.args, "paraphrases", LearnRequest.paraphrases))
 
     def _request(
         self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
@@ -189,7 +189,8 @@ class Learner:
             return 0
         state = json.loads(path.read_text())
         if state.get("paraphrases", False) != self._paraphrases:
-            raise ValueError(f"{path} was written {'with' if state.get('paraphrases') else 'without'} --paraphrases")
+            written = "with" if state.get("paraphrases", False) else "without"
+            raise ValueError(f"{path} was written {written} paraphrases: resume with the same --no-paraphrases setting")
         self.versions, self.refused = state["versions"], state["refused"]
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
@@ -369,7 +370,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-rehearsal", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--paraphrases", action="store_true", help="experiment: train facts on rewordings of their questions too"
+        "--no-paraphrases",
+        dest="paraphrases",
+        action="store_false",
+        help="train facts without rewordings of their questions (the defaults before session 12)",
     )
     parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
