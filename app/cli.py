@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from app.settings import get_settings
+from app.settings import MAX_SELF_EDIT_K, get_settings
 
 log = logging.getLogger("sealchat")
 
@@ -74,6 +74,13 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _candidate_count(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= MAX_SELF_EDIT_K:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_SELF_EDIT_K}, got {text!r}")
+    return value
+
+
 def cmd_consolidate(args: argparse.Namespace) -> int:
     """Queue a consolidation for a user now (after changing settings, or as an experiment)."""
     from sqlalchemy import select
@@ -88,7 +95,9 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             print(f"no user {args.email!r}", file=sys.stderr)
             return 1
         user_id = user.id
-    options = {k: False for k, off in (("rehearse", args.no_rehearse), ("warm_start", args.fresh)) if off}
+    options: dict = {k: False for k, off in (("rehearse", args.no_rehearse), ("warm_start", args.fresh)) if off}
+    if args.k is not None:
+        options["k"] = args.k
     enqueue_consolidation(user_id, options)
     print(f"queued a consolidation for user {user_id}{' with ' + str(options) if options else ''}")
     return 0
@@ -197,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("email")
     p.add_argument("--no-rehearse", action="store_true", help="ablation: do not rehearse earlier facts")
     p.add_argument("--fresh", action="store_true", help="ablation: start from a fresh adapter, not the live one")
+    p.add_argument(
+        "--k", type=_candidate_count, default=None, help="self-edit candidates this run (default SEALCHAT_SELF_EDIT_K)"
+    )
     p.set_defaults(func=cmd_consolidate)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MAX_SELF_EDIT_K = 16
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
@@ -33,7 +35,11 @@ class Settings(BaseSettings):
     learning_rate: float = Field(5e-4, alias="SEALCHAT_LEARNING_RATE", gt=0, lt=1)
     self_edit_family: Literal["rewrite", "implications"] = Field("rewrite", alias="SEALCHAT_SELF_EDIT_FAMILY")
     self_edit_k: int = Field(
-        3, alias="SEALCHAT_SELF_EDIT_K", ge=1, le=16, description="best-of-K self-edit candidates per consolidation"
+        3,
+        alias="SEALCHAT_SELF_EDIT_K",
+        ge=1,
+        le=MAX_SELF_EDIT_K,
+        description="best-of-K self-edit candidates per consolidation",
     )
     max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
     task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)

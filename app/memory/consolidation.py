@@ -95,7 +95,8 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
 
     ``options`` are ablations for tests and experiments: ``{"rehearse": False}``
     trains without rehearsing earlier facts, ``{"warm_start": False}`` starts from
-    a fresh adapter. The gate still judges the result.
+    a fresh adapter. The gate still judges the result. ``{"k": n}`` writes ``n``
+    self-edit candidates instead of ``SEALCHAT_SELF_EDIT_K`` (``sealchat consolidate --k``).
     """
     settings = get_settings()
     lock = get_redis().lock(f"sealchat:consolidate:{user_id}", timeout=settings.task_time_limit_s + 60, blocking=False)
@@ -172,7 +173,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             ),
             self_edit_family=settings.self_edit_family,
             policy=policy_service.active_ref(session),
-            k=settings.self_edit_k,
+            k=int(options.get("k") or settings.self_edit_k),
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
             max_rehearsal_facts=settings.max_rehearsal_facts,

@@ -16,10 +16,10 @@ import time
 import httpx
 import pytest
 from openai import OpenAI
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from app.models import Fact, FactStatus
+from app.models import Fact, FactStatus, SelfEditCandidate
 from tests.conftest import TEST_DATABASE_URL, Stack, wait_for_fact
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -54,6 +54,19 @@ def add_pending_fact(user_id: int, text: str) -> int:
     return fact_id
 
 
+def recorded_candidates(version_id: int) -> list[SelfEditCandidate]:
+    engine = create_engine(TEST_DATABASE_URL)
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(SelfEditCandidate)
+            .where(SelfEditCandidate.version_id == version_id)
+            .order_by(SelfEditCandidate.candidate_index)
+        ).all()
+        session.expunge_all()
+    engine.dispose()
+    return list(rows)
+
+
 def test_gate_refuses_a_version_that_forgets_and_keeps_the_previous_one_live(stack: Stack):
     key = stack.create_user("gate@example.com", password="gate-password-1")
     api, ai = stack.client(key), OpenAI(base_url=stack.url + "/v1", api_key=key)
@@ -70,10 +83,17 @@ def test_gate_refuses_a_version_that_forgets_and_keeps_the_previous_one_live(sta
 
     user_id = int(v1["name"].split("-")[0][1:])  # versions are named u<user>-v<n>
     job_id = add_pending_fact(user_id, "I work at Globex Corporation.")
-    stack.cli("consolidate", "gate@example.com", "--no-rehearse", "--fresh")
+    # Best-of-2 for this run (the suite's default is one candidate): both are tried and recorded.
+    stack.cli("consolidate", "gate@example.com", "--no-rehearse", "--fresh", "--k", "2")
 
     refused = wait_for_version(api, 2)
     assert refused["status"] == "rejected", refused
+    assert refused["metrics"]["k"] == 2
+    candidates = recorded_candidates(refused["id"])
+    assert [c.candidate_index for c in candidates] == [0, 1]
+    assert [c.chosen for c in candidates].count(True) == 1
+    assert max(candidates, key=lambda c: c.reward).chosen, "the winner has the top reward"
+    assert len({c.settings["learning_rate"] for c in candidates}) == 2, "the candidates' settings span the grid"
     assert refused["promoted_at"] is None
     assert "recall of 1 earlier fact(s) fell" in refused["rejection_reason"]
     assert refused["metrics"]["rehearse"] is False and refused["metrics"]["warm_start"] is False

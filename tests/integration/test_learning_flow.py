@@ -56,11 +56,13 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert sha256_file(Path(directory) / "adapter_model.safetensors") == version["weights_sha256"]
     assert manifest["facts"] == [{"id": fact["id"], "text": FACT}]
     assert manifest["self_edits"][0]["raw"], "the model wrote a self-edit"
-    # Best-of-K: every candidate is recorded with its settings and reward; the winner has the top reward.
-    assert version["metrics"]["k"] == 2 and len(manifest["candidates"]) == 2
+    # Every candidate (SEALCHAT_SELF_EDIT_K of them) is recorded with its settings and
+    # reward; the winner has the top reward (K > 1 through the worker: the gate test).
+    k = int(stack.env["SEALCHAT_SELF_EDIT_K"])
+    assert version["metrics"]["k"] == k and len(manifest["candidates"]) == k
     rewards = [c["reward"] for c in manifest["candidates"]]
     assert manifest["candidates"][manifest["chosen_candidate"]]["reward"] == max(rewards)
-    assert len({c["settings"]["learning_rate"] for c in manifest["candidates"]}) == 2, "settings span the grid"
+    assert manifest["candidates"][0]["settings"]["learning_rate"] > 0
 
     # A new conversation, bridge off: the answer comes from the adapter's weights.
     reply = alice_ai.chat.completions.create(

@@ -55,3 +55,13 @@ def test_embedded_defaults(tmp_path, monkeypatch):
     assert settings.celery_broker_url == f"redis+socket://{tmp_path}/redis.sock"
     pg = Settings(_env_file=None, DATABASE_URL="postgresql://u@h/db")
     assert pg.sqlalchemy_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("bad", ["0", "17", "-1", "two", "1.5", ""])
+def test_consolidate_refuses_a_bad_candidate_count(bad, capsys):
+    from app.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["consolidate", "someone@example.com", "--k", bad])
+    assert exit_.value.code == 2
+    assert "--k: must be a whole number from 1 to 16" in capsys.readouterr().err
