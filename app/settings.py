@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     train_paraphrases: bool = Field(
         True, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
     )
+    quiz_rewording: bool = Field(
+        False,
+        alias="SEALCHAT_QUIZ_REWORDING",
+        description="the self-quiz also asks a rewording of each fact's question that training leaves out",
+    )
 
     # Gate before promotion (a refused version stays visible, the previous one stays live)
     gate_max_recall_drop: float = Field(

@@ -258,3 +258,25 @@ def question_paraphrases(question: str) -> list[str]:
             break
     out += [s for s in map(with_kin_synonyms, [question, *out[:1]]) if s]
     return [q for q in dict.fromkeys(out) if q.lower() != question.strip().lower()]
+
+
+def first_question(fact: str) -> str | None:
+    """The question a fact is trained on first: its slot's, else its most specific probe."""
+    fact = strip_correction(fact)
+    slot = fact_slot(fact)
+    if slot:
+        return slot.question
+    questions = probe_questions(fact)
+    return questions[0] if questions else None
+
+
+def held_out_rewording(fact: str) -> str | None:
+    """A rewording of the fact's first question that training leaves out, for the self-quiz.
+
+    The self-quiz otherwise asks wordings close to the trained ones ("Can you remind
+    me: where do I live?"), so it cannot see a fact that survives only in its trained
+    wording. None where the question has fewer than two rewordings (one stays trained).
+    """
+    question = first_question(fact)
+    options = question_paraphrases(question) if question else []
+    return options[-1] if len(options) >= 2 else None

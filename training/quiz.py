@@ -135,13 +135,21 @@ class FactProbe:
     reference: str | None = None
 
 
-def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
+def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactProbe]:
     """Quiz for a fact with no gold questions, kept apart from the training prompts.
 
     Probe questions are asked in a wording never trained on ("Can you remind
-    me: what is ..."), plus a cloze probe built from the fact itself.
+    me: what is ..."), plus a cloze probe built from the fact itself. ``rewording``
+    adds the rewording of the fact's first question that training leaves out
+    (``phrasing.held_out_rewording``; callers train with the same setting).
     """
-    from training.phrasing import fact_slot, probe_questions, strip_correction, topic_questions
+    from training.phrasing import (
+        fact_slot,
+        held_out_rewording,
+        probe_questions,
+        strip_correction,
+        topic_questions,
+    )
 
     fact = strip_correction(fact)
     slot = fact_slot(fact)
@@ -154,6 +162,8 @@ def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
     probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
+    if rewording and (question := held_out_rewording(fact)):
+        probes.append(FactProbe(question, (slot.value,) if slot else None))
     probes += [FactProbe(q, tuple(a)) for q, a in cloze_probes(fact, n=1, seed=seed)]
     return probes
 

@@ -178,6 +178,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
             max_rehearsal_facts=settings.max_rehearsal_facts,
             paraphrases=settings.train_paraphrases,
+            quiz_rewording=settings.quiz_rewording,
         )
         predecessor = _Predecessor(
             active.id if active else None,

@@ -79,3 +79,15 @@ def test_a_state_resumes_only_with_the_training_it_was_written_with(tmp_path):
     with pytest.raises(ValueError, match="without paraphrases"):
         Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
     assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state) == 2
+
+
+def test_a_state_resumes_only_with_the_self_quiz_it_was_written_with(tmp_path):
+    import pytest
+
+    state = tmp_path / "out.state" / "memory"
+    learner = Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True, quiz_rewording=True))
+    learner.live = None
+    learner.save_state(state, 0)
+    with pytest.raises(ValueError, match="written with quiz_rewording: resume with the same --quiz-rewording"):
+        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
+    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True, quiz_rewording=True)).restore(state) == 0

@@ -89,3 +89,28 @@ def test_paraphrased_examples_keep_the_answer_and_lead_the_rehearsed_examples():
     assert fact_examples("My daughter Emma turns 7 on March 3rd.", edit, paraphrases=True) == fact_examples(
         "My daughter Emma turns 7 on March 3rd.", edit
     ), "no pattern: nothing to reword"
+
+
+def test_the_self_quiz_can_ask_a_rewording_that_training_leaves_out():
+    from training.learn import fact_examples
+    from training.phrasing import held_out_rewording
+    from training.quiz import fact_quiz, grade_fact_probe
+    from training.self_edit import SelfEdit
+
+    fact = "Actually, I moved to Denver."
+    held_out = held_out_rewording(fact)
+    assert held_out == "Where am I living now?"
+    edit = SelfEdit("rewrite", "", ())
+    assert held_out in [qa.question for qa in fact_examples(fact, edit, paraphrases=True)]
+    trained = [qa.question for qa in fact_examples(fact, edit, paraphrases=True, quiz_rewording=True)]
+    assert held_out not in trained and "Which city do I live in?" in trained, "only the quizzed rewording is left out"
+
+    plain, quiz = fact_quiz(fact), fact_quiz(fact, rewording=True)
+    assert [p for p in quiz if p not in plain] == [next(p for p in quiz if p.question == held_out)]
+    probe = next(p for p in quiz if p.question == held_out)
+    assert grade_fact_probe(fact, probe, "You live in Denver.") and not grade_fact_probe(fact, probe, "In Boston.")
+    # A question with fewer than two rewordings keeps its one rewording trained.
+    assert held_out_rewording("My daughter Emma turns 7 on March 3rd.") is None
+    assert fact_quiz("My daughter Emma turns 7 on March 3rd.", rewording=True) == fact_quiz(
+        "My daughter Emma turns 7 on March 3rd."
+    )

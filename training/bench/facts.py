@@ -94,6 +94,10 @@ class Learner:
     def _paraphrases(self) -> bool:
         return bool(getattr(self.args, "paraphrases", LearnRequest.paraphrases))
 
+    @property
+    def _quiz_rewording(self) -> bool:
+        return bool(getattr(self.args, "quiz_rewording", LearnRequest.quiz_rewording))
+
     def _request(
         self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
     ) -> LearnRequest:
@@ -120,6 +124,7 @@ class Learner:
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
             paraphrases=self._paraphrases,
+            quiz_rewording=self._quiz_rewording,
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
@@ -166,6 +171,7 @@ class Learner:
         state = {
             "n": n,
             "paraphrases": self._paraphrases,
+            "quiz_rewording": self._quiz_rewording,
             "versions": self.versions,
             "refused": self.refused,
             "adapter": adapter,
@@ -188,9 +194,14 @@ class Learner:
         if not path.is_file():
             return 0
         state = json.loads(path.read_text())
-        if state.get("paraphrases", False) != self._paraphrases:
-            written = "with" if state.get("paraphrases", False) else "without"
-            raise ValueError(f"{path} was written {written} paraphrases: resume with the same --no-paraphrases setting")
+        # States from before a setting existed were written with its old value (off).
+        for key, flag, mine in (
+            ("paraphrases", "--no-paraphrases", self._paraphrases),
+            ("quiz_rewording", "--quiz-rewording", self._quiz_rewording),
+        ):
+            if state.get(key, False) != mine:
+                written = "with" if state.get(key, False) else "without"
+                raise ValueError(f"{path} was written {written} {key}: resume with the same {flag} setting")
         self.versions, self.refused = state["versions"], state["refused"]
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
@@ -375,6 +386,11 @@ def main(argv: list[str]) -> int:
         action="store_false",
         help="train facts without rewordings of their questions (the defaults before session 12)",
     )
+    parser.add_argument(
+        "--quiz-rewording",
+        action="store_true",
+        help="the self-quiz also asks a rewording of each fact's question that training leaves out",
+    )
     parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-facts.json"))
@@ -420,6 +436,7 @@ def main(argv: list[str]) -> int:
             "learning_rate": args.lr,
             "max_rehearsal_facts": args.max_rehearsal,
             "paraphrases": args.paraphrases,
+            "quiz_rewording": args.quiz_rewording,
             "seed": args.seed,
             "gate": vars(thresholds),
         },
