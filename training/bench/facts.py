@@ -415,7 +415,8 @@ def main(argv: list[str]) -> int:
     folder = prepare_base_model(args.model, args.cache_dir / "models")
     host = AdapterHost(load_model(folder))
     args.replay_cache = args.cache_dir / "replay" / f"{folder.name}.json"
-    args.work = args.cache_dir / "bench-facts" / f"n{args.n}-seed{args.seed}"
+    # Scratch space per output file: two runs side by side never share (or delete) it.
+    args.work = args.cache_dir / "bench-facts" / f"{args.out.stem}-n{args.n}-seed{args.seed}"
     steps_file = args.out.with_suffix(".steps.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     recorded = recorded_steps(steps_file, args.out.with_suffix(".state")) if args.resume else {}
