@@ -91,3 +91,18 @@ def test_a_state_resumes_only_with_the_self_quiz_it_was_written_with(tmp_path):
     with pytest.raises(ValueError, match="written with quiz_rewording: resume with the same --quiz-rewording"):
         Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
     assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True, quiz_rewording=True)).restore(state) == 0
+
+
+def test_a_resumed_run_whose_next_fact_is_refused_still_has_its_live_adapter(tmp_path):
+    state = tmp_path / "out.state" / "memory"
+    learner_with_history(tmp_path).save_state(state, 2)
+    resumed = Learner(host=None, method="memory", work=tmp_path / "work2", args=SimpleNamespace())
+    resumed.restore(state)
+    assert resumed.live == state / "adapter-2"
+    # Fact 3 refused on every try: the live adapter is still the restored one.
+    resumed.save_state(state, 3)
+    assert resumed.live == state / "adapter-3"
+    assert (resumed.live / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert sorted(p.name for p in state.iterdir()) == ["adapter-3", "state.json"]
+    resumed.save_state(state, 4)
+    assert (resumed.live / "adapter_model.safetensors").is_file()

@@ -168,6 +168,10 @@ class Learner:
             adapter = f"adapter-{n}"
             shutil.rmtree(folder / adapter, ignore_errors=True)
             shutil.copytree(self.live, folder / adapter)
+            if self.live.parent == folder:
+                # Still the adapter a resumed run started from (every try since was
+                # refused): it is about to be replaced by its copy, so serve that.
+                self.live = folder / adapter
         state = {
             "n": n,
             "paraphrases": self._paraphrases,
