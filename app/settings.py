@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
     )
     train_paraphrases: bool = Field(
-        True, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
+        False, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
     )
     quiz_rewording: bool = Field(
         False,

@@ -67,7 +67,9 @@ def test_a_state_resumes_only_with_the_training_it_was_written_with(tmp_path):
     import pytest
 
     state = tmp_path / "out.state" / "memory"
-    learner_with_history(tmp_path).save_state(state, 2)  # the default: with paraphrases
+    learner = learner_with_history(tmp_path)
+    learner.args = SimpleNamespace(paraphrases=True)
+    learner.save_state(state, 2)
     with pytest.raises(ValueError, match="written with paraphrases"):
         Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state)
     assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state) == 2

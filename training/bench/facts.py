@@ -200,7 +200,7 @@ class Learner:
         state = json.loads(path.read_text())
         # States from before a setting existed were written with its old value (off).
         for key, flag, mine in (
-            ("paraphrases", "--no-paraphrases", self._paraphrases),
+            ("paraphrases", "--paraphrases", self._paraphrases),
             ("quiz_rewording", "--quiz-rewording", self._quiz_rewording),
         ):
             if state.get(key, False) != mine:
@@ -385,11 +385,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-rehearsal", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--no-paraphrases",
+        "--paraphrases",
         dest="paraphrases",
-        action="store_false",
-        help="train facts without rewordings of their questions (the defaults before session 12)",
+        action="store_true",
+        help="also train rewordings of each fact's questions (SEALCHAT_TRAIN_PARAPHRASES)",
     )
+    parser.add_argument("--no-paraphrases", dest="paraphrases", action="store_false", help="without them (the default)")
     parser.add_argument(
         "--quiz-rewording",
         action="store_true",
