@@ -132,7 +132,8 @@ class LearnRequest:
     paraphrases: bool = False
     # The self-quiz (reward, gate, rehearsal order) also asks one rewording of each
     # fact's first question that training leaves out, so it sees a fact that
-    # survives only in its trained wording. Off until measured.
+    # survives only in its trained wording. Off: at N=30 no gain (first 10 0.90
+    # against 0.96 over steps 20-30, docs/BENCHMARKS.md).
     quiz_rewording: bool = False
 
 
