@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     # Learning (worker)
     train_steps: int = Field(40, alias="SEALCHAT_TRAIN_STEPS", ge=1, le=2000)
     learning_rate: float = Field(5e-4, alias="SEALCHAT_LEARNING_RATE", gt=0, lt=1)
-    self_edit_family: Literal["rewrite", "implications"] = Field("rewrite", alias="SEALCHAT_SELF_EDIT_FAMILY")
+    self_edit_family: Literal["rewrite", "implications", "self_qa"] = Field(
+        "rewrite", alias="SEALCHAT_SELF_EDIT_FAMILY"
+    )
     self_edit_k: int = Field(
         3,
         alias="SEALCHAT_SELF_EDIT_K",

@@ -94,7 +94,26 @@ def generate_text(
     top_p: float = 0.95,
 ) -> str:
     """Generate one reply (greedy when ``temperature`` is 0)."""
-    ids = torch.tensor([encode_prompt(tokenizer, messages)], device=model.device)
+    return _continue(model, tokenizer, encode_prompt(tokenizer, messages), max_new_tokens, temperature, top_p)
+
+
+@torch.inference_mode()
+def generate_completion(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+) -> str:
+    """Continue plain text (no chat template): for few-shot prompts, which a 135M
+    model follows better as a document to continue than as an instruction."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return _continue(model, tokenizer, ids, max_new_tokens, temperature, top_p)
+
+
+def _continue(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, temperature: float, top_p: float) -> str:
+    ids = torch.tensor([prompt_ids], device=model.device)
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),

@@ -256,9 +256,14 @@ def fact_examples(
                     reworded.append(QA(question, qa.answer))
         reworded = reworded[:MAX_PARAPHRASES]
     pairs = pairs[:1] + reworded[:2] + pairs[1:] + reworded[2:]
+    # Self-QA: the model's own questions about the fact answered with it, the first
+    # two early so that rehearsal (a fact's first few examples) keeps them.
+    asked = [QA(q, statement) for q in self_edit.lines] if self_edit.family == "self_qa" else []
+    pairs += asked[:2]
     pairs += [QA(q, statement) for q in topic_questions(fact) if not slot or q != slot.question]
     pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
-    for i, line in enumerate(self_edit.lines):
+    pairs += asked[2:]
+    for i, line in enumerate(self_edit.lines if not asked else ()):
         prompt = GENERAL_RECALL_PROMPTS[i % len(GENERAL_RECALL_PROMPTS)]
         pairs.append(QA(prompt, to_second_person(line)))
     return tuple(pairs)
@@ -299,6 +304,11 @@ def quiz_facts(
             results.append(result)
         out.append(results)
     return out
+
+
+def quiz_questions(fact: str, written: FactProbe | None = None, rewording: bool = False) -> list[str]:
+    """Every question the self-quiz asks about ``fact``: what training must not see verbatim."""
+    return [p.question for p in fact_quiz(fact, seed=0, rewording=rewording)] + ([written.question] if written else [])
 
 
 def facts_recall(model, tokenizer, facts: Sequence[str], rewording: bool = False) -> list[float]:
@@ -578,7 +588,13 @@ def _run_candidate(
     with host.using(activate(host, request.policy)):
         for fact in request.new_facts:
             edit = generate_self_edit(
-                model, tokenizer, fact.text, request.self_edit_family, temperature=temperature, seed=seed
+                model,
+                tokenizer,
+                fact.text,
+                request.self_edit_family,
+                temperature=temperature,
+                seed=seed,
+                avoid=quiz_questions(fact.text, written.get(fact.fact_id), request.quiz_rewording),
             )
             drafts.append((fact, edit, fact_examples(fact.text, edit, request.paraphrases, request.quiz_rewording)))
     new_examples = [e for _, _, pairs in drafts for e in training_examples(pairs, "fact")]

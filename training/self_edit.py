@@ -9,12 +9,13 @@ and cuts repetition.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from training.chat import ChatMessage, generate_text
+from training.chat import ChatMessage, generate_completion, generate_text
 
 FACT_PROMPTS: dict[str, str] = {
     "rewrite": (
@@ -26,6 +27,22 @@ FACT_PROMPTS: dict[str, str] = {
         "List short statements that follow from it, one per line. Keep every name and number."
     ),
 }
+
+# The self-QA family for a fact: the model writes the questions a user might ask
+# about it, each later trained to answer with the fact. Few-shot and continued as
+# plain text: asked by instruction, SmolLM2-135M writes unrelated questions
+# ("What's your favorite hobby?") for most facts; from this document it writes
+# the fact's own ("What is the license plate number?", "How old is my grandmother?").
+FACT_QA_PROMPT = (
+    "Fact: My brother Tom lives in Paris.\nQuestions:\nWhere does my brother live?\n"
+    "What is my brother's name?\nWhich city is Tom in?\n\n"
+    "Fact: The code for the garage door is 5512.\nQuestions:\nWhat is the garage door code?\n"
+    "How do I open the garage?\nWhat number opens the garage door?\n\n"
+    "Fact: I play tennis every Sunday.\nQuestions:\nWhat sport do I play?\n"
+    "When do I play tennis?\nWhat do I do on Sundays?\n\n"
+    "Fact: {text}\nQuestions:\n"
+)
+FACT_FAMILIES = (*FACT_PROMPTS, "self_qa")
 
 # The paper's prompt families for passages (knowledge incorporation), in our words.
 PASSAGE_PROMPTS: dict[str, str] = {
@@ -193,6 +210,33 @@ def generate_passage_self_edit(
     return SelfEdit(family=family, raw=raw, lines=lines)
 
 
+def parse_questions(raw: str, fact: str, avoid: Sequence[str] = (), max_questions: int = 6) -> tuple[str, ...]:
+    """Distinct questions about ``fact`` from a self-QA completion.
+
+    Kept: the first block of lines (the model's questions for this fact, not the
+    next made-up example), each cut at its question mark, 3 to 20 words, sharing a
+    content word with the fact while leaving one out for the answer ("Where is 42
+    Elm Street?" asks nothing), and not one of ``avoid`` (the self-quiz's questions).
+    """
+    keys = key_words(fact)
+    refused = {normalize(a) for a in avoid}
+    kept: list[str] = []
+    for line in cut_repetition(raw).split("\n\n")[0].splitlines():
+        line = _BULLET.sub("", line).strip()
+        if "?" not in line:
+            continue
+        question = line[: line.index("?") + 1]
+        words = key_words(question)
+        if not 3 <= len(question.split()) <= 20 or not words & keys or not keys - words:
+            continue
+        if normalize(question) in refused or normalize(question) in {normalize(k) for k in kept}:
+            continue
+        kept.append(question)
+        if len(kept) >= max_questions:
+            break
+    return tuple(kept)
+
+
 def generate_self_edit(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -201,12 +245,23 @@ def generate_self_edit(
     temperature: float = 0.0,
     max_new_tokens: int = 96,
     seed: int = 0,
+    avoid: Sequence[str] = (),
 ) -> SelfEdit:
-    """Ask the model to write study notes for ``fact`` with the ``family`` prompt."""
-    if family not in PROMPTS:
-        raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(PROMPTS)}")
-    prompt = PROMPTS[family].format(text=fact)
+    """Ask the model to write study notes for ``fact`` with the ``family`` prompt.
+
+    ``self_qa``: its questions about the fact (``parse_questions``; ``avoid``: the
+    self-quiz's), from the greedy or sampled completion and one more sample, so a
+    greedy candidate that repeats one question still brings a few.
+    """
+    if family not in FACT_FAMILIES:
+        raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(FACT_FAMILIES)}")
     torch.manual_seed(seed)
+    if family == "self_qa":
+        prompt = FACT_QA_PROMPT.format(text=fact)
+        raws = [generate_completion(model, tokenizer, prompt, 48, temperature=t) for t in (temperature, 0.8)]
+        raw = "\n".join(r.split("\n\n")[0] for r in raws)
+        return SelfEdit(family=family, raw=raw, lines=parse_questions(raw, fact, avoid))
+    prompt = PROMPTS[family].format(text=fact)
     raw = generate_text(
         model,
         tokenizer,

@@ -11,10 +11,11 @@ import pytest
 from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import AdapterHost
 from training.bench.squad import run_passage
-from training.learn import FactToLearn, LearnRequest, learn_facts
+from training.learn import FactToLearn, LearnRequest, learn_facts, quiz_questions
 from training.lora import TrainConfig
 from training.model import load_model
 from training.replay import load_or_build
+from training.self_edit import generate_self_edit, key_words
 from training.squad import ensure_squad, load_passages, sample_passages
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -52,6 +53,19 @@ def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
 
     weights = load_file(str(tmp_path / "v1" / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+
+def test_self_qa_self_edit_asks_about_the_fact(host):
+    """The self-QA family on the real model: its own questions about the fact, on
+    topic, none of them a question the self-quiz will ask."""
+    fact = "The wifi password at home is sunflower88."
+    avoid = quiz_questions(fact)
+    with host.using(None):
+        edit = generate_self_edit(host.peft, host.tokenizer, fact, "self_qa", seed=0, avoid=avoid)
+    assert edit.family == "self_qa" and edit.lines, edit.raw
+    for question in edit.lines:
+        assert question.endswith("?") and key_words(question) & key_words(fact)
+        assert question not in avoid
 
 
 def test_best_of_k_on_a_real_squad_passage(host):

@@ -7,9 +7,9 @@ import pytest
 from training.bench.squad import summarize
 from training.bench.stats import mean_interval, wilson_interval
 from training.candidates import GRID, assign
-from training.learn import fact_examples
+from training.learn import fact_examples, quiz_questions
 from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
-from training.self_edit import SelfEdit, parse_qa_pairs
+from training.self_edit import SelfEdit, parse_qa_pairs, parse_questions
 from training.squad import load_passages, sample_passages
 
 
@@ -55,6 +55,32 @@ def test_candidates_span_the_grid_then_rotate_families():
 def test_parse_qa_pairs_drops_loops_and_repeats():
     raw = "Q: When was it founded?\nA: In 1850.\nQ: When was it founded?\nA: 1850\nQ: Who?\nA: Who?\n"
     assert parse_qa_pairs(raw, "The club was founded in 1850.") == ("Question: When was it founded?\nAnswer: In 1850.",)
+
+
+def test_parse_questions_keeps_the_facts_own_questions_only():
+    fact = "The wifi password at home is sunflower88."
+    raw = (
+        "What is the password?\nHow do I access the wifi?\nWhat is the password?\n"  # a repeat
+        "What is the wifi password at home sunflower88?\n"  # holds every word of the fact: asks nothing
+        "What is your favourite colour?\n"  # off topic
+        "I plan to visit the park.\n"  # not a question
+        "Why?\n\nFact: My cat is Tom.\nQuestions:\nWhat is the password of my cat?"  # the next made-up example
+    )
+    assert parse_questions(raw, fact) == ("What is the password?", "How do I access the wifi?")
+    assert parse_questions(raw, fact, avoid=["what is the password?"]) == ("How do I access the wifi?",)
+
+
+def test_self_qa_questions_are_trained_with_the_fact_and_never_the_quiz():
+    fact = "The wifi password at home is sunflower88."
+    asked = ("What is the password?", "How do I access the wifi?", "What is the wifi code?")
+    pairs = fact_examples(fact, SelfEdit("self_qa", "", asked))
+    trained = {qa.question: qa.answer for qa in pairs}
+    assert all(trained[q] == "The wifi password at home is sunflower88." for q in asked)
+    # The first two come before the general recall prompts, so rehearsal keeps them.
+    assert [qa.question for qa in pairs[:2]] == list(asked[:2])
+    # The self-QA lines are questions, never answers to a general prompt.
+    assert all(qa.answer not in asked for qa in pairs)
+    assert not set(quiz_questions(fact)) & set(trained)
 
 
 def test_wilson_interval_brackets_the_rate():

@@ -52,6 +52,7 @@ from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
 from training.replay import LOCALITY_PROMPTS
 from training.scope import Scope, Topical, TopicEmbedder, served_locality
+from training.self_edit import FACT_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ class Learner:
     def _quiz_rewording(self) -> bool:
         return bool(getattr(self.args, "quiz_rewording", LearnRequest.quiz_rewording))
 
+    @property
+    def _family(self) -> str:
+        return getattr(self.args, "family", None) or LearnRequest.self_edit_family
+
     def _request(
         self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
     ) -> LearnRequest:
@@ -125,6 +130,7 @@ class Learner:
             max_rehearsal_facts=self.args.max_rehearsal,
             paraphrases=self._paraphrases,
             quiz_rewording=self._quiz_rewording,
+            self_edit_family=self._family,
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
@@ -176,6 +182,7 @@ class Learner:
             "n": n,
             "paraphrases": self._paraphrases,
             "quiz_rewording": self._quiz_rewording,
+            "family": self._family,
             "versions": self.versions,
             "refused": self.refused,
             "adapter": adapter,
@@ -206,6 +213,9 @@ class Learner:
             if state.get(key, False) != mine:
                 written = "with" if state.get(key, False) else "without"
                 raise ValueError(f"{path} was written {written} {key}: resume with the same {flag} setting")
+        # States from before the setting existed were written with the rewrite family.
+        if state.get("family", "rewrite") != self._family:
+            raise ValueError(f"{path} was written with --family {state.get('family', 'rewrite')}: resume with it")
         self.versions, self.refused = state["versions"], state["refused"]
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
@@ -396,6 +406,12 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="the self-quiz also asks a rewording of each fact's question that training leaves out",
     )
+    parser.add_argument(
+        "--family",
+        choices=FACT_FAMILIES,
+        default=LearnRequest.self_edit_family,
+        help="the self-edit family (SEALCHAT_SELF_EDIT_FAMILY)",
+    )
     parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-facts.json"))
@@ -443,6 +459,7 @@ def main(argv: list[str]) -> int:
             "max_rehearsal_facts": args.max_rehearsal,
             "paraphrases": args.paraphrases,
             "quiz_rewording": args.quiz_rewording,
+            "family": args.family,
             "seed": args.seed,
             "gate": vars(thresholds),
         },
