@@ -102,7 +102,10 @@ class LearnRequest:
     replay_cache: Path
     init_adapter: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
-    self_edit_family: str = "rewrite"
+    # The model's own questions about each fact (``self_edit.FACT_QA_PROMPT``):
+    # held-out facts at N=30, steps 20-30, recall of all 0.82 against 0.66 with
+    # "rewrite", served 0.73 against 0.56 (docs/BENCHMARKS.md).
+    self_edit_family: str = "self_qa"
     # The self-edit policy that writes the self-edits (None: the base model itself).
     policy: PolicyRef | None = None
     k: int = 1

@@ -32,9 +32,9 @@ from training.policy import PolicyRef, activate
 from training.quiz import ask_and_grade
 from training.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput
 from training.self_edit import (
-    FACT_PROMPTS,
     PASSAGE_PROMPTS,
     SelfEdit,
+    fact_prompt,
     generate_passage_self_edit,
     generate_self_edit,
 )
@@ -194,7 +194,7 @@ class FactWork(_Work):
             ScoredSample(
                 item.input_id,
                 r.index,
-                FACT_PROMPTS[r.family].format(text=r.fact),
+                fact_prompt(r.family, r.fact),
                 "\n".join(r.lines),
                 r.recall,
                 baseline,

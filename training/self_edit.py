@@ -44,6 +44,12 @@ FACT_QA_PROMPT = (
 )
 FACT_FAMILIES = (*FACT_PROMPTS, "self_qa")
 
+
+def fact_prompt(family: str, fact: str) -> str:
+    """The exact text the model continues or answers to write a ``family`` self-edit of ``fact``."""
+    return FACT_QA_PROMPT.format(text=fact) if family == "self_qa" else FACT_PROMPTS[family].format(text=fact)
+
+
 # The paper's prompt families for passages (knowledge incorporation), in our words.
 PASSAGE_PROMPTS: dict[str, str] = {
     "implications": (
@@ -257,7 +263,7 @@ def generate_self_edit(
         raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(FACT_FAMILIES)}")
     torch.manual_seed(seed)
     if family == "self_qa":
-        prompt = FACT_QA_PROMPT.format(text=fact)
+        prompt = fact_prompt(family, fact)
         raws = [generate_completion(model, tokenizer, prompt, 48, temperature=t) for t in (temperature, 0.8)]
         raw = "\n".join(r.split("\n\n")[0] for r in raws)
         return SelfEdit(family=family, raw=raw, lines=parse_questions(raw, fact, avoid))
