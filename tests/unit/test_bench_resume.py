@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from training.bench.facts import Learner, recorded_steps
 from training.learn import QA, FactToLearn
 
@@ -108,3 +110,20 @@ def test_a_resumed_run_whose_next_fact_is_refused_still_has_its_live_adapter(tmp
     assert sorted(p.name for p in state.iterdir()) == ["adapter-3", "state.json"]
     resumed.save_state(state, 4)
     assert (resumed.live / "adapter_model.safetensors").is_file()
+
+
+def test_a_state_resumes_only_with_the_self_edit_family_it_was_written_with(tmp_path):
+    state = tmp_path / "out.state" / "memory"
+    learner = learner_with_history(tmp_path)
+    learner.args = SimpleNamespace(family="self_qa")
+    learner.save_state(state, 2)
+    with pytest.raises(ValueError, match="--family self_qa"):
+        Learner(None, "memory", tmp_path, SimpleNamespace(family="rewrite")).restore(state)
+    assert Learner(None, "memory", tmp_path, SimpleNamespace(family="self_qa")).restore(state) == 2
+    # A state from before the setting was written with the rewrite family.
+    saved = json.loads((state / "state.json").read_text())
+    del saved["family"]
+    (state / "state.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="--family rewrite"):
+        Learner(None, "memory", tmp_path, SimpleNamespace(family="self_qa")).restore(state)
+    assert Learner(None, "memory", tmp_path, SimpleNamespace(family="rewrite")).restore(state) == 2
