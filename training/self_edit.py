@@ -70,7 +70,6 @@ PASSAGE_PROMPTS: dict[str, str] = {
     ),
 }
 FAMILIES = tuple(PASSAGE_PROMPTS)
-PROMPTS = FACT_PROMPTS  # the product teaches user facts
 
 STOPWORDS = frozenset(
     """a an the and or but if of at by for with about to from in on into over under is are was
@@ -262,12 +261,11 @@ def generate_self_edit(
     if family not in FACT_FAMILIES:
         raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(FACT_FAMILIES)}")
     torch.manual_seed(seed)
+    prompt = fact_prompt(family, fact)
     if family == "self_qa":
-        prompt = fact_prompt(family, fact)
         raws = [generate_completion(model, tokenizer, prompt, 48, temperature=t) for t in (temperature, 0.8)]
         raw = "\n".join(r.split("\n\n")[0] for r in raws)
         return SelfEdit(family=family, raw=raw, lines=parse_questions(raw, fact, avoid))
-    prompt = PROMPTS[family].format(text=fact)
     raw = generate_text(
         model,
         tokenizer,
