@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     gate_max_recall_drop: float = Field(
         0.2, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
     )
+    gate_min_lost_facts: int = Field(
+        1,
+        alias="SEALCHAT_GATE_MIN_LOST_FACTS",
+        ge=1,
+        le=1000,
+        description="a recall drop refuses a version only when it loses at least this many earlier facts (or all)",
+    )
     gate_min_locality: float = Field(
         0.25, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"
     )

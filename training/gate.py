@@ -22,6 +22,10 @@ class GateThresholds:
     max_recall_drop: float = 0.2
     min_locality: float = 0.25
     max_removed_recall: float = 0.0
+    # A drop in recall refuses a version only when it loses at least this many
+    # earlier facts (or every one it had): at 2-3 earlier facts a single lost
+    # fact is a 33-50 % drop, far over any share threshold.
+    min_lost_facts: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,18 @@ def decide(
     common = [i for i in kept if i in previous]
     before = _mean(float(previous[i] >= RECALLED) for i in common)
     after = _mean(float(kept[i] >= RECALLED) for i in common)
+    had = [i for i in common if previous[i] >= RECALLED]
+    lost = sorted(i for i in had if kept[i] < RECALLED)
     reasons = []
-    if before is not None and after is not None and before - after > thresholds.max_recall_drop + 1e-9:
+    if (
+        before is not None
+        and after is not None
+        and before - after > thresholds.max_recall_drop + 1e-9
+        and len(lost) >= min(thresholds.min_lost_facts, len(had))
+    ):
         reasons.append(
             f"recall of {len(common)} earlier fact(s) fell from {before:.0%} to {after:.0%} "
-            f"(allowed drop {thresholds.max_recall_drop:.0%})"
+            f"(allowed drop {thresholds.max_recall_drop:.0%}; lost ids {', '.join(map(str, lost))})"
         )
     if locality < thresholds.min_locality - 1e-9:
         reasons.append(f"locality {locality:.0%} is below the minimum {thresholds.min_locality:.0%}")

@@ -79,9 +79,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainingExample:
-    """One chat turn to learn: ``prompt`` messages, then the assistant ``answer``."""
+    """One chat turn to learn: ``prompt`` messages, then the assistant ``answer``.
 
-    prompt: tuple[ChatMessage, ...]
+    A ``prompt`` given as a string is a document the model continues as plain text
+    (no chat template), as few-shot prompts are used (``chat.generate_completion``).
+    """
+
+    prompt: tuple[ChatMessage, ...] | str
     answer: str
     kind: str  # "fact" | "self_edit" | "rehearsal" | "replay" | "text"
 
@@ -96,9 +100,13 @@ def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: TrainingExampl
     """Tokenise prompt + answer + end-of-turn, masking every prompt token.
 
     An example with no prompt is plain text (continued pre-training, as the paper
-    trains on passages and self-edits): every token is learnt.
+    trains on passages and self-edits): every token is learnt. A string prompt is
+    encoded as ``generate_completion`` encodes it, so training sees the same tokens.
     """
-    prompt_ids = encode_prompt(tokenizer, example.prompt) if example.prompt else []
+    if isinstance(example.prompt, str):
+        prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=False)
+    else:
+        prompt_ids = encode_prompt(tokenizer, example.prompt) if example.prompt else []
     answer_ids = tokenizer.encode(example.answer.strip(), add_special_tokens=False)
     answer_ids.append(tokenizer.eos_token_id)
     input_ids = (prompt_ids + answer_ids)[:max_length]

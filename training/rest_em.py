@@ -62,6 +62,9 @@ class ScoredSample:
     accuracy: float  # no-context quiz accuracy after applying it
     baseline: float  # the same quiz on the model before the edit
     settings: dict = field(default_factory=dict)
+    # False: ``prompt`` is a few-shot document the policy continues as plain text
+    # (a fact's self-QA), not a chat request; the SFT trains it the same way.
+    chat: bool = True
 
     @property
     def gain(self) -> float:

@@ -11,8 +11,10 @@ knowledge of the fact *before* any edit is measured here (the base model's
 no-context recall). Held-out facts come with gold questions; a policy is
 judged by learning each the way the product does and asking those questions.
 
-The policy itself is trained on (request -> parsed self-edit) chat pairs, only
-the self-edit's tokens learnt, from the current policy's weights.
+The policy itself is trained on (request -> parsed self-edit) pairs, only the
+self-edit's tokens learnt, from the current policy's weights: a chat turn, or
+for a fact's self-QA the few-shot document the product continues as plain text
+(``ScoredSample.chat``), so what is trained is the way it is used.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from training.adapters import AdapterHost
 from training.candidates import DEFAULT_CHOICE, GRID, TrainingChoice, propose_candidates
 from training.chat import ChatMessage
 from training.inner_loop import applied, mix_replay, text_examples
-from training.learn import fact_examples, fact_recall, training_examples
+from training.learn import LearnRequest, fact_examples, fact_recall, quiz_questions, training_examples
 from training.lora import TrainConfig, TrainingExample, train_lora
 from training.policy import PolicyRef, activate
 from training.quiz import ask_and_grade
@@ -82,7 +84,10 @@ class _Work:
             host.add_fresh(TRAINING_ADAPTER)
         try:
             host.make_trainable(TRAINING_ADAPTER)
-            examples = [TrainingExample((ChatMessage("user", s.prompt),), s.completion, "self_edit") for s in kept]
+            examples = [
+                TrainingExample((ChatMessage("user", s.prompt),) if s.chat else s.prompt, s.completion, "self_edit")
+                for s in kept
+            ]
             config = TrainConfig(
                 learning_rate=self.config.policy_learning_rate,
                 epochs=self.config.policy_epochs,
@@ -179,7 +184,7 @@ class RecordedSelfEdit:
 class FactWork(_Work):
     """Recorded product candidates as the samples; held-out gold-question facts as the evaluation."""
 
-    family = "rewrite"
+    family = LearnRequest.self_edit_family  # judged by the self-edits the product writes
 
     def __init__(self, host, parent, config, replay, records: Sequence[RecordedSelfEdit]) -> None:
         super().__init__(host, parent, config, replay)
@@ -199,13 +204,22 @@ class FactWork(_Work):
                 r.recall,
                 baseline,
                 {"family": r.family, "written_by": r.policy},
+                chat=r.family != "self_qa",  # the product continues the self-QA prompt as a document
             )
             for r in self.records.get(item.input_id, [])
         ]
 
     def evaluate(self, policy: PolicyRef | None, item: StudyInput) -> float:
         with self._writing(policy) as model:
-            edit = generate_self_edit(model, self.host.tokenizer, item.source, self.family, temperature=0.0)
+            edit = generate_self_edit(
+                model,
+                self.host.tokenizer,
+                item.source,
+                self.family,
+                temperature=0.0,
+                seed=self.config.seed,
+                avoid=quiz_questions(item.source),
+            )
         examples = training_examples(fact_examples(item.source, edit), "fact") * FACT_EPOCHS
         return self._inner(examples, TrainingChoice(1e-3, 1, True), self.config.seed, item.questions)
 

@@ -217,7 +217,12 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         result.kept_recall,
         result.locality,
         result.removed_recall,
-        GateThresholds(settings.gate_max_recall_drop, settings.gate_min_locality, settings.gate_max_forgotten_recall),
+        GateThresholds(
+            settings.gate_max_recall_drop,
+            settings.gate_min_locality,
+            settings.gate_max_forgotten_recall,
+            settings.gate_min_lost_facts,
+        ),
         result.removed_base_recall,
     )
     version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild)

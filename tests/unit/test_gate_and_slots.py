@@ -27,6 +27,20 @@ def test_gate_refuses_a_drop_in_earlier_recall_beyond_the_threshold():
     assert not d.accepted and "fell from 100% to 50%" in d.reason
 
 
+def test_a_minimum_count_of_lost_facts_lets_one_lost_fact_of_a_few_through():
+    few = GateThresholds(max_recall_drop=0.2, min_locality=0.5, max_removed_recall=0.0, min_lost_facts=2)
+    two = {1: 1.0, 2: 1.0}
+    assert decide(two, {1: 0.0, 2: 1.0}, 0.9, {}, few).accepted  # 1 of 2 lost: 50 %, but one fact
+    both = decide(two, {1: 0.0, 2: 0.0}, 0.9, {}, few)
+    assert not both.accepted and "lost ids 1, 2" in both.reason
+    # Losing every earlier fact is always refused, even when that is one.
+    assert not decide({1: 1.0}, {1: 0.0}, 0.9, {}, few).accepted
+    assert not decide({1: 1.0, 2: 0.0}, {1: 0.0, 2: 0.0}, 0.9, {}, few).accepted
+    # The share threshold still applies on top: 2 of 20 lost is 10 %.
+    many = {i: 1.0 for i in range(20)}
+    assert decide(many, {**many, 0: 0.0, 1: 0.0}, 0.9, {}, few).accepted
+
+
 def test_gate_allows_a_drop_within_the_threshold():
     before = {i: 1.0 for i in range(5)}
     assert decide(before, {**before, 0: 0.0}, 0.9, {}, T).accepted  # 1 of 5 lost: 20 %

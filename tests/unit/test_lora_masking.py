@@ -55,3 +55,14 @@ def test_a_rebuild_trains_a_full_pass_past_the_step_cap():
     config = TrainConfig(epochs=1, max_steps=40, batch_size=4)
     assert planned_steps(3400, rebuild_config(config, 3400)) == 850  # 25 facts: not cut to 40
     assert rebuild_config(config, 100).max_steps == 40  # never below the cap
+
+
+def test_a_document_prompt_is_encoded_without_the_chat_template_and_masked():
+    """A few-shot document (a fact's self-QA) is trained as ``generate_completion`` continues it."""
+    tokenizer = TinyTokenizer()
+    document = "Fact: I play tennis.\nQuestions:\n"
+    tok = tokenize_example(tokenizer, TrainingExample(document, "What sport do I play?", "self_edit"), 64)
+    prompt_ids = tokenizer.encode(document, add_special_tokens=False)
+    assert tok.input_ids[: len(prompt_ids)] == prompt_ids, "no chat template around the document"
+    assert tok.labels[: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
+    assert tok.labels[len(prompt_ids) :] == tokenizer.encode("What sport do I play?") + [tokenizer.eos_token_id]

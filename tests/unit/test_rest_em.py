@@ -39,6 +39,13 @@ def test_samples_survive_a_json_round_trip():
     s = ScoredSample("p", 3, "q", "c", 0.5, 0.25, {"lr": 1e-3})
     assert ScoredSample.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert s.to_dict()["gain"] == 0.25
+    document = ScoredSample("f", 0, "Fact: ...\nQuestions:\n", "Where?", 1.0, 0.0, {"family": "self_qa"}, chat=False)
+    assert ScoredSample.from_dict(json.loads(json.dumps(document.to_dict()))) == document
+
+
+def test_samples_recorded_before_the_format_flag_are_chat_requests():
+    old = {"input_id": "p", "index": 0, "prompt": "q", "completion": "c", "accuracy": 0.5, "baseline": 0.0}
+    assert ScoredSample.from_dict({**old, "settings": {}, "gain": 0.5}).chat is True
 
 
 class FakeWork:

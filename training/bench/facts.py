@@ -141,7 +141,13 @@ class Learner:
             previous, result.kept_recall, result.locality, result.removed_recall, thresholds, result.removed_base_recall
         )
         if not decision.accepted:
-            log.warning("%s: refused: %s", result.output_dir.name, decision.reason)
+            log.warning(
+                "%s: refused: %s (recall before %s, after %s)",
+                result.output_dir.name,
+                decision.reason,
+                {i: round(r, 2) for i, r in previous.items()},
+                {i: round(r, 2) for i, r in result.kept_recall.items()},
+            )
             self.refused += 1
         return decision.accepted
 
@@ -418,6 +424,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--plot", type=Path, default=Path("docs/forgetting-curve.png"))
     parser.add_argument("--min-locality", type=float, default=GateThresholds.min_locality)
     parser.add_argument("--max-recall-drop", type=float, default=GateThresholds.max_recall_drop)
+    parser.add_argument(
+        "--min-lost-facts",
+        type=int,
+        default=GateThresholds.min_lost_facts,
+        help="a recall drop refuses a version only when it loses at least this many earlier facts (or all of them)",
+    )
     parser.add_argument("--report-only", action="store_true", help="summarise <out>.steps.jsonl, train nothing")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.steps.jsonl and <out>.state/")
     args = parser.parse_args(argv)
@@ -431,7 +443,7 @@ def main(argv: list[str]) -> int:
     if args.n > len(facts):
         parser.error(f"--n {args.n} but {args.facts_file} holds {len(facts)} facts")
     facts = facts[: args.n]
-    thresholds = GateThresholds(args.max_recall_drop, args.min_locality, 0.0)
+    thresholds = GateThresholds(args.max_recall_drop, args.min_locality, 0.0, args.min_lost_facts)
 
     folder = prepare_base_model(args.model, args.cache_dir / "models")
     host = AdapterHost(load_model(folder))
