@@ -28,7 +28,7 @@ from training.adapters import AdapterHost
 from training.candidates import DEFAULT_CHOICE, GRID, TrainingChoice, propose_candidates
 from training.chat import ChatMessage
 from training.inner_loop import applied, mix_replay, text_examples
-from training.learn import LearnRequest, fact_examples, fact_recall, quiz_questions, training_examples
+from training.learn import fact_examples, fact_recall, quiz_questions, training_examples
 from training.lora import TrainConfig, TrainingExample, train_lora
 from training.policy import PolicyRef, activate
 from training.quiz import ask_and_grade
@@ -184,8 +184,6 @@ class RecordedSelfEdit:
 class FactWork(_Work):
     """Recorded product candidates as the samples; held-out gold-question facts as the evaluation."""
 
-    family = LearnRequest.self_edit_family  # judged by the self-edits the product writes
-
     def __init__(self, host, parent, config, replay, records: Sequence[RecordedSelfEdit]) -> None:
         super().__init__(host, parent, config, replay)
         self.records: dict[str, list[RecordedSelfEdit]] = {}
@@ -215,7 +213,7 @@ class FactWork(_Work):
                 model,
                 self.host.tokenizer,
                 item.source,
-                self.family,
+                self.config.families[0],  # the family the product writes (the round's config)
                 temperature=0.0,
                 seed=self.config.seed,
                 avoid=quiz_questions(item.source),

@@ -86,7 +86,7 @@ def _run_locked(round_id: int) -> str:
         train = [StudyInput(i, r.fact, kind="fact") for i, r in {r.input_id: r for r in records}.items()]
         held_out = load_facts(DEFAULT_FACTS)[: settings.policy_eval_inputs]
         evaluate = [StudyInput(f"heldout-fact{f.index}", f.text, f.questions, "fact") for f in held_out]
-        families = ("rewrite",)
+        families = (settings.self_edit_family,)  # a policy is judged by what the product writes
     else:
         passages = load_passages(ensure_squad(settings.data_path / "squad", "train"))
         train_p, eval_p = split_passages(passages, settings.policy_passages, settings.policy_eval_inputs, 0, number)

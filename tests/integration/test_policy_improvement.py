@@ -9,6 +9,7 @@ writes the next consolidation's self-edits; rollback returns to the base model.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -76,6 +77,12 @@ def test_admin_improves_the_policy_from_consenting_users_self_edits(stack: Stack
     promoted = 'badge active">promoted' in row
     active = re.search(r'class="policy-active">([^<]+)<', panel).group(1)
     assert (active == name) == promoted, "only an improvement is promoted"
+    # The product writes a fact's self-QA by continuing a few-shot document: the
+    # policy is trained on that document, not on a chat turn it is never asked.
+    rows = (stack.data_dir / "policy" / "rounds" / f"r{newest}" / "samples.jsonl").read_text().splitlines()
+    samples = [s for row in rows for s in json.loads(row)["samples"]]
+    assert samples and all(s["settings"]["family"] == "self_qa" for s in samples)
+    assert all(s["chat"] is False and s["prompt"].endswith("Questions:\n") for s in samples)
 
     # The admin can promote a version by hand; the next consolidation writes its
     # self-edits with it, and the admin page says so.
