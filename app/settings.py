@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         0.2, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
     )
     gate_min_lost_facts: int = Field(
-        1,
+        2,
         alias="SEALCHAT_GATE_MIN_LOST_FACTS",
         ge=1,
         le=1000,

@@ -23,9 +23,11 @@ class GateThresholds:
     min_locality: float = 0.25
     max_removed_recall: float = 0.0
     # A drop in recall refuses a version only when it loses at least this many
-    # earlier facts (or every one it had): at 2-3 earlier facts a single lost
-    # fact is a 33-50 % drop, far over any share threshold.
-    min_lost_facts: int = 1
+    # earlier facts (or every one it had). At 2-3 earlier facts a single lost fact
+    # is a 33-50 % drop, far over any share threshold: one fragile fact ("I can't
+    # eat gluten", pushed out by every new fact and by every retry) then refused
+    # every later version, and the user could teach nothing more (docs/BENCHMARKS.md).
+    min_lost_facts: int = 2
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from training.gate import GateThresholds, decide
 from training.phrasing import fact_slot, strip_correction
 from training.quiz import fact_quiz
 
-T = GateThresholds(max_recall_drop=0.2, min_locality=0.5, max_removed_recall=0.0)
+T = GateThresholds(max_recall_drop=0.2, min_locality=0.5, max_removed_recall=0.0, min_lost_facts=1)
 
 
 def test_gate_accepts_a_version_that_keeps_earlier_facts():
