@@ -34,6 +34,7 @@ from training.policy import PolicyRef, activate
 from training.quiz import ask_and_grade
 from training.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput
 from training.self_edit import (
+    DOCUMENT_FAMILIES,
     PASSAGE_PROMPTS,
     SelfEdit,
     fact_prompt,
@@ -202,7 +203,7 @@ class FactWork(_Work):
                 r.recall,
                 baseline,
                 {"family": r.family, "written_by": r.policy},
-                chat=r.family != "self_qa",  # the product continues the self-QA prompt as a document
+                chat=r.family not in DOCUMENT_FAMILIES,  # asked as the product asks it
             )
             for r in self.records.get(item.input_id, [])
         ]

@@ -43,6 +43,9 @@ FACT_QA_PROMPT = (
     "Fact: {text}\nQuestions:\n"
 )
 FACT_FAMILIES = (*FACT_PROMPTS, "self_qa")
+# Families whose prompt is a few-shot document the model continues as plain text
+# (``generate_completion``), not a chat request: training must use the same form.
+DOCUMENT_FAMILIES = frozenset({"self_qa"})
 
 
 def fact_prompt(family: str, fact: str) -> str:
@@ -262,7 +265,7 @@ def generate_self_edit(
         raise ValueError(f"unknown self-edit family {family!r}; known: {sorted(FACT_FAMILIES)}")
     torch.manual_seed(seed)
     prompt = fact_prompt(family, fact)
-    if family == "self_qa":
+    if family in DOCUMENT_FAMILIES:
         raws = [generate_completion(model, tokenizer, prompt, 48, temperature=t) for t in (temperature, 0.8)]
         raw = "\n".join(r.split("\n\n")[0] for r in raws)
         return SelfEdit(family=family, raw=raw, lines=parse_questions(raw, fact, avoid))
