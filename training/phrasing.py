@@ -32,6 +32,19 @@ _PERSON = {
 }
 _TOKEN = re.compile(r"[A-Za-z']+|[^A-Za-z']+")
 
+# A title's full stop is not a sentence's end: "My vet is called Dr. Moreau." is one
+# sentence, and its name is "Dr. Moreau", not "Dr".
+TITLES = ("Dr", "Mr", "Mrs", "Ms", "Mx", "Prof", "St", "Mt", "Jr", "Sr")
+TITLE = r"(?:" + "|".join(TITLES) + r")\."
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])" + "".join(rf"(?<!\b{t}\.)" for t in TITLES) + r"\s+(?![a-z])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut into sentences: after ".", "!" or "?", never after a title ("Dr.")
+    and never before a lowercase word."""
+    return [s for s in _SENTENCE_BREAK.split(text.strip()) if s]
+
+
 GENERAL_RECALL_PROMPTS = (
     "What do you know about me?",
     "What did I tell you about myself?",
@@ -79,7 +92,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def probe_questions(fact: str) -> list[str]:
     """Questions a person would ask about ``fact``, most specific first."""
-    first = re.split(r"(?<=[.!?])\s+", fact.strip())[0]
+    first = (split_sentences(fact) or [""])[0]
     questions: list[str] = []
     for pattern, template in _PATTERNS:
         match = pattern.search(first)
@@ -95,7 +108,7 @@ def probe_questions(fact: str) -> list[str]:
 
 
 _MY_NOUN = re.compile(r"\bmy ([a-z]+)", re.IGNORECASE)
-_NAME = re.compile(r"(?<!^)(?<![.!?] )\b([A-Z][a-z]+)\b")
+_NAME = re.compile(rf"\b((?:{TITLE} )?[A-Z][a-z]+)\b")
 NOT_TOPICS = frozenset({"name", "favorite", "favourite", "own", "first", "last", "best", "new", "old"})
 
 
@@ -110,9 +123,12 @@ def topic_questions(fact: str, limit: int = 3) -> list[str]:
     for noun in _MY_NOUN.findall(fact):
         if noun.lower() not in NOT_TOPICS:
             questions.append(f"What do you know about my {noun.lower()}?")
-    for name in _NAME.findall(fact.strip()):
-        if name.lower() not in _PERSON:
-            questions.append(f"What do you know about {name}?")
+    for sentence in split_sentences(fact):
+        for match in _NAME.finditer(sentence):
+            name = match[1]
+            # A sentence's first word is capitalised anyway: a name there only with a title.
+            if (match.start() > 0 or " " in name) and name.lower() not in _PERSON:
+                questions.append(f"What do you know about {name}?")
     return list(dict.fromkeys(questions))[:limit]
 
 
@@ -180,7 +196,7 @@ def fact_slot(fact: str) -> Slot | None:
     lives, an employer, a favourite, an age): "I like jazz" and "I like hiking"
     are two facts, "I live in Boston" and "I moved to Denver" are one corrected.
     """
-    first = re.split(r"(?<=[.!?])\s+", strip_correction(fact))[0].rstrip(".!? ")
+    first = (split_sentences(strip_correction(fact)) or [""])[0].rstrip(".!? ")
     for pattern, key, question, answer in _SLOT_PATTERNS:
         match = pattern.match(first)
         if match:

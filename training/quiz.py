@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.chat import ChatMessage, generate_batch, generate_text, with_system_prompt
+from training.phrasing import TITLE, split_sentences
 from training.self_edit import STOPWORDS, key_words, normalize
 
 
@@ -97,8 +98,7 @@ def ask_and_grade(
     ]
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_SPAN = re.compile(r"\b(?:\d[\d,.]*|[A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
+_SPAN = re.compile(rf"\b(?:\d[\d,.]*|(?:{TITLE}\s+)?[A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
 
 
 def cloze_probes(text: str, n: int = 4, seed: int = 0) -> list[tuple[str, list[str]]]:
@@ -110,7 +110,7 @@ def cloze_probes(text: str, n: int = 4, seed: int = 0) -> list[tuple[str, list[s
     """
     rng = random.Random(seed)
     probes = []
-    for sentence in _SENTENCE.split(text.strip()):
+    for sentence in split_sentences(text):
         spans = [m for m in _SPAN.finditer(sentence) if m.start() > 0 and m.group().lower() not in STOPWORDS]
         if not spans or len(sentence.split()) < 4:
             continue

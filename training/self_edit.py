@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.chat import ChatMessage, generate_completion, generate_text
+from training.phrasing import split_sentences
 
 FACT_PROMPTS: dict[str, str] = {
     "rewrite": (
@@ -148,7 +149,7 @@ def parse_lines(raw: str, fact: str, max_lines: int = 8, strict: bool = True) ->
     kept: list[str] = []
     seen: set[str] = set()
     # A paragraph-long answer is split into sentences, so each is a candidate line.
-    pieces = [p for line in cut_repetition(raw).splitlines() for p in re.split(r"(?<=[.!?])\s+(?=[A-Z])", line)]
+    pieces = [p for line in cut_repetition(raw).splitlines() for p in split_sentences(line)]
     for line in pieces:
         line = _BULLET.sub("", line).strip().strip('"').strip()
         if len(line.split()) < 3 or len(line) > 300:

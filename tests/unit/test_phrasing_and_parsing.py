@@ -1,6 +1,7 @@
 """Pure text logic: second person, probe questions, self-edit parsing, repetition cutting."""
 
-from training.phrasing import probe_questions, to_second_person, topic_questions
+from training.phrasing import fact_slot, probe_questions, split_sentences, to_second_person, topic_questions
+from training.quiz import cloze_probes
 from training.self_edit import anchor_words, cut_repetition, parse_lines
 
 
@@ -114,3 +115,30 @@ def test_the_self_quiz_can_ask_a_rewording_that_training_leaves_out():
     assert fact_quiz("My daughter Emma turns 7 on March 3rd.", rewording=True) == fact_quiz(
         "My daughter Emma turns 7 on March 3rd."
     )
+
+
+def test_a_title_is_part_of_the_name_not_a_sentence_end():
+    # "Dr." once ended the sentence: the slot's answer was "Your vet's name is Dr." and
+    # every doctor fact trained "What do you know about Dr?" with its own answer.
+    assert split_sentences("My vet is called Dr. Moreau. He is kind.") == [
+        "My vet is called Dr. Moreau.",
+        "He is kind.",
+    ]
+    slot = fact_slot("My vet is called Dr. Moreau.")
+    assert slot is not None and slot.value == "Dr. Moreau"
+    assert slot.answer == "Your vet's name is Dr. Moreau."
+    assert "What do you know about Dr. Okafor?" in topic_questions("My dentist is Dr. Okafor.")
+    assert "What do you know about Dr?" not in topic_questions("My dentist is Dr. Okafor.")
+    assert topic_questions("We moved to St. Louis in 2019.") == ["What do you know about St. Louis?"]
+    assert cloze_probes("Our landlord is Mr. Petrov.", seed=0) == [
+        ("Fill in the blank: Our landlord is ____.", ["Mr. Petrov"])
+    ]
+
+
+def test_sentences_split_only_before_a_new_sentence():
+    assert split_sentences("I live in Denver. My sister lives in Lisbon!") == [
+        "I live in Denver.",
+        "My sister lives in Lisbon!",
+    ]
+    assert split_sentences("It costs approx. five euros.") == ["It costs approx. five euros."]
+    assert split_sentences("  ") == []
