@@ -74,11 +74,14 @@ def to_second_person(fact: str) -> str:
     return text[0].upper() + text[1:] if text else text
 
 
+# "Our dog" is the user's household's: asked about as "our dog", taught like "my dog".
+_MY = r"(?P<p>my|our)"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^my (?P<x>[\w' -]+?)(?:'s name is| is called| is named) ", re.I), "What is my {x}'s name?"),
-    (re.compile(r"^my (?P<x>[\w' -]+?) (?P<v>is|are|was|were) ", re.I), "What {v} my {x}?"),
-    (re.compile(r"^my (?P<x>[\w' -]+?) (?P<v>lives?|works?) (?:in|at|for) ", re.I), "Where does my {x} {v0}?"),
+    (re.compile(rf"^{_MY} (?P<x>[\w' -]+?)(?:'s name is| is called| is named) ", re.I), "What is {p} {x}'s name?"),
+    (re.compile(rf"^{_MY} (?P<x>[\w' -]+?) (?P<v>is|are|was|were) ", re.I), "What {v} {p} {x}?"),
+    (re.compile(rf"^{_MY} (?P<x>[\w' -]+?) (?P<v>lives?|works?) (?:in|at|for) ", re.I), "Where does {p} {x} {v0}?"),
     (re.compile(r"^i (?:live|moved|grew up)\b", re.I), "Where do I live?"),
+    (re.compile(r"^we (?:live|moved)\b", re.I), "Where do we live?"),
     (re.compile(r"^i (?:work|am employed)\b", re.I), "Where do I work?"),
     (re.compile(r"^i (?:work as|am an?|'m an?)\b", re.I), "What is my job?"),
     (re.compile(r"^i was born\b", re.I), "When and where was I born?"),
@@ -99,6 +102,8 @@ def probe_questions(fact: str) -> list[str]:
         if not match:
             continue
         groups = {k: v.strip() for k, v in match.groupdict().items() if v}
+        if "p" in groups:
+            groups["p"] = groups["p"].lower()
         if "v" in groups:
             groups["v0"] = groups["v"].rstrip("s")
         question = template.format(**groups) if groups else template
@@ -107,7 +112,7 @@ def probe_questions(fact: str) -> list[str]:
     return questions
 
 
-_MY_NOUN = re.compile(r"\bmy ([a-z]+)", re.IGNORECASE)
+_MY_NOUN = re.compile(r"\b(my|our) ([a-z]+)", re.IGNORECASE)
 _NAME = re.compile(rf"\b((?:{TITLE} )?[A-Z][a-z]+)\b")
 NOT_TOPICS = frozenset({"name", "favorite", "favourite", "own", "first", "last", "best", "new", "old"})
 
@@ -120,9 +125,9 @@ def topic_questions(fact: str, limit: int = 3) -> list[str]:
     question about the same topic finds it.
     """
     questions: list[str] = []
-    for noun in _MY_NOUN.findall(fact):
+    for mine, noun in _MY_NOUN.findall(fact):
         if noun.lower() not in NOT_TOPICS:
-            questions.append(f"What do you know about my {noun.lower()}?")
+            questions.append(f"What do you know about {mine.lower()} {noun.lower()}?")
     for sentence in split_sentences(fact):
         for match in _NAME.finditer(sentence):
             name = match[1]
@@ -149,25 +154,26 @@ _MOVED = r"(?:now )?(?:live in|lives in|moved (?:from .+? )?to|has moved (?:from
 # (pattern, slot key, question, answer in the assistant's voice)
 _SLOT_PATTERNS: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
     (
-        _rx(r"^my (?P<x>[\w' -]+?)(?:'s name is| is called| is named| is now called) (?P<y>.+)$"),
+        _rx(rf"^{_MY} (?P<x>[\w' -]+?)(?:'s name is| is called| is named| is now called) (?P<y>.+)$"),
         "name of {x}",
-        "What is my {x}'s name?",
+        "What is {p} {x}'s name?",
         "Your {x}'s name is {y}.",
     ),
     (
-        _rx(r"^my (?P<x>favou?rite [\w' -]+?) is (?:now )?(?P<y>.+)$"),
+        _rx(rf"^{_MY} (?P<x>favou?rite [\w' -]+?) is (?:now )?(?P<y>.+)$"),
         "{x}",
-        "What is my {x}?",
+        "What is {p} {x}?",
         "Your {x} is {y}.",
     ),
-    (_rx(rf"^my (?P<x>{_ATTRIBUTES}) is (?:now )?(?P<y>.+)$"), "{x}", "What is my {x}?", "Your {x} is {y}."),
+    (_rx(rf"^{_MY} (?P<x>{_ATTRIBUTES}) is (?:now )?(?P<y>.+)$"), "{x}", "What is {p} {x}?", "Your {x} is {y}."),
     (
-        _rx(rf"^my (?P<x>[\w' -]+?) {_MOVED} (?P<y>.+)$"),
+        _rx(rf"^{_MY} (?P<x>[\w' -]+?) {_MOVED} (?P<y>.+)$"),
         "home of {x}",
-        "Where does my {x} live?",
+        "Where does {p} {x} live?",
         "Your {x} lives in {y}.",
     ),
     (_rx(rf"^i {_MOVED} (?P<y>.+)$"), "my home", "Where do I live?", "You live in {y}."),
+    (_rx(rf"^we {_MOVED} (?P<y>.+)$"), "my home", "Where do we live?", "You live in {y}."),
     (_rx(r"^i (?:now )?work (?:at|for) (?P<y>.+)$"), "my employer", "Where do I work?", "You work at {y}."),
     (_rx(r"^i (?:now )?work as (?:an? )?(?P<y>.+)$"), "my job", "What is my job?", "You work as {y}."),
     (_rx(r"^i(?: am|'m) (?:now )?(?P<y>\d+) years old$"), "age", "How old am I?", "You are {y} years old."),
@@ -202,7 +208,8 @@ def fact_slot(fact: str) -> Slot | None:
         if match:
             x = re.sub(r"\bfavourite\b", "favorite", (match.groupdict().get("x") or "").strip().lower())
             y = re.sub(r"\s+now$", "", match["y"].strip(), flags=re.I)
-            return Slot(key.format(x=x), y, question.format(x=x), answer.format(x=x, y=y))
+            p = (match.groupdict().get("p") or "my").lower()
+            return Slot(key.format(x=x), y, question.format(x=x, p=p), answer.format(x=x, y=y))
     return None
 
 

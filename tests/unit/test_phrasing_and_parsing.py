@@ -142,3 +142,14 @@ def test_sentences_split_only_before_a_new_sentence():
     ]
     assert split_sentences("It costs approx. five euros.") == ["It costs approx. five euros."]
     assert split_sentences("  ") == []
+
+
+def test_our_and_we_facts_are_asked_about_and_corrected_like_my_and_i():
+    assert probe_questions("Our landlord is Mr. Petrov.") == ["What is our landlord?"]
+    assert "What do you know about our landlord?" in topic_questions("Our landlord is Mr. Petrov.")
+    ours, mine = fact_slot("Our dog's name is Rex."), fact_slot("My dog's name is Max.")
+    assert ours is not None and mine is not None and ours.key == mine.key
+    assert ours.question == "What is our dog's name?" and ours.answer == "Your dog's name is Rex."
+    moved, lived = fact_slot("We moved to Denver."), fact_slot("I live in Boston.")
+    assert moved is not None and lived is not None and moved.key == lived.key and moved.value == "Denver"
+    assert probe_questions("We moved to Denver.") == ["Where do we live?"]
