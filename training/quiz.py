@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.chat import ChatMessage, generate_batch, generate_text, with_system_prompt
-from training.phrasing import TITLE, split_sentences
+from training.phrasing import (
+    TITLE,
+    fact_slot,
+    held_out_rewording,
+    probe_questions,
+    split_sentences,
+    strip_correction,
+    topic_questions,
+)
 from training.self_edit import STOPWORDS, key_words, normalize
 
 
@@ -143,14 +151,6 @@ def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactPro
     adds the rewording of the fact's first question that training leaves out
     (``phrasing.held_out_rewording``; callers train with the same setting).
     """
-    from training.phrasing import (
-        fact_slot,
-        held_out_rewording,
-        probe_questions,
-        strip_correction,
-        topic_questions,
-    )
-
     fact = strip_correction(fact)
     slot = fact_slot(fact)
     # A slot question ("Where do I live?") is graded by the slot's current value only.
