@@ -112,7 +112,7 @@ def probe_questions(fact: str) -> list[str]:
     return questions
 
 
-_MY_NOUN = re.compile(r"\b(my|our) ([a-z]+)", re.IGNORECASE)
+_MY_NOUN = re.compile(rf"\b{_MY} ([a-z]+)", re.IGNORECASE)
 _NAME = re.compile(rf"\b((?:{TITLE} )?[A-Z][a-z]+)\b")
 NOT_TOPICS = frozenset({"name", "favorite", "favourite", "own", "first", "last", "best", "new", "old"})
 
