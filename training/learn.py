@@ -264,8 +264,11 @@ def fact_examples(
     asked = [QA(q, statement) for q in self_edit.lines] if self_edit.family == "self_qa" else []
     pairs += asked[:2]
     pairs += [QA(q, statement) for q in topic_questions(fact) if not slot or q != slot.question]
-    pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
+    # The fact's own questions before the general ones: every fact answers "What do
+    # you know about me?" with itself, so rehearsing those (a fact's first few
+    # examples) trains one question towards up to 24 answers at once.
     pairs += asked[2:]
+    pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
     for i, line in enumerate(self_edit.lines if not asked else ()):
         prompt = GENERAL_RECALL_PROMPTS[i % len(GENERAL_RECALL_PROMPTS)]
         pairs.append(QA(prompt, to_second_person(line)))

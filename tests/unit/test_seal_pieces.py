@@ -8,6 +8,7 @@ from training.bench.squad import summarize
 from training.bench.stats import mean_interval, wilson_interval
 from training.candidates import GRID, assign
 from training.learn import fact_examples, quiz_questions
+from training.phrasing import GENERAL_RECALL_PROMPTS
 from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
 from training.self_edit import SelfEdit, parse_qa_pairs, parse_questions
 from training.squad import load_passages, sample_passages
@@ -76,8 +77,10 @@ def test_self_qa_questions_are_trained_with_the_fact_and_never_the_quiz():
     pairs = fact_examples(fact, SelfEdit("self_qa", "", asked))
     trained = {qa.question: qa.answer for qa in pairs}
     assert all(trained[q] == "The wifi password at home is sunflower88." for q in asked)
-    # The first two come before the general recall prompts, so rehearsal keeps them.
-    assert [qa.question for qa in pairs[:2]] == list(asked[:2])
+    # All come before the general recall prompts, so rehearsal (a fact's first few
+    # examples) keeps the fact's own questions, not the ones every fact shares.
+    assert [qa.question for qa in pairs[:3]] == list(asked)
+    assert [qa.question for qa in pairs[3:]] == list(GENERAL_RECALL_PROMPTS)
     # The self-QA lines are questions, never answers to a general prompt.
     assert all(qa.answer not in asked for qa in pairs)
     assert not set(quiz_questions(fact)) & set(trained)
