@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_rehearsal_facts: int = Field(
         24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
     )
+    forget_rebuild_max_facts: int = Field(
+        24,
+        alias="SEALCHAT_FORGET_REBUILD_MAX_FACTS",
+        ge=0,
+        le=100000,
+        description="forgetting rebuilds from scratch up to this many kept facts; above, it unlearns (bounded)",
+    )
     train_paraphrases: bool = Field(
         False, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
     )

@@ -25,7 +25,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from training.phrasing import (
 )
 from training.policy import PolicyRef, activate, label
 from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
+from training.replay import ANSWER_TOKENS as REPLAY_ANSWER_TOKENS
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit, key_words
 
@@ -121,8 +122,11 @@ class LearnRequest:
     # locality with KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
     replay_share: float = 0.5
     verify_facts: int = 8
-    # Facts that must leave the weights (forgotten or superseded): callers rebuild
-    # (``init_adapter`` None) without them; the new version is quizzed on them.
+    # Facts that must leave the weights (forgotten or superseded); the new version is
+    # quizzed on them. Either a rebuild (``init_adapter`` None) without them, exact
+    # but linear in the facts kept, or a warm start from the live version that also
+    # trains each removed fact's own questions towards the base model's answers
+    # (``unlearn_examples``): bounded like any consolidation (``rebuild_to_forget``).
     removed: Sequence[FactToLearn] = ()
     # Ablations for benchmarks and tests (the paper's setting: sequential edits with
     # neither): train without rehearsing ``rehearsal`` (still quizzed on it) or replay.
@@ -411,6 +415,11 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         }
         base_recalled = facts_recall(model, tokenizer, [f.text for f in request.removed], request.quiz_rewording)
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
+        unlearn: list[QA] = []
+        if request.removed and request.init_adapter is not None:
+            questions = unlearn_questions(request, written)
+            answers = ask_many(model, tokenizer, questions, max_new_tokens=REPLAY_ANSWER_TOKENS)
+            unlearn = [QA(q, a) for q, a in zip(questions, answers, strict=True)]
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
     risky = at_risk(request.new_facts, request.rehearsal)
@@ -436,7 +445,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         # Earlier facts get at least half as many example visits as the new ones
         # (a single pass over a few examples lets a similar new fact overwrite them:
         # "my dog's name" displacing "my cat's name"); the step cap bounds the total.
-        n_new = sum(len(f.examples) or 8 for f in request.new_facts) * max(c.epochs for c in request.grid)
+        n_new = (sum(len(f.examples) or 8 for f in request.new_facts) + len(unlearn)) * max(
+            c.epochs for c in request.grid
+        )
         earlier_epochs = max(1, min(REBUILD_EPOCHS * 2, math.ceil(n_new / (2 * len(earlier))))) if earlier else 1
     # Each candidate's reward also quizzes up to 4 earlier facts, those at risk first.
     shuffled = rng.sample(list(request.rehearsal), len(request.rehearsal))
@@ -457,6 +468,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 index,
                 earlier,
                 earlier_epochs,
+                training_examples(unlearn, "replay"),
                 written,
                 rehearsal_probes,
                 replay_pool,
@@ -504,6 +516,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "at_risk_facts": sorted(risky),
             "kept_facts": [f.fact_id for f in request.rehearsal],
             "removed_facts": [{"id": f.fact_id, "text": f.text} for f in request.removed],
+            "unlearned": [asdict(qa) for qa in unlearn],
             "self_edits": best.summary()["self_edits"],
             "metrics": {
                 "losses": best.losses,
@@ -551,6 +564,42 @@ def _written_probe(
     return None
 
 
+def rebuild_to_forget(n_kept: int, max_rebuild_facts: int, retry: bool) -> bool:
+    """How to take facts out of the weights: rebuild from scratch (exact: nothing of
+    them was ever trained into the new version) while a user keeps at most
+    ``max_rebuild_facts`` facts, or when a bounded forget was already refused;
+    otherwise warm-start and unlearn them (``unlearn_questions``), which costs one
+    ordinary consolidation. A rebuild is linear in the facts kept: 759 s at 25
+    facts and over 25 minutes at 95, 2 CPU cores (docs/BENCHMARKS.md)."""
+    return retry or n_kept <= max_rebuild_facts
+
+
+def unlearn_questions(request: LearnRequest, written: Mapping[int, FactProbe | None] | None = None) -> list[str]:
+    """The questions a bounded forget trains towards the base model's answers.
+
+    Each removed fact's own trained questions (its stored examples, or the rule-made
+    ones when none were stored), except: the general prompts every fact answers
+    ("What do you know about me?": the kept facts answer them too), any question a
+    kept or new fact trains or is quizzed on (a correction's "Where do I live?" must
+    get the new value), and the removed fact's own quiz, which stays held out so
+    the gate's check that the fact is gone is not trained on.
+    """
+    written = written or {}
+    keep = {q.lower() for q in GENERAL_RECALL_PROMPTS}
+    for fact in [*request.new_facts, *request.rehearsal]:
+        pairs = fact.examples or fact_examples(fact.text, SelfEdit("none", "", ()))
+        keep |= {qa.question.lower() for qa in pairs}
+        keep |= {q.lower() for q in quiz_questions(fact.text, written.get(fact.fact_id), request.quiz_rewording)}
+    out: list[str] = []
+    for fact in request.removed:
+        held_out = {q.lower() for q in quiz_questions(fact.text, None, request.quiz_rewording)}
+        pairs = fact.examples or fact_examples(fact.text, SelfEdit("none", "", ()))
+        for qa in pairs:
+            if qa.question.lower() not in keep | held_out and qa.question not in out:
+                out.append(qa.question)
+    return out
+
+
 def rebuild_config(config: TrainConfig, n_examples: int) -> TrainConfig:
     """A rebuild from scratch trains one full pass over its examples (every kept
     fact's, repeated for their epochs), however far past the step cap that goes."""
@@ -577,6 +626,7 @@ def _run_candidate(
     index: int,
     earlier_examples: list[TrainingExample],
     earlier_epochs: int,
+    unlearn_examples: list[TrainingExample],
     written: dict[int, FactProbe | None],
     rehearsal_probes: list[FactToLearn],
     replay_pool: list[QA],
@@ -605,7 +655,7 @@ def _run_candidate(
             drafts.append((fact, edit, fact_examples(fact.text, edit, request.paraphrases, request.quiz_rewording)))
     new_examples = [e for _, _, pairs in drafts for e in training_examples(pairs, "fact")]
     examples = _mix(
-        new_examples * choice.epochs + earlier_examples * earlier_epochs,
+        (new_examples + unlearn_examples) * choice.epochs + earlier_examples * earlier_epochs,
         replay_pool,
         request.replay_share,
         random.Random(seed),

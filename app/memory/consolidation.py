@@ -35,7 +35,16 @@ from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
 from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
-from training.learn import FACT_GRID, FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.learn import (
+    FACT_GRID,
+    FACT_KL_WEIGHT,
+    QA,
+    FactToLearn,
+    LearnRequest,
+    LearnResult,
+    learn_facts,
+    rebuild_to_forget,
+)
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.replay import LOCALITY_PROMPTS
@@ -140,14 +149,21 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         new = facts_repo.by_ids(session, user_id, claimed)
         user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
-        # Removing a fact (forget, correction): rebuild from scratch on the kept
-        # facts, so nothing of it lingers in the weights; the gate then checks by
-        # quiz that it is gone and that the kept facts are still recalled.
+        # Removing a fact (forget, correction): with few facts kept, rebuild from
+        # scratch on them, so nothing of it was ever trained into the new version;
+        # with more, warm-start and train its questions towards the base model's
+        # answers (bounded cost), and rebuild only if the gate refused that. Either
+        # way the gate checks by quiz that it is gone and the kept facts are not.
         # A retry after the gate refused a version (a new fact pushed an earlier one
         # out) is warm-started and bounded like any run; the facts the refused
         # versions lost are rehearsed and quizzed first.
         retry = any(f.attempts > 0 for f in new)
-        rebuild = bool(removed)
+        refused_forget = retry or any(f.attempts > 0 for f in removed)
+        rebuild = bool(removed) and (
+            active is None
+            or not options.get("warm_start", True)
+            or rebuild_to_forget(len(kept), settings.forget_rebuild_max_facts, refused_forget)
+        )
         warm = active is not None and not rebuild and options.get("warm_start", True)
         live_metrics = (active.metrics or {}) if active else {}
         live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
@@ -193,7 +209,8 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        ("rebuild" if rebuild else "warm start" if warm else "fresh") + (" (retry)" if retry else ""),
+        ("rebuild" if rebuild else "unlearn" if removed else "warm start" if warm else "fresh")
+        + (" (retry)" if retry else ""),
     )
 
     if not request.new_facts and not request.rehearsal:
@@ -317,6 +334,7 @@ def _record_version(
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
                     "rebuilt": rebuild,
+                    "unlearned": bool(request.removed) and not rebuild,
                     "rehearse": request.rehearse,
                     "removed_facts": [f.fact_id for f in request.removed],
                     "k": request.k,

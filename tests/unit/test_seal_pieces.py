@@ -1,13 +1,21 @@
 """SEAL pieces without the model: grading, cloze quizzes, candidate settings, QA parsing, SQuAD I/O."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from training.bench.squad import summarize
 from training.bench.stats import mean_interval, wilson_interval
 from training.candidates import GRID, assign
-from training.learn import fact_examples, quiz_questions
+from training.learn import (
+    FactToLearn,
+    LearnRequest,
+    fact_examples,
+    quiz_questions,
+    rebuild_to_forget,
+    unlearn_questions,
+)
 from training.phrasing import GENERAL_RECALL_PROMPTS
 from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
 from training.self_edit import SelfEdit, parse_qa_pairs, parse_questions
@@ -129,3 +137,33 @@ def test_summary_rows_have_the_documented_fields():
     assert [r["method"] for r in rows][:2] == ["base", "passage"] and rows[-1]["method"] == "in_context"
     assert set(rows[0]) >= {"method", "accuracy", "f1", "ci95", "n_questions"}
     assert rows[0]["accuracy"] == 0.5 and rows[0]["n_questions"] == 2
+
+
+def _fact(fact_id: int, text: str, asked: tuple[str, ...] = ()) -> FactToLearn:
+    return FactToLearn(fact_id, text, fact_examples(text, SelfEdit("self_qa", "", asked)))
+
+
+def test_unlearning_targets_only_the_removed_facts_own_questions():
+    wifi = _fact(1, "The wifi password at home is sunflower88.", ("What is the wifi code?", "How do I get online?"))
+    boston = _fact(2, "I live in Boston.", ("Which city is my home?",))
+    denver = _fact(3, "I moved from Boston to Denver.")
+    cat = _fact(4, "My cat is called Miso.", ("How do I get online?",))
+    request = LearnRequest("u1-v9", [denver], [cat], Path("/tmp/x"), Path("/tmp/r"), removed=[wifi, boston])
+    questions = unlearn_questions(request)
+    assert "What is the wifi code?" in questions and "Which city is my home?" in questions
+    # Never the prompts every fact answers, never a question a kept or new fact
+    # trains (the correction's "Where do I live?" must get Denver), and never the
+    # removed facts' own quiz, which the gate asks to check they are gone.
+    assert not set(questions) & set(GENERAL_RECALL_PROMPTS)
+    assert "How do I get online?" not in questions
+    kept_or_new = {qa.question.lower() for f in (denver, cat) for qa in f.examples}
+    assert not {q.lower() for q in questions} & kept_or_new
+    assert not set(questions) & {q for f in (wifi, boston) for q in quiz_questions(f.text)}
+    assert len(questions) == len(set(questions))
+
+
+def test_a_forget_rebuilds_only_for_few_kept_facts_or_after_a_refusal():
+    assert rebuild_to_forget(24, 24, retry=False)
+    assert not rebuild_to_forget(25, 24, retry=False)
+    assert rebuild_to_forget(95, 24, retry=True)
+    assert not rebuild_to_forget(1, 0, retry=False)

@@ -21,7 +21,8 @@ Methods compared in the same run:
   with neither rehearsal nor replay, and nothing is refused.
 
 The forget experiment (``--forget M``, on the ``memory`` run's final state) forgets
-M facts in one consolidation and reports their recall and the others'.
+M facts in one consolidation, as the worker does (``--forget-method``), and reports
+their recall and the others', before and after.
 Every step is appended to ``<out>.steps.jsonl`` as it finishes; ``--report-only``
 rebuilds the JSON, the table and the plot from that file (for example after an
 interrupted run, or from methods run separately with ``--methods``).
@@ -46,7 +47,15 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide, recall_after_refusal
-from training.learn import FACT_KL_WEIGHT, QA, FactToLearn, LearnRequest, LearnResult, learn_facts
+from training.learn import (
+    FACT_KL_WEIGHT,
+    QA,
+    FactToLearn,
+    LearnRequest,
+    LearnResult,
+    learn_facts,
+    rebuild_to_forget,
+)
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import ask_and_grade
@@ -231,19 +240,45 @@ class Learner:
         }
         return state["n"]
 
-    def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
-        started = time.perf_counter()
+    def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
+        """Take ``facts`` out of the live version as the worker does: ``method``
+        "auto" rebuilds while few facts are kept and otherwise unlearns, falling back
+        to a rebuild when the gate refuses that (``rebuild_to_forget``); "unlearn"
+        and "rebuild" make one try of that kind."""
         removed = [self.known.pop(f.index) for f in facts]
-        result = learn_facts(self.host, self._request([], removed=removed, rebuild=True))
-        accepted = self._accept(result, thresholds)
-        if accepted:
-            self.live = result.output_dir
+        attempts = []
+        while True:
+            refused = bool(attempts)
+            if method == "auto":
+                kind = "rebuild" if rebuild_to_forget(len(self.known), max_rebuild, refused) else "unlearn"
+            else:
+                kind = method
+            started = time.perf_counter()
+            result = learn_facts(self.host, self._request([], removed=removed, rebuild=kind == "rebuild"))
+            accepted = self._accept(result, thresholds)
+            attempts.append(
+                {
+                    "method": kind,
+                    "accepted": accepted,
+                    "self_quiz_removed_recall": result.removed_recall,
+                    "self_quiz_removed_base_recall": result.removed_base_recall,
+                    "self_quiz_kept_recall": result.kept_recall,
+                    "locality": result.locality,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            if accepted:
+                self.live = result.output_dir
+            if accepted or method != "auto" or kind == "rebuild":
+                break
         return {
             "accepted": accepted,
-            "rebuilt": True,
+            "method": kind,
+            "rebuilt": kind == "rebuild",
+            "attempts": attempts,
             "self_quiz_removed_recall": result.removed_recall,
             "self_quiz_removed_base_recall": result.removed_base_recall,
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(sum(a["seconds"] for a in attempts), 1),
         }
 
 
@@ -344,13 +379,16 @@ def run_method(
     return steps, learner
 
 
-def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int) -> dict:
+def forget_experiment(
+    host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int, method: str, max_rebuild: int
+) -> dict:
     # Only facts the live version holds can be forgotten (a fact the gate refused
     # twice was never learnt); the others it holds are what must be kept.
     held = [f for f in facts if f.index in learner.known]
     chosen = random.Random(seed).sample(held, min(count, len(held)))
     kept = [f for f in held if f not in chosen]
-    result = learner.forget(chosen, thresholds)
+    before = recall_of(host, learner.live, held)
+    result = learner.forget(chosen, thresholds, method, max_rebuild)
     forgotten = recall_of(host, learner.live, chosen)
     others = recall_of(host, learner.live, kept)
     return {
@@ -360,6 +398,9 @@ def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int
         "forgotten": [f.text for f in chosen],
         "forgotten_recall": _mean(forgotten.values()),
         "kept_recall": _mean(others.values()),
+        # The same facts just before the forget: what "kept" is measured against.
+        "forgotten_recall_before": _mean(before[f.index] for f in chosen),
+        "kept_recall_before": _mean(before[f.index] for f in kept),
     }
 
 
@@ -395,6 +436,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=10, help="facts taught one at a time (10, 30, 100)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {METHODS}")
     parser.add_argument("--forget", type=int, default=5, help="facts forgotten at the end (0: skip)")
+    parser.add_argument(
+        "--forget-method",
+        choices=("auto", "unlearn", "rebuild"),
+        default="auto",
+        help="auto: as the worker (rebuild up to --forget-rebuild-max-facts kept facts, else unlearn, "
+        "then rebuild if the gate refuses); unlearn or rebuild: one try of that kind",
+    )
+    parser.add_argument(
+        "--forget-rebuild-max-facts",
+        type=int,
+        default=24,
+        help="kept facts up to which auto rebuilds (the worker's SEALCHAT_FORGET_REBUILD_MAX_FACTS default)",
+    )
     parser.add_argument("--k", type=int, default=1, help="self-edit candidates per consolidation")
     parser.add_argument("--steps", type=int, default=40, help="max optimiser steps per consolidation")
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -487,7 +541,16 @@ def main(argv: list[str]) -> int:
         results[f"refused_{method}"] = learners[method].refused
     results["steps"] = results["methods"].get("memory") or next(iter(results["methods"].values()))
     if args.forget and "memory" in learners and args.forget < len(facts):
-        results["forget"] = forget_experiment(host, learners["memory"], facts, args.forget, thresholds, args.seed)
+        results["forget"] = forget_experiment(
+            host,
+            learners["memory"],
+            facts,
+            args.forget,
+            thresholds,
+            args.seed,
+            args.forget_method,
+            args.forget_rebuild_max_facts,
+        )
     results["seconds_total"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(results, indent=1))
     plot(results, args.plot)
@@ -562,6 +625,8 @@ def print_table(results: dict) -> None:
     if forget := results.get("forget"):
         print(
             f"forget {len(forget['forgotten'])} of {forget['n_facts']}: forgotten recall "
-            f"{forget['forgotten_recall']:.2f}, kept recall {forget['kept_recall']:.2f} "
-            f"(accepted by the gate: {forget['accepted']}, rebuilt: {forget['rebuilt']}, {forget['seconds']} s)"
+            f"{forget['forgotten_recall']:.2f} (before {forget.get('forgotten_recall_before', float('nan')):.2f}), "
+            f"kept recall {forget['kept_recall']:.2f} (before {forget.get('kept_recall_before', float('nan')):.2f}) "
+            f"(accepted by the gate: {forget['accepted']}, "
+            f"{forget.get('method', 'rebuild' if forget['rebuilt'] else 'unlearn')}, {forget['seconds']} s)"
         )
