@@ -58,6 +58,9 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # the suite's training time; best-of-K through the worker is exercised by
         # the gate test (`sealchat consolidate --k 2`) and in training_library.
         "SEALCHAT_SELF_EDIT_K": os.environ.get("SEALCHAT_SELF_EDIT_K", "1"),
+        # Forgetting: a fact forgotten while one other is kept is unlearnt (the bounded
+        # path users with many facts take), a correction with none kept is rebuilt.
+        "SEALCHAT_FORGET_REBUILD_MAX_FACTS": "0",
         # Policy rounds in tests: one held-out fact, a few LoRA steps.
         "SEALCHAT_POLICY_EVAL_INPUTS": "1",
         "SEALCHAT_POLICY_INNER_STEPS": "6",

@@ -4,7 +4,8 @@ register -> chat (a reply streams in) -> "Remember this" on a message -> memory 
 until "learned" -> new conversation with the bridge off -> the answer comes from
 the weights -> a correction on the memory page supersedes the fact; the user
 allows their self-edits to train the shared policy, and the admin runs a policy
-round from the admin page. Saves screenshots of the chat, memory and admin
+round from the admin page -> the user forgets the fact on the memory page and is
+served the base model again. Saves screenshots of the chat, memory and admin
 pages under docs/.
 """
 
@@ -174,3 +175,26 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     expect(panel.locator("tr.round").first).to_contain_text("CPU-h")
     expect(panel.locator("table.policy-versions tr").nth(1)).to_contain_text("policy-v")
     page.screenshot(path=str(DOCS / "screenshot-admin.png"), full_page=True)
+
+    # The user forgets the corrected fact on the memory page (after a confirmation).
+    # It was the only fact left, so no version is trained: the user is served the
+    # base model again, and the fact is shown as forgotten.
+    page.click("text=Log out")
+    page.fill("input[name=email]", "e2e@example.com")
+    page.fill("input[name=password]", "e2e-password")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/chat/*")
+    page.goto(stack.url + "/memory")
+    item = page.locator("ul.facts > li.fact", has_text=CORRECTED).first
+    expect(item.locator(".badge")).to_have_text("learned", timeout=300_000)
+    page.once("dialog", lambda dialog: dialog.accept())
+    item.get_by_role("button", name="Forget").click()
+    expect(item.locator(".badge")).to_have_text("forgotten", timeout=300_000)
+    expect(item).to_contain_text("no longer recalled")
+    expect(item.get_by_role("button", name="Forget")).to_have_count(0)
+    page.goto(stack.url + "/chat")
+    page.click("#new-conversation")
+    page.wait_for_url("**/chat/*")
+    page.uncheck("#bridge")
+    send(page, QUESTION)
+    expect(page.locator(".msg.assistant .meta").last).to_have_text(re.compile(r"^base model\b"))

@@ -141,6 +141,7 @@ def test_a_correction_supersedes_the_old_fact_and_changes_the_answer(stack: Stac
     latest = api.get("/api/adapters").json()[0]
     assert latest["status"] == "active" and latest["fact_ids"] == [denver["id"]]
     assert latest["metrics"]["removed_facts"] == [boston["id"]]
+    assert latest["metrics"]["rebuilt"] is True, "no other fact is kept: rebuilt from scratch, the exact path"
     assert latest["metrics"]["removed_recall"] == {str(boston["id"]): 0.0}
     answer = ask(ai, "Where do I live?")
     assert "denver" in answer and "boston" not in answer, answer

@@ -2,8 +2,8 @@
 
 A fact taught while another is being learnt waits for the next run (not lost,
 not trained twice); the next version keeps the first fact (rehearsal); forgetting
-rebuilds a version without the fact; an admin rollback hot-swaps the old version
-back in without a restart.
+builds a version without the fact (unlearning it, warm-started); an admin
+rollback hot-swaps the old version back in without a restart.
 """
 
 from __future__ import annotations
@@ -76,13 +76,18 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     assert "denver" in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?"), "the earlier fact survived the new version"
 
-    # Forget: a version without the fact is built and served.
+    # Forget: a version without the fact is built and served. The suite's stack
+    # unlearns above 0 kept facts (SEALCHAT_FORGET_REBUILD_MAX_FACTS), so this is
+    # the bounded path: warm-started from v2, the fact's questions trained towards
+    # the base model's answers.
     forgetting = api.delete(f"/api/facts/{home['id']}")
     assert forgetting.status_code == 202 and forgetting.json()["status"] == "forgetting"
     wait_status(api, home["id"], {"forgotten"})
     v3 = api.get("/api/adapters").json()[0]
     assert v3["version"] == 3 and v3["status"] == "active"
-    assert v3["fact_ids"] == [sister["id"]] and v3["metrics"]["rebuilt"] is True
+    assert v3["fact_ids"] == [sister["id"]]
+    assert v3["metrics"]["unlearned"] is True and v3["metrics"]["rebuilt"] is False
+    assert v3["metrics"]["warm_start"] is True
     assert v3["metrics"]["removed_recall"] == {str(home["id"]): 0.0}, "forgotten only once the quiz says so"
     assert "denver" not in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?")
