@@ -102,7 +102,8 @@ def list_facts(session: Session, user: User) -> list[Fact]:
 
 
 def forget(session: Session, user: User, fact_id: int) -> Fact:
-    """Forget a fact. One already in the weights is rebuilt out of them by a new version."""
+    """Forget a fact. One already in the weights is taken out of them by a new version
+    (rebuilt without it, or unlearnt: `training.learn.rebuild_to_forget`)."""
     fact = get(session, user, fact_id)
     if fact.status in (FactStatus.FORGOTTEN, FactStatus.FORGETTING):
         return fact
@@ -111,7 +112,7 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
         fact.status == FactStatus.SUPERSEDED and fact.learned_version_id is not None
     )
     fact.status = FactStatus.FORGETTING if in_weights else FactStatus.FORGOTTEN
-    fact.stage = "waiting to rebuild without it" if in_weights else None
+    fact.stage = "waiting to be taken out of the weights" if in_weights else None
     session.commit()
     if in_weights:
         request_consolidation(user.id)
