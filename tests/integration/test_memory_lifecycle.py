@@ -77,29 +77,37 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     assert "marguerite" in ask(ai, "What is my sister's name?"), "the earlier fact survived the new version"
 
     # Forget: a version without the fact is built and served. The suite's stack
-    # unlearns above 0 kept facts (SEALCHAT_FORGET_REBUILD_MAX_FACTS), so this is
+    # unlearns above 0 kept facts (SEALCHAT_FORGET_REBUILD_MAX_FACTS), so v3 takes
     # the bounded path: warm-started from v2, the fact's questions trained towards
-    # the base model's answers.
+    # the base model's answers. If its quiz still finds the fact (measured here: one
+    # of its 3 probes still answered), the gate refuses v3 and the worker rebuilds.
+    # Either way the fact is "forgotten" only once a live version's quiz says so.
     forgetting = api.delete(f"/api/facts/{home['id']}")
     assert forgetting.status_code == 202 and forgetting.json()["status"] == "forgetting"
     wait_status(api, home["id"], {"forgotten"})
-    v3 = api.get("/api/adapters").json()[0]
-    assert v3["version"] == 3 and v3["status"] == "active"
-    assert v3["fact_ids"] == [sister["id"]]
-    assert v3["metrics"]["unlearned"] is True and v3["metrics"]["rebuilt"] is False
-    assert v3["metrics"]["warm_start"] is True
-    assert v3["metrics"]["removed_recall"] == {str(home["id"]): 0.0}, "forgotten only once the quiz says so"
+    versions = api.get("/api/adapters").json()
+    unlearnt = next(v for v in versions if v["version"] == 3)
+    assert unlearnt["metrics"]["unlearned"] is True and unlearnt["metrics"]["rebuilt"] is False
+    assert unlearnt["metrics"]["warm_start"] is True and unlearnt["fact_ids"] == [sister["id"]]
+    live = versions[0]
+    assert live["status"] == "active" and live["fact_ids"] == [sister["id"]]
+    if unlearnt["status"] == "rejected":
+        assert "should be gone" in unlearnt["rejection_reason"]
+        assert live["version"] == 4 and live["metrics"]["rebuilt"] is True, "a refused unlearning is rebuilt"
+    else:
+        assert live["version"] == 3
+    assert live["metrics"]["removed_recall"] == {str(home["id"]): 0.0}, "forgotten only once the quiz says so"
     assert "denver" not in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?")
 
     # An admin rolls back to v2: the pointer moves and serving swaps without a restart.
     admin = admin_browser(stack)
     page = admin.get("/admin")
-    assert v3["name"] in page.text and v2["name"] in page.text
+    assert live["name"] in page.text and v2["name"] in page.text
     assert page.text.count('class="chosen"') >= 3, "each version shows its chosen self-edit candidate"
     token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
     promoted = admin.post(f"/admin/versions/{v2['id']}/promote", data={"csrftoken": token})
     assert promoted.status_code == 200
     admin.close()
-    assert api.get("/api/adapters").json()[1]["status"] == "active"
+    assert next(v for v in api.get("/api/adapters").json() if v["id"] == v2["id"])["status"] == "active"
     assert "denver" in ask(ai, "Where do I live?"), "the promoted version is served at once"
