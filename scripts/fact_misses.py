@@ -15,24 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.bench.facts import DEFAULT_FACTS, load_facts
 from training.model import load_model, prepare_base_model
-from training.quiz import ask_and_grade
+from training.quiz import ask_and_grade, contains_answer
 
 
 def holders(reply: str, answers: dict[int, list[str]], own: int) -> list[int]:
-    """The other facts whose answer ``reply`` names (whole words, any case)."""
-    text = reply.lower()
-    return [
-        index
-        for index, values in answers.items()
-        if index != own and any(re.search(rf"\b{re.escape(v.lower())}\b", text) for v in values)
-    ]
+    """The other facts whose answer ``reply`` names, graded as the benchmark grades."""
+    return [index for index, values in answers.items() if index != own and contains_answer(reply, values)]
 
 
 def main(argv: list[str] | None = None) -> int:
