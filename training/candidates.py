@@ -67,12 +67,19 @@ def propose_candidates(
     top_p: float = 0.95,
     seed: int = 0,
     max_new_tokens: int = 192,
+    start: int = 0,
 ) -> list[Candidate]:
-    """Sample ``k`` self-edits for ``source`` (a passage) and pair each with training settings."""
+    """Sample self-edits ``start`` to ``k - 1`` for ``source`` (a passage), each paired with training settings.
+
+    Candidate ``i`` depends only on ``i`` and ``seed``, so a larger ``k`` adds
+    candidates without changing the first ones (``start`` skips those already made).
+    """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if not 0 <= start <= k:
+        raise ValueError(f"start must be between 0 and k={k}, got {start}")
     candidates = []
-    for index in range(k):
+    for index in range(start, k):
         family, choice = assign(index, families, grid)
         edit = generate_passage_self_edit(
             model,

@@ -1,11 +1,12 @@
 """SEAL pieces without the model: grading, cloze quizzes, candidate settings, QA parsing, SQuAD I/O."""
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from training.bench.squad import summarize
+from training.bench.squad import _shard, _store, choose, extend_candidates, summarize
 from training.bench.stats import mean_interval, wilson_interval
 from training.candidates import GRID, assign
 from training.learn import (
@@ -137,6 +138,64 @@ def test_summary_rows_have_the_documented_fields():
     assert [r["method"] for r in rows][:2] == ["base", "passage"] and rows[-1]["method"] == "in_context"
     assert set(rows[0]) >= {"method", "accuracy", "f1", "ci95", "n_questions"}
     assert rows[0]["accuracy"] == 0.5 and rows[0]["n_questions"] == 2
+
+
+def _candidate(family: str, index: int, correct: list[bool], cloze: list[bool]) -> dict:
+    return {
+        "family": family,
+        "settings": GRID[index % len(GRID)].to_dict(),
+        "correct": correct,
+        "f1": [1.0 if c else 0.0 for c in correct],
+        "cloze": cloze,
+    }
+
+
+def test_best_of_k_takes_the_highest_reward_and_the_lower_index_on_ties():
+    candidates = [
+        _candidate("rewrite", 0, [True, False], [False]),
+        _candidate("rewrite", 1, [True, True], [False]),
+        _candidate("rewrite", 2, [True, True], [True]),
+    ]
+    chosen = choose(candidates)
+    assert chosen["best_of_k"]["chosen"] == 1 and chosen["best_of_k_cloze"]["chosen"] == 2
+
+
+def test_candidates_of_several_families_also_report_each_familys_best():
+    candidates = [_candidate("rewrite", i, [i == 3, False], [False]) for i in range(4)]
+    candidates += [_candidate("self_qa", i, [i == 1, i == 1], [False]) for i in range(4)]
+    record = {"methods": {"passage": {"correct": [False, False], "f1": [0.0, 0.0]}, **choose(candidates)}}
+    record["candidates"] = candidates
+    rows = {r["method"]: r for r in summarize([record])}
+    assert rows["best_of_k:rewrite"]["accuracy"] == 0.5 and rows["best_of_k:self_qa"]["accuracy"] == 1.0
+    assert rows["best_of_k"]["accuracy"] == 1.0
+    best = [m for m in rows if m.startswith("best_of_k")]
+    assert best == ["best_of_k:rewrite", "best_of_k:self_qa", "best_of_k", "best_of_k_cloze"]
+
+
+def test_a_larger_k_extends_only_records_drawn_with_the_same_families():
+    record = {"candidates": [_candidate("rewrite", i, [True], [True]) for i in range(4)], "methods": {}}
+    same = argparse.Namespace(k=4, candidate_families=["rewrite", "self_qa"])
+    assert extend_candidates(None, None, record, None, same) is False, "nothing is missing at K=4"
+    other = argparse.Namespace(k=8, candidate_families=["self_qa", "rewrite"])
+    passage = argparse.Namespace(passage_id="Amazon_rainforest#2")
+    with pytest.raises(SystemExit, match="candidate 0 was rewrite"):
+        extend_candidates(None, passage, record, None, other)
+    assert len(record["candidates"]) == 4, "a refused extension changes nothing"
+
+
+def test_shards_share_one_per_passage_file(tmp_path):
+    path = tmp_path / "bench.passages.jsonl"
+    _store(path, {"passage_id": "A#0", "seconds": 1})
+    _store(path, {"passage_id": "B#1", "seconds": 2})
+    _store(path, {"passage_id": "A#0", "seconds": 3})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"passage_id": "A#0", "seconds": 3},
+        {"passage_id": "B#1", "seconds": 2},
+    ]
+    assert _shard("1/2") == (1, 2)
+    for bad in ("2/2", "x/2", "1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _shard(bad)
 
 
 def _fact(fact_id: int, text: str, asked: tuple[str, ...] = ()) -> FactToLearn:

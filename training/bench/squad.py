@@ -18,12 +18,14 @@ gold answer contained in the first 64 generated tokens; also SQuAD F1.
 
 Per-passage results are appended to ``<out>.passages.jsonl`` as they finish, so an
 interrupted run resumes where it stopped; adding ``--policy`` to a finished run
-computes only the new rows.
+computes only the new rows, and a larger ``--k`` (more ``--candidate-families``)
+adds only the new candidates, then chooses again among all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import time
@@ -33,7 +35,7 @@ import torch
 
 from training.adapters import AdapterHost
 from training.bench.stats import mean_interval, wilson_interval
-from training.candidates import DEFAULT_CHOICE, GRID, propose_candidates
+from training.candidates import DEFAULT_CHOICE, GRID, assign, propose_candidates
 from training.inner_loop import applied, mix_replay, text_examples
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -92,6 +94,87 @@ def policy_row(host: AdapterHost, passage: Passage, policy: PolicyRef, replay, a
     return scored
 
 
+def score_candidates(host: AdapterHost, source: str, questions, cloze, replay, args, start: int) -> list[dict]:
+    """Candidates ``start`` to ``args.k - 1``: each sampled, applied by LoRA and graded (gold and cloze)."""
+    with host.using(None):
+        candidates = propose_candidates(
+            host.peft,
+            host.tokenizer,
+            source,
+            args.k,
+            families=args.candidate_families,
+            grid=GRID,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            start=start,
+        )
+    scored_candidates = []
+    for candidate in candidates:
+        scored = _train_and_grade(
+            host,
+            f"cand-{candidate.index}",
+            candidate.training_texts(source),
+            candidate.choice,
+            candidate.seed,
+            questions,
+            replay,
+            args,
+            cloze,
+        )
+        scored.update(
+            family=candidate.self_edit.family,
+            settings=candidate.choice.to_dict(),
+            lines=list(candidate.self_edit.lines),
+        )
+        scored_candidates.append(scored)
+    return scored_candidates
+
+
+def _reward_gold(c: dict) -> tuple[float, float]:
+    return (sum(c["correct"]) / len(c["correct"]), sum(c["f1"]) / len(c["f1"]))
+
+
+def _reward_cloze(c: dict) -> float:
+    return sum(c["cloze"]) / len(c["cloze"]) if c["cloze"] else 0.0
+
+
+def choose(scored_candidates: list[dict]) -> dict[str, dict]:
+    """The ``best_of_k`` (gold questions) and ``best_of_k_cloze`` rows; ties go to the lower index."""
+    best_gold = max(range(len(scored_candidates)), key=lambda i: _reward_gold(scored_candidates[i]))
+    best_cloze = max(range(len(scored_candidates)), key=lambda i: _reward_cloze(scored_candidates[i]))
+    return {
+        "best_of_k": {**scored_candidates[best_gold], "chosen": best_gold},
+        "best_of_k_cloze": {**scored_candidates[best_cloze], "chosen": best_cloze},
+    }
+
+
+def extend_candidates(host: AdapterHost, passage: Passage, record: dict, replay, args) -> bool:
+    """Add candidates to a finished record up to ``args.k`` and choose again; False when none were missing.
+
+    Candidate ``i`` depends only on ``i`` and the seed, so this gives what a run with
+    the larger K would (up to float rounding); a record whose candidates were drawn
+    with other families or settings is refused rather than mixed.
+    """
+    have = record["candidates"]
+    if len(have) >= args.k:
+        return False
+    for index, candidate in enumerate(have):
+        family, choice = assign(index, args.candidate_families, GRID)
+        if (candidate["family"], candidate["settings"]) != (family, choice.to_dict()):
+            raise SystemExit(
+                f"{passage.passage_id}: candidate {index} was {candidate['family']} {candidate['settings']}, "
+                f"but --candidate-families gives {family} {choice.to_dict()}; use another --out"
+            )
+    started = time.perf_counter()
+    source = _source(passage)
+    cloze = cloze_probes(passage.context, n=4, seed=args.seed)
+    record["candidates"] = have + score_candidates(host, source, _questions(passage), cloze, replay, args, len(have))
+    record["methods"].update(choose(record["candidates"]))
+    record["seconds"] = round(record["seconds"] + time.perf_counter() - started, 1)
+    return True
+
+
 def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
     model, tokenizer = host.peft, host.tokenizer
     source = _source(passage)
@@ -104,8 +187,8 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
         results["base"] = _score(ask_and_grade(model, tokenizer, questions))
         results["in_context"] = _score(ask_and_grade(model, tokenizer, questions, context=source))
 
-    def train_and_grade(name: str, texts: list[str], choice, seed: int, with_cloze: bool = False) -> dict:
-        return _train_and_grade(host, name, texts, choice, seed, questions, replay, args, cloze if with_cloze else None)
+    def train_and_grade(name: str, texts: list[str], choice, seed: int) -> dict:
+        return _train_and_grade(host, name, texts, choice, seed, questions, replay, args)
 
     results["passage"] = train_and_grade("passage", [source], DEFAULT_CHOICE, args.seed)
     for family in args.families:
@@ -115,45 +198,8 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
         scored["self_edit"] = {"raw": edit.raw, "lines": list(edit.lines)}
         results[f"self_edit:{family}"] = scored
 
-    with host.using(None):
-        candidates = propose_candidates(
-            model,
-            tokenizer,
-            source,
-            args.k,
-            families=args.candidate_families,
-            grid=GRID,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            seed=args.seed,
-        )
-    scored_candidates = []
-    for candidate in candidates:
-        scored = train_and_grade(
-            f"cand-{candidate.index}",
-            candidate.training_texts(source),
-            candidate.choice,
-            candidate.seed,
-            with_cloze=True,
-        )
-        scored.update(
-            family=candidate.self_edit.family,
-            settings=candidate.choice.to_dict(),
-            lines=list(candidate.self_edit.lines),
-        )
-        scored_candidates.append(scored)
-
-    def reward_gold(c: dict) -> tuple[float, float]:
-        return (sum(c["correct"]) / len(c["correct"]), sum(c["f1"]) / len(c["f1"]))
-
-    def reward_cloze(c: dict) -> float:
-        return sum(c["cloze"]) / len(c["cloze"]) if c["cloze"] else 0.0
-
-    # max() keeps the first of equals: ties go to the lower index (deterministic).
-    best_gold = max(range(len(scored_candidates)), key=lambda i: reward_gold(scored_candidates[i]))
-    best_cloze = max(range(len(scored_candidates)), key=lambda i: reward_cloze(scored_candidates[i]))
-    results["best_of_k"] = {**scored_candidates[best_gold], "chosen": best_gold}
-    results["best_of_k_cloze"] = {**scored_candidates[best_cloze], "chosen": best_cloze}
+    scored_candidates = score_candidates(host, source, questions, cloze, replay, args, start=0)
+    results.update(choose(scored_candidates))
     return {
         "passage_id": passage.passage_id,
         "n_questions": len(questions),
@@ -164,13 +210,25 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
     }
 
 
+def family_rows(record: dict) -> dict[str, dict]:
+    """``best_of_k:<family>``: best-of-K among one family's candidates, when the K span several."""
+    by_family: dict[str, list[dict]] = {}
+    for candidate in record.get("candidates", []):
+        by_family.setdefault(candidate["family"], []).append(candidate)
+    if len(by_family) < 2:
+        return {}
+    return {f"best_of_k:{family}": choose(group)["best_of_k"] for family, group in by_family.items()}
+
+
 def summarize(records: list[dict]) -> list[dict]:
+    records = [{**r, "methods": {**r["methods"], **family_rows(r)}} for r in records]
     methods = list(dict.fromkeys(m for r in records for m in r["methods"]))
     order = [
         "base",
         "passage",
         *[m for m in methods if m.startswith("self_edit:")],
         *sorted(m for m in methods if m.startswith("policy:")),
+        *sorted(m for m in methods if m.startswith("best_of_k:")),
         "best_of_k",
         "best_of_k_cloze",
         "in_context",
@@ -204,11 +262,28 @@ def print_table(rows: list[dict], n_passages: int, seconds: float) -> None:
         )
 
 
-def _rewrite(path: Path, records: dict[str, dict]) -> None:
-    """Replace the per-passage file atomically (a record gained rows)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
-    tmp.replace(path)
+def _read_records(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    return {r["passage_id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def _store(path: Path, record: dict) -> None:
+    """Add or replace ``record`` in the per-passage file, atomically and under a lock (shards share it)."""
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = _read_records(path)
+        records[record["passage_id"]] = record
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
+        tmp.replace(path)
+
+
+def _shard(value: str) -> tuple[int, int]:
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {value!r}")
+    return int(index), int(count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-squad.json"))
     parser.add_argument(
+        "--shard",
+        type=_shard,
+        help="I/N: run only every N-th passage of the sample from the I-th (0-based), so N processes "
+        "can share one --out; then --report-only writes the summary",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="only summarise the passages already in <out>.passages.jsonl (no model work)",
@@ -261,11 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     policies = [PolicyRef.from_dir(path) for path in args.policy]
     partial = args.out.with_suffix(".passages.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            record = json.loads(line)
-            done[record["passage_id"]] = record
+    done = _read_records(partial)
+    if args.shard:
+        index, count = args.shard
+        passages = passages[index::count]
     records = []
     for passage in passages:
         record = done.get(passage.passage_id)
@@ -273,14 +353,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if record is None:
             record = run_passage(host, passage, replay["replay"], args)
-            with partial.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            _store(partial, record)
         missing = [p for p in policies if policy_method(p) not in record["methods"]]
-        if missing and not args.report_only:
+        if not args.report_only:
+            extended = extend_candidates(host, passage, record, replay["replay"], args)
             for policy in missing:
                 record["methods"][policy_method(policy)] = policy_row(host, passage, policy, replay["replay"], args)
-            done[passage.passage_id] = record
-            _rewrite(partial, done)
+            if extended or missing:
+                _store(partial, record)
         records.append(record)
         rows = summarize(records)
         log.info(
@@ -294,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(r["seconds"] for r in records) / max(1, len(records))
     rows = summarize(records)
     print_table(rows, len(records), seconds)
+    if args.shard:
+        print(f"shard {args.shard[0]}/{args.shard[1]} done; --report-only without --shard writes {args.out}")
+        return 0
     config = {
         k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "policy" else v)
         for k, v in vars(args).items()
