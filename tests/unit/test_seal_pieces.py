@@ -168,8 +168,17 @@ def test_candidates_of_several_families_also_report_each_familys_best():
     rows = {r["method"]: r for r in summarize([record])}
     assert rows["best_of_k:rewrite"]["accuracy"] == 0.5 and rows["best_of_k:self_qa"]["accuracy"] == 1.0
     assert rows["best_of_k"]["accuracy"] == 1.0
-    best = [m for m in rows if m.startswith("best_of_k")]
-    assert best == ["best_of_k:rewrite", "best_of_k:self_qa", "best_of_k", "best_of_k_cloze"]
+    assert [rows[f"best_of_{j}"]["accuracy"] for j in (1, 2, 4)] == [0.0, 0.0, 0.5], "the first j candidates"
+    best = [m for m in rows if m.startswith("best_of")]
+    assert best == [
+        "best_of_1",
+        "best_of_2",
+        "best_of_4",
+        "best_of_k:rewrite",
+        "best_of_k:self_qa",
+        "best_of_k",
+        "best_of_k_cloze",
+    ]
 
 
 def test_a_larger_k_extends_only_records_drawn_with_the_same_families():

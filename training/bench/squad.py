@@ -210,24 +210,33 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
     }
 
 
-def family_rows(record: dict) -> dict[str, dict]:
-    """``best_of_k:<family>``: best-of-K among one family's candidates, when the K span several."""
+def subset_rows(record: dict) -> dict[str, dict]:
+    """Best-of-K among some of the candidates: the first 1, 2, 4, ... (``best_of_<j>``, how
+    the choice grows with K) and, when the K span several families, each family's
+    own (``best_of_k:<family>``)."""
+    candidates = record.get("candidates", [])
+    rows = {}
+    j = 1
+    while j < len(candidates):
+        rows[f"best_of_{j}"] = choose(candidates[:j])["best_of_k"]
+        j *= 2
     by_family: dict[str, list[dict]] = {}
-    for candidate in record.get("candidates", []):
+    for candidate in candidates:
         by_family.setdefault(candidate["family"], []).append(candidate)
-    if len(by_family) < 2:
-        return {}
-    return {f"best_of_k:{family}": choose(group)["best_of_k"] for family, group in by_family.items()}
+    if len(by_family) > 1:
+        rows.update({f"best_of_k:{family}": choose(group)["best_of_k"] for family, group in by_family.items()})
+    return rows
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    records = [{**r, "methods": {**r["methods"], **family_rows(r)}} for r in records]
+    records = [{**r, "methods": {**r["methods"], **subset_rows(r)}} for r in records]
     methods = list(dict.fromkeys(m for r in records for m in r["methods"]))
     order = [
         "base",
         "passage",
         *[m for m in methods if m.startswith("self_edit:")],
         *sorted(m for m in methods if m.startswith("policy:")),
+        *sorted((m for m in methods if m.startswith("best_of_") and m[8:].isdigit()), key=lambda m: int(m[8:])),
         *sorted(m for m in methods if m.startswith("best_of_k:")),
         "best_of_k",
         "best_of_k_cloze",
