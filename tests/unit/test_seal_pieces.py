@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from training.bench.squad import _shard, _store, choose, extend_candidates, summarize
-from training.bench.stats import mean_interval, wilson_interval
+from training.bench.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.candidates import GRID, assign
 from training.learn import (
     FactToLearn,
@@ -100,6 +100,16 @@ def test_wilson_interval_brackets_the_rate():
     assert lo < 0.5 < hi and 0 <= lo and hi <= 1
     assert wilson_interval(0, 0) == (0.0, 0.0)
     assert mean_interval([1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_the_squad_goal_is_resampled_by_passage():
+    # 3 passages of 10 questions: best-of-K 5, 3, 4 correct; the passage alone 2, 3, 1; in context 5, 5, 5.
+    passages = [(10, 5, 2, 5), (10, 3, 3, 5), (10, 4, 1, 5)]
+    out = bootstrap_gain_and_ratio(passages, resamples=2000, seed=0)
+    assert out["gain_points"] == pytest.approx(20.0) and out["ratio"] == pytest.approx(0.8)
+    assert 0.0 <= out["gain_ci95"][0] <= 20.0 <= out["gain_ci95"][1] <= 40.0
+    assert out["ratio_ci95"][0] >= 0.6 and out["ratio_ci95"][1] == pytest.approx(1.0)
+    assert out == bootstrap_gain_and_ratio(passages, resamples=2000, seed=0), "seeded"
 
 
 def test_squad_loading_and_seeded_sampling(tmp_path):

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from training.adapters import AdapterHost
-from training.bench.stats import mean_interval, wilson_interval
+from training.bench.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.candidates import DEFAULT_CHOICE, GRID, assign, propose_candidates
 from training.inner_loop import applied, mix_replay, text_examples
 from training.lora import TrainConfig
@@ -260,6 +260,21 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
+def goal(records: list[dict]) -> dict:
+    """The issue's goal: best-of-K against LoRA on the passage alone (points) and the in-context ceiling (ratio)."""
+    return bootstrap_gain_and_ratio(
+        [
+            (
+                r["n_questions"],
+                sum(r["methods"]["best_of_k"]["correct"]),
+                sum(r["methods"]["passage"]["correct"]),
+                sum(r["methods"]["in_context"]["correct"]),
+            )
+            for r in records
+        ]
+    )
+
+
 def print_table(rows: list[dict], n_passages: int, seconds: float) -> None:
     print(f"\nSQuAD knowledge incorporation: {n_passages} passages, {seconds:.0f} s per passage")
     print(f"{'method':28}{'accuracy':>10}{'95% CI':>18}{'F1':>8}{'questions':>11}")
@@ -383,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(r["seconds"] for r in records) / max(1, len(records))
     rows = summarize(records)
     print_table(rows, len(records), seconds)
+    target = goal(records) if records else None
+    if target:
+        print(
+            f"best_of_k: {target['gain_points']:+.1f} points over the passage alone "
+            f"(95 % {target['gain_ci95'][0]:.1f} to {target['gain_ci95'][1]:.1f}; goal >= 10), "
+            f"{target['ratio'] * 100:.1f} % of in_context "
+            f"({target['ratio_ci95'][0] * 100:.0f}-{target['ratio_ci95'][1] * 100:.0f} %; goal >= 90 %), "
+            f"bootstrap over passages"
+        )
     if args.shard:
         print(f"shard {args.shard[0]}/{args.shard[1]} done; --report-only without --shard writes {args.out}")
         return 0
@@ -402,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n_passages": len(records),
                 "seconds_per_passage": round(seconds, 1),
                 "rows": rows,
+                "goal": target,
                 "passage_ids": [r["passage_id"] for r in records],
                 "policies": {policy_method(p): str(p.path) for p in policies},
             },
