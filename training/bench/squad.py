@@ -16,7 +16,7 @@ self-edit policy, ``--policy DIR``, same prompt family, seed and settings as the
 ``in_context`` (the passage in the prompt; the ceiling). Accuracy: a normalised
 gold answer contained in the first 64 generated tokens; also SQuAD F1.
 
-Per-passage results are appended to ``<out>.passages.jsonl`` as they finish, so an
+Per-passage results are stored in ``<out>.passages.jsonl`` as they finish, so an
 interrupted run resumes where it stopped; adding ``--policy`` to a finished run
 computes only the new rows, and a larger ``--k`` (more ``--candidate-families``)
 adds only the new candidates, then chooses again among all of them.
@@ -72,6 +72,10 @@ def _train_and_grade(host, name: str, texts: list[str], choice, seed: int, quest
 
 def _source(passage: Passage) -> str:
     return f"{passage.title}\n{passage.context}"
+
+
+def _cloze(passage: Passage, args) -> list:
+    return cloze_probes(passage.context, n=4, seed=args.seed)
 
 
 def _questions(passage: Passage) -> list:
@@ -168,7 +172,7 @@ def extend_candidates(host: AdapterHost, passage: Passage, record: dict, replay,
             )
     started = time.perf_counter()
     source = _source(passage)
-    cloze = cloze_probes(passage.context, n=4, seed=args.seed)
+    cloze = _cloze(passage, args)
     record["candidates"] = have + score_candidates(host, source, _questions(passage), cloze, replay, args, len(have))
     record["methods"].update(choose(record["candidates"]))
     record["seconds"] = round(record["seconds"] + time.perf_counter() - started, 1)
@@ -179,7 +183,7 @@ def run_passage(host: AdapterHost, passage: Passage, replay, args) -> dict:
     model, tokenizer = host.peft, host.tokenizer
     source = _source(passage)
     questions = _questions(passage)
-    cloze = cloze_probes(passage.context, n=4, seed=args.seed)
+    cloze = _cloze(passage, args)
     started = time.perf_counter()
     results: dict[str, dict] = {}
 
