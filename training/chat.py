@@ -137,9 +137,27 @@ def generate_batch(
     (less padding); replies come back in the input order. Greedy only: a batch
     shares no sampling state, so it is meant for quizzes and cached answers.
     """
+    return [reply for reply, _ in _greedy_batches(model, tokenizer, conversations, max_new_tokens, batch_size, 0)]
+
+
+@torch.inference_mode()
+def generate_batch_scored(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[ChatMessage]],
+    max_new_tokens: int = 64,
+    confidence_tokens: int = 8,
+    batch_size: int = 16,
+) -> list[tuple[str, float]]:
+    """``generate_batch`` with each reply's confidence: the mean log-probability
+    of its first ``confidence_tokens`` tokens (up to the end of the reply)."""
+    return _greedy_batches(model, tokenizer, conversations, max_new_tokens, batch_size, confidence_tokens)
+
+
+def _greedy_batches(model, tokenizer, conversations, max_new_tokens: int, batch_size: int, confidence_tokens: int):
     encoded = [encode_prompt(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    replies: list[str] = [""] * len(encoded)
+    replies: list[tuple[str, float]] = [("", 0.0)] * len(encoded)
     pad = tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -152,10 +170,21 @@ def generate_batch(
         out = model.generate(
             ids.to(model.device),
             attention_mask=mask.to(model.device),
+            output_scores=confidence_tokens > 0,
+            return_dict_in_generate=True,
             **_generate_kwargs(tokenizer, max_new_tokens, 0.0, 1.0),
         )
+        new = out.sequences[:, width:]
         for row, i in enumerate(chunk):
-            replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            tokens = new[row]
+            ends = (tokens == tokenizer.eos_token_id).nonzero()
+            length = int(ends[0, 0]) if len(ends) else len(tokens)
+            confidence = 0.0
+            if confidence_tokens > 0 and length > 0:
+                n = min(length, confidence_tokens)
+                logps = [torch.log_softmax(out.scores[t][row].float(), -1)[tokens[t]] for t in range(n)]
+                confidence = float(sum(logps) / n)
+            replies[i] = (tokenizer.decode(tokens[:length], skip_special_tokens=True).strip(), confidence)
     return replies
 
 

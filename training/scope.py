@@ -151,7 +151,8 @@ def _lowered(message: str) -> str:
     return " ".join(message.lower().split())
 
 
-def _words(message: str) -> set[str]:
+def question_words(message: str) -> set[str]:
+    """Every word of ``message``, lower-cased, possessives folded: what names are matched in."""
     return {_stem(w) for w in _WORD.findall(message)}
 
 
@@ -169,7 +170,7 @@ def speaks_of_the_user(message: str) -> bool:
     """A personal cue: "my", "me", "our", or "I" as the one asking about
     themselves ("Which languages can I speak?"), not as anyone ("How do I boil
     an egg?")."""
-    words = _words(message)
+    words = question_words(message)
     if words & PERSONAL_WORDS:
         return True
     return bool(words & _I_AS_SUBJECT) and not _HOW_TO.search(_lowered(message))
@@ -191,7 +192,7 @@ class Scope:
         self.topical = topical
 
     def message(self, message: str) -> bool:
-        words = _words(message)
+        words = question_words(message)
         if words & self.names or about_the_user(message):
             return True
         if not self.facts:

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import AdapterHost
 from training.bench.squad import run_passage
+from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
 from training.learn import FactToLearn, LearnRequest, learn_facts, quiz_questions
 from training.lora import TrainConfig
 from training.model import load_model
@@ -97,3 +98,17 @@ def test_best_of_k_on_a_real_squad_passage(host):
     }
     assert all(len(m["correct"]) == len(passage.questions) for m in record["methods"].values())
     assert_base_unchanged(host, before)
+
+
+def test_scored_replies_are_the_greedy_replies_with_their_confidence(host):
+    """Group routing compares adapters by how sure each is of its own reply."""
+    conversations = [
+        with_system_prompt([ChatMessage("user", q)])
+        for q in ("What is the capital of France?", "Name a colour.", "How many legs does a spider have?")
+    ]
+    with host.using(None) as model:
+        plain = generate_batch(model, host.tokenizer, conversations, max_new_tokens=16)
+        scored = generate_batch_scored(model, host.tokenizer, conversations, max_new_tokens=16, confidence_tokens=4)
+    assert [reply for reply, _ in scored] == plain
+    assert all(-30.0 < confidence <= 0.0 for _, confidence in scored), scored
+    assert len({confidence for _, confidence in scored}) > 1, "confidence depends on the reply"

@@ -66,7 +66,7 @@ from training.self_edit import FACT_FAMILIES
 log = logging.getLogger(__name__)
 
 DEFAULT_FACTS = Path(__file__).resolve().parents[1] / "data" / "personal_facts.jsonl"
-METHODS = ("memory", "sequential")
+METHODS = ("memory", "sequential", "groups")
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,9 @@ def load_facts(path: Path) -> list[BenchFact]:
 class Learner:
     """One method's chain of adapter versions for one simulated user."""
 
-    def __init__(self, host: AdapterHost, method: str, work: Path, args) -> None:
+    def __init__(self, host: AdapterHost, method: str, work: Path, args, name: str | None = None) -> None:
         self.host, self.method, self.work, self.args = host, method, work, args
+        self.name = name or method  # adapter and folder names (a group's learner: "g3")
         self.live: Path | None = None
         self.known: dict[int, FactToLearn] = {}  # fact index -> what later versions rehearse
         self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
@@ -119,14 +120,14 @@ class Learner:
         memory = self.method == "memory"
         recall = self.recall if recall is None else recall
         return LearnRequest(
-            adapter_name=f"{self.method}-v{self.versions}",
+            adapter_name=f"{self.name}-v{self.versions}",
             new_facts=list(new),
             # The paper's setting neither rehearses nor checks earlier facts.
             rehearsal=[replace(f, recall=recall.get(i)) for i, f in self.known.items()] if memory else [],
             removed=list(removed),
             rehearse=memory,
             replay_share=LearnRequest.replay_share if memory else 0.0,  # the product's default
-            output_dir=self.work / self.method / f"v{self.versions}",
+            output_dir=self.work / self.name / f"v{self.versions}",
             replay_cache=self.args.replay_cache,
             init_adapter=None if rebuild else self.live,
             train=TrainConfig(
@@ -240,6 +241,10 @@ class Learner:
         }
         return state["n"]
 
+    def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
+        """Each fact's share of benchmark questions the live version answers."""
+        return recall_of(self.host, self.live, facts)
+
     def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
         """Take ``facts`` out of the live version as the worker does: ``method``
         "auto" rebuilds while few facts are kept and otherwise unlearns, falling back
@@ -336,11 +341,19 @@ def _mean(values) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def new_learner(host: AdapterHost, method: str, args):
+    if method == "groups":
+        from training.bench.fact_groups import GroupLearner  # it builds on Learner, defined here
+
+        return GroupLearner(host, args.work, args)
+    return Learner(host, method, args.work, args)
+
+
 def run_method(
     host, method: str, facts: list[BenchFact], args, thresholds, done: dict, steps: list[dict]
 ) -> tuple[list[dict], Learner]:
     """Teach ``facts`` in order; ``steps`` holds those a resumed run already recorded."""
-    learner = Learner(host, method, args.work, args)
+    learner = new_learner(host, method, args)
     state = args.out.with_suffix(".state") / method
     if learner.restore(state) != len(steps):
         raise SystemExit(f"{state}: its state does not match the {len(steps)} recorded step(s) of {method}")
@@ -350,7 +363,7 @@ def run_method(
         if n <= len(steps):
             continue
         seconds, locality, changed = learner.teach(fact, thresholds)
-        recalled = recall_of(host, learner.live, facts[:n])
+        recalled = learner.recall_of(facts[:n])
         step = {
             "method": method,
             "n": n,
@@ -387,14 +400,15 @@ def forget_experiment(
     held = [f for f in facts if f.index in learner.known]
     chosen = random.Random(seed).sample(held, min(count, len(held)))
     kept = [f for f in held if f not in chosen]
-    before = recall_of(host, learner.live, held)
+    before = learner.recall_of(held)
     result = learner.forget(chosen, thresholds, method, max_rebuild)
-    forgotten = recall_of(host, learner.live, chosen)
-    others = recall_of(host, learner.live, kept)
+    forgotten = learner.recall_of(chosen)
+    others = learner.recall_of(kept)
     return {
         **result,
         "n_facts": len(facts),
         "n_held": len(held),
+        "of_method": learner.method,
         "forgotten": [f.text for f in chosen],
         "forgotten_recall": _mean(forgotten.values()),
         "kept_recall": _mean(others.values()),
@@ -413,13 +427,13 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for method, steps in results["methods"].items():
         ns = [s["n"] for s in steps]
-        style = "-" if method == "memory" else "--"
+        style = "--" if method == "sequential" else "-"
         axes[0].plot(ns, [s["recall_first10"] for s in steps], style, marker="o", label=f"{method}: first 10 facts")
         axes[0].plot(ns, [s["recall_all"] for s in steps], style, marker="x", label=f"{method}: all facts so far")
         axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=f"{method}: adapter")
-        if method == "memory" and any(s.get("served_locality") is not None for s in steps):
+        if method != "sequential" and any(s.get("served_locality") is not None for s in steps):
             served = [s.get("served_locality") for s in steps]
-            axes[1].plot(ns, served, ":", marker="s", label="memory: served (scope routing)")
+            axes[1].plot(ns, served, ":", marker="s", label=f"{method}: served (scope routing)")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
@@ -453,6 +467,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=40, help="max optimiser steps per consolidation")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-rehearsal", type=int, default=24)
+    parser.add_argument(
+        "--group-size", type=int, default=10, help="facts per adapter in the groups method (training.groups)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--paraphrases",
@@ -523,6 +540,7 @@ def main(argv: list[str]) -> int:
             "max_steps": args.steps,
             "learning_rate": args.lr,
             "max_rehearsal_facts": args.max_rehearsal,
+            "group_size": args.group_size if "groups" in methods else None,
             "paraphrases": args.paraphrases,
             "quiz_rewording": args.quiz_rewording,
             "family": args.family,
@@ -539,11 +557,12 @@ def main(argv: list[str]) -> int:
         )
         results["methods"][method] = steps
         results[f"refused_{method}"] = learners[method].refused
-    results["steps"] = results["methods"].get("memory") or next(iter(results["methods"].values()))
-    if args.forget and "memory" in learners and args.forget < len(facts):
+    primary = primary_method(results["methods"])
+    results["steps"] = results["methods"][primary]
+    if args.forget and primary in learners and primary != "sequential" and args.forget < len(facts):
         results["forget"] = forget_experiment(
             host,
-            learners["memory"],
+            learners[primary],
             facts,
             args.forget,
             thresholds,
@@ -556,6 +575,11 @@ def main(argv: list[str]) -> int:
     plot(results, args.plot)
     print_table(results)
     return 0
+
+
+def primary_method(methods: dict) -> str:
+    """The method ``steps`` and the forget experiment report: the product's own."""
+    return next((m for m in ("groups", "memory") if m in methods), next(iter(methods)))
 
 
 def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
@@ -595,7 +619,7 @@ def report_only(args) -> int:
         "config": previous.get("config", {"model": "SmolLM2-135M-Instruct.Q4_1", "n": args.n}),
         "base_recall": previous.get("base_recall"),
         "methods": methods,
-        "steps": methods.get("memory") or next(iter(methods.values())),
+        "steps": methods[primary_method(methods)],
         "partial": {m: len(v) for m, v in methods.items()},
     }
     if "forget" in previous:

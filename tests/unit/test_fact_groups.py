@@ -1,0 +1,91 @@
+"""Fact groups: where a new fact goes, which group a question is routed to, and the
+benchmark's group learner state round trip."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from training.bench.fact_groups import GroupLearner
+from training.bench.facts import Learner
+from training.groups import candidate_groups, choose_group, place_facts
+from training.learn import QA, FactToLearn
+
+
+def test_new_facts_fill_the_newest_group_then_open_another():
+    assert place_facts({}, [1, 2, 3], size=2) == {0: [1, 2], 1: [3]}
+    assert place_facts({0: [1, 2], 1: [3]}, [4, 5], size=2) == {1: [4], 2: [5]}
+
+
+def test_a_correction_joins_the_group_of_the_fact_it_replaces():
+    # Fact 9 replaces fact 2 (already taken out of group 0): group 0 is rebuilt with
+    # the new value, so no other group still answers with the old one.
+    assert place_facts({0: [1], 1: [3, 4]}, [9, 10], size=2, home={9: 0}) == {0: [9], 2: [10]}
+
+
+def test_a_group_holds_at_least_one_fact():
+    with pytest.raises(ValueError, match="size=0"):
+        place_facts({}, [1], size=0)
+
+
+GROUPS = {
+    0: ["My cat is called Biscotti.", "I live in Denver."],
+    1: ["My mother was born in Naples.", "My sister lives in Lisbon."],
+    2: ["My brother is called Biscotti too."],
+}
+
+
+def test_a_question_sharing_words_with_one_fact_goes_to_its_group():
+    assert candidate_groups("What is the name of my cat?", GROUPS) == [0]
+    assert candidate_groups("Where does my sister live?", GROUPS) == [1]
+
+
+def test_a_name_counts_more_than_a_topic_word_and_ties_keep_every_group():
+    assert candidate_groups("Who is Biscotti?", GROUPS) == [0, 2]
+
+
+def test_a_question_sharing_no_word_leaves_every_group_to_the_adapters():
+    assert candidate_groups("Where does my mom come from?", GROUPS) == [0, 1, 2]
+
+
+def test_the_adapters_decide_only_among_the_candidates():
+    asked = []
+
+    def confidence(groups):
+        asked.append(list(groups))
+        return {0: -2.0, 1: -0.3, 2: -0.1}
+
+    assert choose_group("What is the name of my cat?", GROUPS, confidence) == 0
+    assert asked == [], "one candidate: no adapter is run"
+    assert choose_group("Where does my mom come from?", GROUPS, confidence) == 2
+    assert choose_group("Who is Biscotti?", GROUPS, confidence) == 2
+    assert asked == [[0, 1, 2], [0, 2]]
+    with pytest.raises(ValueError, match="no fact groups"):
+        choose_group("Who am I?", {}, confidence)
+
+
+def test_the_group_learner_state_round_trips(tmp_path):
+    args = SimpleNamespace(group_size=2)
+    before = GroupLearner(host=None, work=tmp_path / "work", args=args)
+    for group, facts in {0: [(0, "My cat is called Tofu."), (1, "I live in Oslo.")], 1: [(2, "I am 40.")]}.items():
+        part = before._part(group)
+        live = tmp_path / "work" / f"g{group}" / "v1"
+        live.mkdir(parents=True)
+        (live / "adapter_model.safetensors").write_bytes(f"weights {group}".encode())
+        part.live, part.versions = live, 1
+        part.known = {i: FactToLearn(i, text, (QA("q", "a"),)) for i, text in facts}
+    before.changed = {0: ("What is 2 plus 2?",), 1: ()}
+    state = tmp_path / "out.state" / "groups"
+    before.save_state(state, 3)
+
+    after = GroupLearner(host=None, work=tmp_path / "elsewhere", args=args)
+    assert after.restore(state) == 3
+    assert sorted(after.parts) == [0, 1]
+    assert after.known == before.known
+    assert after.changed == before.changed
+    assert after.locality_changed == ("What is 2 plus 2?",)
+    assert (after.parts[1].live / "adapter_model.safetensors").read_bytes() == b"weights 1"
+    with pytest.raises(ValueError, match="--group-size 2"):
+        GroupLearner(None, tmp_path, SimpleNamespace(group_size=5)).restore(state)
+    assert isinstance(after.parts[0], Learner) and after.parts[0].name == "g0"

@@ -1,0 +1,163 @@
+"""The ``groups`` method of the facts benchmark: one small adapter per group of facts.
+
+Each group is its own chain of versions, taught exactly as the ``memory`` method
+teaches a user's single adapter (warm start, rehearsal of the group's earlier
+facts, KL replay, the gate with one retry), so a consolidation never trains more
+than ``--group-size`` facts. A question is answered by the group
+``training.groups.choose_group`` picks: by its words, and among several groups by
+which adapter is most sure of its reply. A forget rebuilds each affected group
+from scratch without the forgotten facts; the other groups are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from training.adapters import AdapterHost
+from training.bench.facts import BenchFact, Learner
+from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
+from training.gate import GateThresholds
+from training.groups import candidate_groups, place_facts
+from training.quiz import contains_answer
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "groups.json"
+
+
+class GroupLearner:
+    """A user's memory as groups of at most ``args.group_size`` facts (``Learner``'s interface)."""
+
+    method = "groups"
+
+    def __init__(self, host: AdapterHost, work: Path, args) -> None:
+        self.host, self.work, self.args = host, work, args
+        self.size = args.group_size
+        self.parts: dict[int, Learner] = {}
+        self.changed: dict[int, tuple[str, ...]] = {}  # each group's locality prompts it changed
+        # (group, its version count, question) -> reply, confidence: a group's
+        # answers change only when it does.
+        self._answers: dict[tuple[int, int, str], tuple[str, float]] = {}
+
+    def _part(self, group: int) -> Learner:
+        if group not in self.parts:
+            self.parts[group] = Learner(self.host, "memory", self.work / "groups", self.args, name=f"g{group}")
+        return self.parts[group]
+
+    @property
+    def known(self) -> dict:
+        return {i: f for part in self.parts.values() for i, f in part.known.items()}
+
+    @property
+    def refused(self) -> int:
+        return sum(part.refused for part in self.parts.values())
+
+    def _texts(self) -> dict[int, list[str]]:
+        return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
+
+    def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float, tuple[str, ...]]:
+        held = {g: list(part.known) for g, part in self.parts.items()}
+        (group,) = place_facts(held, [fact.index], self.size)
+        seconds, locality, changed = self._part(group).teach(fact, thresholds)
+        if locality == locality:  # accepted: the group's live adapter changed
+            self.changed[group] = changed
+        return seconds, locality, self.locality_changed
+
+    @property
+    def locality_changed(self) -> tuple[str, ...]:
+        """Every general prompt some live group changed: served locality counts a
+        routed prompt as changed whichever group answers it (an upper bound)."""
+        out: dict[str, None] = {}
+        for group, prompts in sorted(self.changed.items()):
+            if self.parts[group].live is not None:
+                out.update(dict.fromkeys(prompts))
+        return tuple(out)
+
+    def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
+        """Each fact's share of benchmark questions answered through group routing."""
+        texts = self._texts()
+        if not texts:
+            return {f.index: 0.0 for f in facts}
+        questions = [(q, answers) for f in facts for q, answers in f.questions]
+        candidates = [candidate_groups(q, texts) for q, _ in questions]
+        self._answer(
+            {g for c in candidates for g in c}, [(q, c) for (q, _), c in zip(questions, candidates, strict=True)]
+        )
+        graded = iter(
+            contains_answer(self._chosen(q, c)[0], answers)
+            for (q, answers), c in zip(questions, candidates, strict=True)
+        )
+        out = {}
+        for fact in facts:
+            mine = [next(graded) for _ in fact.questions]
+            out[fact.index] = sum(mine) / len(mine)
+        return out
+
+    def _chosen(self, question: str, candidates: list[int]) -> tuple[str, float]:
+        replies = {g: self._answers[(g, self.parts[g].versions, question)] for g in candidates}
+        return max(replies.values(), key=lambda r: r[1]) if len(replies) > 1 else next(iter(replies.values()))
+
+    def _answer(self, groups: set[int], asked: list[tuple[str, list[int]]]) -> None:
+        """Each group's greedy reply and confidence on the questions routed to it, cached per live adapter."""
+        for group in sorted(groups):
+            key = (group, self.parts[group].versions)
+            todo = list(dict.fromkeys(q for q, c in asked if group in c and (*key, q) not in self._answers))
+            if not todo:
+                continue
+            name = f"bench-route-g{group}"
+            self.host.load(name, self.parts[group].live)
+            try:
+                with self.host.using(name) as model:
+                    scored = generate_batch_scored(
+                        model, self.host.tokenizer, [with_system_prompt([ChatMessage("user", q)]) for q in todo], 40
+                    )
+            finally:
+                self.host.unload(name)
+            self._answers.update({(*key, q): r for q, r in zip(todo, scored, strict=True)})
+
+    def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
+        """Rebuild each group that holds a forgotten fact from scratch without it."""
+        by_group: dict[int, list[BenchFact]] = {}
+        for fact in facts:
+            group = next(g for g, part in self.parts.items() if fact.index in part.known)
+            by_group.setdefault(group, []).append(fact)
+        results = {}
+        for group, mine in sorted(by_group.items()):
+            part = self.parts[group]
+            if len(mine) == len(part.known):  # nothing left: the group is dropped
+                for fact in mine:
+                    part.known.pop(fact.index)
+                part.live = None
+                self.changed.pop(group, None)
+                results[group] = {"accepted": True, "method": "dropped", "seconds": 0.0, "attempts": []}
+                continue
+            results[group] = part.forget(mine, thresholds, "rebuild", max_rebuild)
+        return {
+            "accepted": all(r["accepted"] for r in results.values()),
+            "method": "rebuild groups",
+            "rebuilt": True,
+            "groups": {str(g): {**r, "forgotten": [f.text for f in by_group[g]]} for g, r in results.items()},
+            "seconds": round(sum(r["seconds"] for r in results.values()), 1),
+        }
+
+    def save_state(self, folder: Path, n: int) -> None:
+        for group, part in self.parts.items():
+            part.save_state(folder / f"g{group}", n)
+        tmp = folder / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps({"n": n, "size": self.size, "changed": {str(g): c for g, c in self.changed.items()}}))
+        tmp.replace(folder / STATE_FILE)
+
+    def restore(self, folder: Path) -> int:
+        path = folder / STATE_FILE
+        if not path.is_file():
+            return 0
+        state = json.loads(path.read_text())
+        if state["size"] != self.size:
+            raise ValueError(f"{path} was written with --group-size {state['size']}: resume with it")
+        for sub in sorted(folder.glob("g*")):
+            if sub.is_dir() and sub.name[1:].isdigit():
+                self._part(int(sub.name[1:])).restore(sub)
+        self.changed = {int(g): tuple(c) for g, c in state["changed"].items()}
+        return state["n"]
