@@ -27,7 +27,7 @@ from pathlib import Path
 from training.adapters import AdapterHost
 from training.bench.facts import DEFAULT_FACTS, load_facts
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
-from training.groups import candidate_groups, choose_group
+from training.groups import candidate_groups, choose_group, most_confident
 from training.learn import FACT_KL_WEIGHT, FactToLearn, LearnRequest, learn_facts
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -52,7 +52,6 @@ def main() -> None:
     }
     adapters = args.adapters / f"{args.facts_file.stem}-n{args.n}-g{args.group_size}-s{args.steps}"
     only = [int(g) for g in args.groups.split(",")] if args.groups else list(groups)
-    trained = {}
     for g in only:
         if (adapters / f"g{g}" / "adapter_model.safetensors").is_file():
             continue
@@ -68,8 +67,8 @@ def main() -> None:
                 train=TrainConfig(learning_rate=5e-4, max_steps=args.steps, seed=g, kl_weight=FACT_KL_WEIGHT),
             ),
         )
-        trained[g] = {"seconds": round(time.perf_counter() - started), "self_quiz": result.recall}
-        print(f"group {g}: {trained[g]}, locality {result.locality:.2f}", flush=True)
+        seconds = time.perf_counter() - started
+        print(f"group {g}: {seconds:.0f} s, self-quiz {result.recall:.2f}, locality {result.locality:.2f}", flush=True)
     if args.groups:
         return
 
@@ -82,28 +81,29 @@ def main() -> None:
             replies[g] = generate_batch_scored(model, host.tokenizer, conversations, max_new_tokens=40)
         host.unload(f"route-g{g}")
     texts = {g: [f.text for f in mine] for g, mine in groups.items()}
-    rules = {
-        "oracle": lambda i, q: next(g for g, mine in groups.items() if any(f.index == i for f in mine)),
-        "words": lambda i, q: candidate_groups(q, texts)[0],
-        "confidence": None,
-        "words+confidence": None,
-    }
+
+    def pick(rule: str, k: int, fact: int, question: str) -> int:
+        def scores(candidates):
+            return {g: replies[g][k][1] for g in candidates}
+
+        if rule == "oracle":
+            return fact // args.group_size
+        if rule == "words":
+            return candidate_groups(question, texts)[0]
+        if rule == "confidence":
+            return most_confident(list(groups), scores)
+        return choose_group(question, texts, scores)
+
     rows = {}
-    for rule in rules:
+    n_first = sum(1 for i, _, _ in questions if i < args.group_size)
+    for rule in ("oracle", "words", "confidence", "words+confidence"):
         right = recalled = first = 0
         for k, (i, q, answers) in enumerate(questions):
-            scores = lambda candidates, k=k: {g: replies[g][k][1] for g in candidates}  # noqa: E731
-            if rule == "confidence":
-                g = max(groups, key=lambda g, k=k: replies[g][k][1])
-            elif rule == "words+confidence":
-                g = choose_group(q, texts, scores)
-            else:
-                g = rules[rule](i, q)
+            g = pick(rule, k, i, q)
             ok = contains_answer(replies[g][k][0], answers)
-            right += g == rules["oracle"](i, q)
+            right += g == i // args.group_size
             recalled += ok
             first += ok and i < args.group_size
-        n_first = sum(1 for i, _, _ in questions if i < args.group_size)
         rows[rule] = {
             "right_group": round(right / len(questions), 3),
             "recall_all": round(recalled / len(questions), 3),

@@ -9,9 +9,10 @@ consolidation trains only the groups it touches (its cost bounded by ``size``,
 whatever the user's total), a forget rebuilds only the fact's own group from
 scratch, and the groups nobody touched keep their weights bit for bit.
 
-Which group answers a question is decided by the adapters themselves
-(``GroupRouter``): each group's adapter starts an answer, and the one most sure
-of it, measured against the base model's belief in the same words, answers.
+Which group answers a question (``choose_group``): the group of the fact that
+shares most words with it, and where that leaves several groups (or none
+shares a word), each candidate group's adapter starts an answer and the one
+most sure of its own reply answers (``most_confident``).
 """
 
 from __future__ import annotations
@@ -83,13 +84,18 @@ def candidate_groups(question: str, groups: Mapping[int, Sequence[str]]) -> list
 def choose_group(
     question: str, groups: Mapping[int, Sequence[str]], confidence: Callable[[Sequence[int]], Mapping[int, float]]
 ) -> int:
-    """The group whose adapter answers ``question``: the only candidate by words, or
-    among several the one whose adapter is most sure of its own answer
-    (``confidence(groups)``: each group's mean log-probability of the first tokens
-    of its greedy reply, ``chat.generate_batch_scored``)."""
+    """The group whose adapter answers ``question``: the only candidate by words
+    (``candidate_groups``), or among several the one ``most_confident`` picks."""
     if not groups:
         raise ValueError("no fact groups to route to")
-    candidates = candidate_groups(question, groups)
+    return most_confident(candidate_groups(question, groups), confidence)
+
+
+def most_confident(candidates: Sequence[int], confidence: Callable[[Sequence[int]], Mapping[int, float]]) -> int:
+    """The candidate group whose adapter is most sure of its own reply
+    (``confidence(groups)``: each group's mean log-probability of the first tokens
+    of its greedy reply, ``chat.generate_batch_scored``); the lowest group on a
+    tie. A single candidate is returned without running any adapter."""
     if len(candidates) == 1:
         return candidates[0]
     scores = confidence(candidates)

@@ -12,17 +12,14 @@ from scratch without the forgotten facts; the other groups are not touched.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.bench.facts import BenchFact, Learner
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
-from training.groups import candidate_groups, place_facts
+from training.groups import candidate_groups, most_confident, place_facts
 from training.quiz import contains_answer
-
-log = logging.getLogger(__name__)
 
 STATE_FILE = "groups.json"
 
@@ -96,8 +93,9 @@ class GroupLearner:
         return out
 
     def _chosen(self, question: str, candidates: list[int]) -> tuple[str, float]:
+        """The reply of the group routing picks among ``candidates`` (``choose_group``'s choice)."""
         replies = {g: self._answers[(g, self.parts[g].versions, question)] for g in candidates}
-        return max(replies.values(), key=lambda r: r[1]) if len(replies) > 1 else next(iter(replies.values()))
+        return replies[most_confident(candidates, lambda groups: {g: replies[g][1] for g in groups})]
 
     def _answer(self, groups: set[int], asked: list[tuple[str, list[int]]]) -> None:
         """Each group's greedy reply and confidence on the questions routed to it, cached per live adapter."""
