@@ -82,7 +82,8 @@ def _candidate_count(text: str) -> int:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> int:
-    """Queue a consolidation for a user now (after changing settings, or as an experiment)."""
+    """Queue a consolidation for a user now (after changing settings, or as an
+    experiment), or with ``--now`` run it in this process and print its outcome."""
     from sqlalchemy import select
 
     from app.db import session_scope
@@ -98,6 +99,11 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     options: dict = {k: False for k, off in (("rehearse", args.no_rehearse), ("warm_start", args.fresh)) if off}
     if args.k is not None:
         options["k"] = args.k
+    if args.now:
+        from app.memory.consolidation import consolidate_user_facts
+
+        print(consolidate_user_facts(user_id, options))
+        return 0
     enqueue_consolidation(user_id, options)
     print(f"queued a consolidation for user {user_id}{' with ' + str(options) if options else ''}")
     return 0
@@ -202,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin", action="store_true")
     p.add_argument("--password", default=None, help="optional: lets the user log in to the web UI")
     p.set_defaults(func=cmd_create_user)
-    p = sub.add_parser("consolidate", help="queue a consolidation of a user's facts now")
+    p = sub.add_parser("consolidate", help="queue (or with --now, run) a consolidation of a user's facts")
     p.add_argument("email")
     p.add_argument("--no-rehearse", action="store_true", help="ablation: do not rehearse earlier facts")
     p.add_argument("--fresh", action="store_true", help="ablation: start from a fresh adapter, not the live one")
     p.add_argument(
         "--k", type=_candidate_count, default=None, help="self-edit candidates this run (default SEALCHAT_SELF_EDIT_K)"
     )
+    p.add_argument("--now", action="store_true", help="run it in this process (no worker needed) and print what it did")
     p.set_defaults(func=cmd_consolidate)
     args = parser.parse_args(argv)
     return args.func(args)

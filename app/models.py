@@ -116,6 +116,10 @@ class AdapterVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_versions.id", ondelete="SET NULL"))
     fact_ids: Mapped[list] = mapped_column(JSON, default=list)
     fact_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The version's fact groups, one LoRA adapter each (app/memory/groups.py):
+    # {"<group>": {"fact_ids", "dir", "built", "sha256", "locality_changed"}};
+    # None for a version from before groups, whose directory is one adapter.
+    groups: Mapped[dict | None] = mapped_column(JSON)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     weights_sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)

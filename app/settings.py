@@ -57,6 +57,21 @@ class Settings(BaseSettings):
         le=100000,
         description="forgetting rebuilds from scratch up to this many kept facts; above, it unlearns (bounded)",
     )
+    fact_group_size: int = Field(
+        10,
+        alias="SEALCHAT_FACT_GROUP_SIZE",
+        ge=0,
+        le=100000,
+        description="facts per LoRA adapter: a user's facts are split into groups of at most this many, "
+        "one adapter each, and a consolidation trains only the group it touches (0: one adapter for all)",
+    )
+    group_retry_attempts: int = Field(
+        2,
+        alias="SEALCHAT_GROUP_RETRY_ATTEMPTS",
+        ge=1,
+        le=10,
+        description="a fact the gate refused this many times in its group is retried in a new group",
+    )
     train_paraphrases: bool = Field(
         False, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
     )
@@ -104,7 +119,12 @@ class Settings(BaseSettings):
 
     # Serving (web)
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
-    max_resident_adapters: int = Field(8, alias="SEALCHAT_MAX_RESIDENT_ADAPTERS", ge=1)
+    max_resident_adapters: int = Field(
+        32,
+        alias="SEALCHAT_MAX_RESIDENT_ADAPTERS",
+        ge=1,
+        description="LoRA adapters kept loaded (a user's version holds one per fact group)",
+    )
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
     scope_routing: bool = Field(
         True,

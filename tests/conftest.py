@@ -122,9 +122,14 @@ class Stack:
     data_dir: Path
     logs: Path
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run ``sealchat`` with the stack's settings (``env``: some changed)."""
         out = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-m", "app.cli", *args],
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout

@@ -100,3 +100,32 @@ def most_confident(candidates: Sequence[int], confidence: Callable[[Sequence[int
         return candidates[0]
     scores = confidence(candidates)
     return max(candidates, key=lambda g: (scores[g], -g))
+
+
+def next_group(
+    groups: Mapping[int, Sequence[int]],
+    new: Sequence[int],
+    removed: Mapping[int, int],
+    size: int,
+    home: Mapping[int, int] | None = None,
+    fresh: Sequence[int] = (),
+) -> tuple[int, list[int]] | None:
+    """The one group a consolidation trains next, and the new facts it learns.
+
+    ``groups``: the facts each group holds that stay (learnt, not being removed);
+    ``removed``: each fact leaving the weights, mapped to its group; ``home`` as in
+    ``place_facts``; ``fresh``: new facts the gate refused again and again in their
+    group (a group whose earlier facts every new version pushed out), which open
+    a new group instead. The lowest touched group goes first; facts placed in
+    other groups wait for the next run, so every run trains one bounded group and
+    one gate judges it. ``None`` when nothing is to be learnt or removed.
+    """
+    home = dict(home or {})
+    if fresh:
+        opened = max([*groups, *removed.values(), *home.values()], default=-1) + 1
+        home.update({fact: opened for fact in fresh if fact not in home})
+    placed = place_facts(groups, new, size, home)
+    touched = sorted({*placed, *removed.values()})
+    if not touched:
+        return None
+    return touched[0], placed.get(touched[0], [])

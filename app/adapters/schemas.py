@@ -17,6 +17,9 @@ class AdapterVersionOut(BaseModel):
     parent_id: int | None
     fact_ids: list[int]
     fact_count: int
+    groups: dict | None = Field(
+        description="fact groups, one LoRA adapter each: fact ids, sub-directory, the version that trained it"
+    )
     metrics: dict
     weights_sha256: str
     size_bytes: int

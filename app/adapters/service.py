@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from app.adapters import repository
+from app.adapters.groups import version_groups
 from app.errors import AppError, NotFound
+from app.memory import repository as facts_repository
 from app.models import AdapterVersion, User, VersionStatus, utcnow
 from app.redis_client import ADAPTER_CHANNEL, get_redis
 
@@ -23,22 +26,51 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class GroupRef:
+    """One adapter of a version: its unique loaded name, its directory, and the
+    texts of the facts it holds (what a question is routed by)."""
+
+    index: int
+    name: str
+    path: Path
+    facts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AdapterRef:
-    """What serving needs to route a user: a unique name and a directory."""
+    """What serving needs to route a user: the version's unique name and directory,
+    and its adapters, one per fact group (none given: the directory is one adapter)."""
 
     name: str
     path: Path
+    groups: tuple[GroupRef, ...] = ()
+
+    @property
+    def parts(self) -> tuple[GroupRef, ...]:
+        return self.groups or (GroupRef(0, self.name, self.path),)
 
 
-def ref_for(version: AdapterVersion | None) -> AdapterRef | None:
-    return AdapterRef(version.name, Path(version.path)) if version is not None else None
+def ref_for(version: AdapterVersion | None, texts: Mapping[int, str] | None = None) -> AdapterRef | None:
+    """``texts``: fact id -> text, for routing among the version's groups."""
+    if version is None:
+        return None
+    texts = texts or {}
+    groups = tuple(
+        GroupRef(k, g.adapter_name(version.user_id), g.path, tuple(texts[i] for i in g.fact_ids if i in texts))
+        for k, g in sorted(version_groups(version).items())
+    )
+    return AdapterRef(version.name, Path(version.path), groups)
 
 
 def active_ref(session: Session, user: User) -> AdapterRef | None:
     session.refresh(user, ["active_adapter_id"])
     if user.active_adapter_id is None:
         return None
-    return ref_for(repository.get(session, user.active_adapter_id))
+    version = repository.get(session, user.active_adapter_id)
+    if version is None:
+        return None
+    texts = {f.id: f.text for f in facts_repository.by_ids(session, user.id, version.fact_ids or [])}
+    return ref_for(version, texts)
 
 
 def active_fact_ids(session: Session, user: User) -> list[int]:

@@ -72,7 +72,7 @@ def post_message(
     """Store the user's message, then stream the reply as SSE events ``token`` and ``done``."""
     conversation = service.get_conversation(session, user, conversation_id)
     message = service.add_user_message(session, conversation, content)
-    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge, engine.topical)
+    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge, engine.topical, engine.choose)
     session.commit()
     cancel = threading.Event()
     adapter_name = plan.adapter_name
@@ -83,7 +83,13 @@ def post_message(
         yield {"event": "user", "data": json.dumps({"id": message.id})}
         try:
             stream = engine.stream(
-                user_id, plan.ref, plan.prompt, max_tokens, cancel=cancel, use_adapter=plan.use_adapter
+                user_id,
+                plan.ref,
+                plan.prompt,
+                max_tokens,
+                cancel=cancel,
+                use_adapter=plan.use_adapter,
+                adapter=plan.adapter,
             )
             async for piece in iterate_in_threadpool(stream):
                 pieces.append(piece)

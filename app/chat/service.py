@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -20,6 +20,8 @@ from training.scope import Topical, in_scope
 
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64
+# The serving engine's choice among a version's group adapters: (user id, version, question) -> adapter name.
+Chooser = Callable[[int, AdapterRef, str], str]
 HISTORY_MESSAGES = 12  # the 135M model's context is short; older turns are dropped
 
 
@@ -106,6 +108,7 @@ class ReplyPlan:
     prompt: list[ChatMessage]
     ref: AdapterRef | None
     personal: bool
+    adapter: str | None = None  # which of the version's group adapters answers
 
     @property
     def use_adapter(self) -> bool:
@@ -113,7 +116,13 @@ class ReplyPlan:
 
     @property
     def adapter_name(self) -> str | None:
-        return self.ref.name if self.use_adapter and self.ref else None
+        """Who answered, as shown and stored: the version, and its group when it has several."""
+        if not self.use_adapter or self.ref is None:
+            return None
+        if len(self.ref.parts) == 1:
+            return self.ref.name
+        (part,) = (p for p in self.ref.parts if p.name == self.adapter)
+        return f"{self.ref.name}/g{part.index}"
 
     @property
     def scope(self) -> str:
@@ -121,13 +130,28 @@ class ReplyPlan:
 
 
 def prepare_reply(
-    session: Session, user: User, history: Sequence[ChatMessage], bridge: bool, topical: Topical | None = None
+    session: Session,
+    user: User,
+    history: Sequence[ChatMessage],
+    bridge: bool,
+    topical: Topical | None = None,
+    choose: Chooser | None = None,
 ) -> ReplyPlan:
-    """Everything a reply needs from the database, read before streaming starts:
-    the prompt, the user's active adapter as the database says right now, and the
-    routing decision (``topical``: the serving engine's topic check)."""
+    """Everything a reply needs, settled before streaming starts: the prompt, the
+    user's active version as the database says right now, the routing decision
+    (``topical``: the serving engine's topic check) and which of the version's
+    fact-group adapters answers (``choose``: the engine's, on the last user message)."""
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
         personal = in_scope(history, known_facts(session, user, active_fact_ids(session, user)), topical)
-    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal)
+    adapter = None
+    if ref is not None and personal:
+        if len(ref.parts) == 1:
+            adapter = ref.parts[0].name
+        elif choose is None:
+            raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: a chooser must pick the adapter")
+        else:
+            asked = next((m.content for m in reversed(history) if m.role == "user"), "")
+            adapter = choose(user.id, ref, asked)
+    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal, adapter)

@@ -17,6 +17,7 @@ adapter; claimed facts go back to pending (or fail after ``max_attempts``).
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.adapters import repository as versions
+from app.adapters.groups import Group, assemble, build_dir, combined_sha256, groups_json, size_bytes, version_groups
 from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
@@ -35,6 +37,7 @@ from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
 from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
+from training.groups import next_group
 from training.learn import (
     FACT_GRID,
     FACT_KL_WEIGHT,
@@ -137,34 +140,57 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             return f"user {user_id} no longer exists"
         facts_repo.reset_orphans(session, user_id)
         claimed = facts_repo.claim_pending(session, user_id)
-        forgetting = [f.id for f in facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))]
         active = versions.get(session, user.active_adapter_id) if user.active_adapter_id else None
-        in_weights = facts_repo.by_ids(session, user_id, active.fact_ids if active else [])
-        kept = [f for f in in_weights if f.status == FactStatus.LEARNED]
+        live = version_groups(active)
+        group_of = {i: k for k, g in live.items() for i in g.fact_ids}
+        in_weights = facts_repo.by_ids(session, user_id, group_of)
         # Facts that must leave the weights: forgotten ones, and ones a correction replaced.
-        removed = [f for f in in_weights if f.status in (FactStatus.FORGETTING, FactStatus.SUPERSEDED)]
-        removed += [f for f in facts_repo.by_ids(session, user_id, forgetting) if f not in removed]
-        if not claimed and not removed:
+        leaving = [f for f in in_weights if f.status in (FactStatus.FORGETTING, FactStatus.SUPERSEDED)]
+        # A fact forgotten before any live version held it (while it was being
+        # learnt, or after a rollback) is in no adapter that serves: nothing to remove.
+        forgotten = facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))
+        _finish_forgetting(session, user_id, [f.id for f in forgotten if f not in in_weights])
+        new_all = facts_repo.by_ids(session, user_id, claimed)
+        plan = next_group(
+            {k: [i for i in g.fact_ids if i not in {f.id for f in leaving}] for k, g in live.items()},
+            [f.id for f in new_all],
+            {f.id: group_of[f.id] for f in leaving},
+            settings.fact_group_size or len(group_of) + len(claimed) + 1,
+            # A correction joins the group of the fact it replaces: one run removes
+            # the old value and teaches the new one, and no other group still holds it.
+            home={f.superseded_by_id: group_of[f.id] for f in leaving if f.superseded_by_id in set(claimed)},
+            fresh=[f.id for f in new_all if f.attempts >= settings.group_retry_attempts],
+        )
+        if plan is None:
             return "nothing to learn"
-        new = facts_repo.by_ids(session, user_id, claimed)
+        target, placed = plan
+        # Facts placed in other groups wait for their group's run (enqueued when this one ends).
+        facts_repo.release(session, [i for i in claimed if i not in placed])
+        claimed = placed
+        group = live.get(target)
+        new = [f for f in new_all if f.id in placed]
+        kept = [f for f in in_weights if f.status == FactStatus.LEARNED and group_of[f.id] == target]
+        removed = [f for f in leaving if group_of[f.id] == target]
+        forgetting = [f.id for f in removed if f.status == FactStatus.FORGETTING]
+        others = {k: g for k, g in live.items() if k != target}
         user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
-        # Removing a fact (forget, correction): with few facts kept, rebuild from
-        # scratch on them, so nothing of it was ever trained into the new version;
-        # with more, warm-start and train its questions towards the base model's
-        # answers (bounded cost), and rebuild only if the gate refused that. Either
-        # way the gate checks by quiz that it is gone and the kept facts are not.
-        # A retry after the gate refused a version (a new fact pushed an earlier one
-        # out) is warm-started and bounded like any run; the facts the refused
-        # versions lost are rehearsed and quizzed first.
+        # Removing a fact (forget, correction): with few facts kept, rebuild the
+        # group from scratch on them, so nothing of it was ever trained into the new
+        # version; with more, warm-start and train its questions towards the base
+        # model's answers (bounded cost), and rebuild only if the gate refused that.
+        # Either way the gate checks by quiz that it is gone and the kept facts are
+        # not. A retry after the gate refused a version (a new fact pushed an
+        # earlier one out) is warm-started and bounded like any run; the facts the
+        # refused versions lost are rehearsed and quizzed first.
         retry = any(f.attempts > 0 for f in new)
         refused_forget = retry or any(f.attempts > 0 for f in removed)
         rebuild = bool(removed) and (
-            active is None
+            group is None
             or not options.get("warm_start", True)
             or rebuild_to_forget(len(kept), settings.forget_rebuild_max_facts, refused_forget)
         )
-        warm = active is not None and not rebuild and options.get("warm_start", True)
+        warm = group is not None and not rebuild and options.get("warm_start", True)
         live_metrics = (active.metrics or {}) if active else {}
         live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
         planned_recall = live_recall
@@ -172,15 +198,16 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             retried = {f.id for f in new if f.attempts > 0}
             refused = [v for v in versions.refused_children(session, active.id) if retried & set(v.fact_ids or [])]
             planned_recall = recall_after_refusal(live_recall, (_kept_recall(v) for v in refused))
+        final = user_dir / f"v{number}"
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
             rehearsal=[_as_input(f, planned_recall) for f in kept],
             removed=[_as_input(f) for f in removed],
             rehearse=options.get("rehearse", True),
-            output_dir=user_dir / f"v{number}",
+            output_dir=build_dir(final) / f"g{target}",
             replay_cache=settings.replay_cache,
-            init_adapter=Path(active.path) if warm else None,
+            init_adapter=group.path if warm and group is not None else None,
             train=TrainConfig(
                 learning_rate=settings.learning_rate,
                 max_steps=settings.train_steps,
@@ -201,10 +228,13 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             live_recall,
             {f.id: f.recall for f in kept if f.recall is not None},
         )
+        texts = {f.id: f.text for f in facts_repo.by_ids(session, user_id, [*group_of, *claimed])}
     user_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(build_dir(final), ignore_errors=True)  # a crashed run's leftovers
     log.info(
-        "user %s: learning %d fact(s), keeping %d, removing %d -> %s (%s)",
+        "user %s: group %d: learning %d fact(s), keeping %d, removing %d -> %s (%s)",
         user_id,
+        target,
         len(claimed),
         len(kept),
         len(removed),
@@ -214,15 +244,9 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
     )
 
     if not request.new_facts and not request.rehearsal:
-        # Every remaining fact is being forgotten: the user goes back to the base model.
-        with session_scope() as session:
-            user = session.get(User, user_id)
-            if user.active_adapter_id:
-                versions.get(session, user.active_adapter_id).status = VersionStatus.INACTIVE
-            user.active_adapter_id = None
-            _finish_forgetting(session, user_id, forgetting)
-        notify_promoted(user_id, 0)
-        return "forgot every fact; serving the base model"
+        # Every fact of the group is being forgotten: the version drops the group,
+        # and with no group left the user goes back to the base model.
+        return _drop_group(user_id, active, target, others, final, forgetting, texts)
 
     try:
         result = learn_facts(worker_host(), request, progress=_fact_progress(claimed or forgetting))
@@ -242,12 +266,98 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         ),
         result.removed_base_recall,
     )
-    version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild)
+    built = _Build(final, target, others, texts)
+    version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built)
     if not decision.accepted:
         log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
         return f"{request.adapter_name}: refused ({decision.reason})"
     notify_promoted(user_id, version_id)
-    return f"{request.adapter_name}: {len(claimed)} new fact(s), recall {result.recall:.2f}"
+    return f"{request.adapter_name}: {len(claimed)} new fact(s) in group {target}, recall {result.recall:.2f}"
+
+
+@dataclass(frozen=True)
+class _Build:
+    """Where a version is assembled: its directory, the group it trained, the
+    groups it links unchanged from its predecessor, and fact texts (served locality)."""
+
+    final: Path
+    target: int
+    others: dict[int, Group]
+    texts: dict[int, str]
+
+    def served_locality(self, groups: dict[int, Group], locality: float) -> float:
+        """Locality as served: with scope routing, a general prompt reaches an adapter
+        only when it is on a fact's topic, and counts as changed if any group changed it."""
+        if not get_settings().scope_routing:
+            return locality
+        changed = list(dict.fromkeys(p for _, g in sorted(groups.items()) for p in g.locality_changed))
+        facts = [self.texts[i] for g in groups.values() for i in g.fact_ids if i in self.texts]
+        return served_locality(tuple(changed), len(LOCALITY_PROMPTS), Scope(facts, worker_topics().nearer_to_facts))
+
+
+def _drop_group(
+    user_id: int,
+    active: AdapterVersion | None,
+    target: int,
+    others: dict[int, Group],
+    final: Path,
+    forgetting: list[int],
+    texts: dict[int, str],
+) -> str:
+    """A version without group ``target`` (all its facts forgotten): nothing is
+    trained, the other groups are linked unchanged; no group left, the base model."""
+    if not others:
+        with session_scope() as session:
+            user = session.get(User, user_id)
+            if user.active_adapter_id:
+                versions.get(session, user.active_adapter_id).status = VersionStatus.INACTIVE
+            user.active_adapter_id = None
+            _finish_forgetting(session, user_id, forgetting)
+        notify_promoted(user_id, 0)
+        return "forgot every fact; serving the base model"
+    build = _Build(final, target, others, texts)
+    with session_scope() as session:
+        user = session.get(User, user_id)
+        groups = assemble(final, others)
+        fact_ids = sorted(i for g in groups.values() for i in g.fact_ids)
+        live_recall = (active.metrics or {}).get("fact_recall") or {} if active else {}
+        version = versions.add(
+            session,
+            AdapterVersion(
+                user_id=user_id,
+                version=int(final.name[1:]),
+                name=f"u{user_id}-{final.name}",
+                path=str(final),
+                status=VersionStatus.ACTIVE,
+                parent_id=active.id if active else None,
+                fact_ids=fact_ids,
+                fact_count=len(fact_ids),
+                groups=groups_json(groups),
+                metrics={
+                    "group": target,
+                    "dropped_group": True,
+                    "removed_facts": forgetting,
+                    "fact_recall": {k: v for k, v in live_recall.items() if int(k) in fact_ids},
+                    "served_locality": build.served_locality(groups, 1.0),
+                },
+                weights_sha256=combined_sha256(groups),
+                size_bytes=size_bytes(groups),
+                promoted_at=utcnow(),
+            ),
+        )
+        _promote_locked(session, user, version)
+        _finish_forgetting(session, user_id, forgetting)
+        version_id = version.id
+    notify_promoted(user_id, version_id)
+    return f"{final.name}: dropped group {target} (its {len(forgetting)} fact(s) forgotten)"
+
+
+def _promote_locked(session: Session, user: User, version: AdapterVersion) -> None:
+    if user.active_adapter_id:
+        previous = versions.get(session, user.active_adapter_id)
+        if previous is not None:
+            previous.status = VersionStatus.INACTIVE
+    user.active_adapter_id = version.id
 
 
 @dataclass(frozen=True)
@@ -282,15 +392,12 @@ def _record_version(
     forgetting: list[int],
     decision: GateDecision,
     rebuild: bool,
+    built: _Build,
 ) -> int:
-    """Write the version row; promote it if the gate accepted it, else record the refusal."""
+    """Assemble the version's directory and write its row (after the directory, so
+    a crash leaves at most an orphan directory); promote it if the gate accepted
+    it, else record the refusal (its directory stays, for the admin to inspect)."""
     outcomes = {o.fact_id: o for o in result.facts}
-    weights = result.output_dir / "adapter_model.safetensors"
-    served = result.locality
-    if get_settings().scope_routing:
-        texts = [f.text for f in (*request.new_facts, *request.rehearsal)]
-        scope = Scope(texts, worker_topics().nearer_to_facts)
-        served = served_locality(result.locality_changed, len(LOCALITY_PROMPTS), scope)
     with session_scope() as session:
         user = session.get(User, user_id)
         learned_ids = []
@@ -298,7 +405,17 @@ def _record_version(
             if fact.status != FactStatus.LEARNING:
                 continue  # forgotten or superseded while we trained: the next run removes it
             learned_ids.append(fact.id)
-        fact_ids = sorted({*learned_ids, *(f.id for f in kept)})
+        trained = Group(
+            built.target,
+            tuple(sorted({*learned_ids, *(f.id for f in kept)})),
+            result.output_dir,
+            int(built.final.name[1:]),
+            result.weights_sha256,
+            tuple(result.locality_changed),
+        )
+        groups = assemble(built.final, {**built.others, built.target: trained})
+        served = built.served_locality(groups, result.locality)
+        fact_ids = sorted(i for g in groups.values() for i in g.fact_ids)
         # Every fact's latest measured recall, carried forward version to version.
         fact_recall = {i: r for i, r in predecessor.fact_recall.items() if i in fact_ids}
         fact_recall.update({i: r for i, r in result.kept_recall.items() if i in fact_ids})
@@ -307,15 +424,17 @@ def _record_version(
             session,
             AdapterVersion(
                 user_id=user_id,
-                version=int(request.output_dir.name[1:]),
+                version=int(built.final.name[1:]),
                 name=request.adapter_name,
-                path=str(request.output_dir),
+                path=str(built.final),
                 status=VersionStatus.ACTIVE if decision.accepted else VersionStatus.REJECTED,
                 rejection_reason=None if decision.accepted else decision.reason,
                 parent_id=predecessor.id,
                 fact_ids=fact_ids,
                 fact_count=len(fact_ids),
+                groups=groups_json(groups),
                 metrics={
+                    "group": built.target,
                     "recall_new": result.recall if result.facts else None,
                     "recall_rehearsed": result.rehearsal_recall,
                     "recall_kept": decision.kept_recall,
@@ -341,8 +460,8 @@ def _record_version(
                     "chosen_candidate": result.chosen,
                     "warm_start": request.init_adapter is not None,
                 },
-                weights_sha256=result.weights_sha256,
-                size_bytes=weights.stat().st_size,
+                weights_sha256=combined_sha256(groups),
+                size_bytes=size_bytes(groups),
                 promoted_at=utcnow() if decision.accepted else None,
             ),
         )
@@ -389,11 +508,7 @@ def _record_version(
         for fact in facts_repo.by_ids(session, user_id, result.kept_recall):
             if fact.status == FactStatus.LEARNED:
                 fact.recall = result.kept_recall[fact.id]
-        if user.active_adapter_id:
-            previous = versions.get(session, user.active_adapter_id)
-            if previous is not None:
-                previous.status = VersionStatus.INACTIVE
-        user.active_adapter_id = version.id
+        _promote_locked(session, user, version)
         _finish_forgetting(session, user_id, forgetting)
         return version.id
 

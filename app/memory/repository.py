@@ -79,5 +79,15 @@ def reset_orphans(session: Session, user_id: int) -> int:
     return result.rowcount or 0
 
 
+def release(session: Session, ids: list[int]) -> None:
+    """Claimed facts another group's run will learn go back to pending, untouched."""
+    if ids:
+        session.execute(
+            update(Fact)
+            .where(Fact.id.in_(ids), Fact.status == FactStatus.LEARNING)
+            .values(status=FactStatus.PENDING, progress=0.0, stage="waiting for its group")
+        )
+
+
 def set_progress(session: Session, ids: list[int], stage: str, progress: float) -> None:
     session.execute(update(Fact).where(Fact.id.in_(ids)).values(stage=stage, progress=progress))

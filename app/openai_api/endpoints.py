@@ -52,15 +52,17 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     alone know (with the openai client: ``extra_body={"bridge": False}``).
     """
     history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
-    plan = await run_in_threadpool(chat.prepare_reply, session, user, history, body.bridge, engine.topical)
+    plan = await run_in_threadpool(
+        chat.prepare_reply, session, user, history, body.bridge, engine.topical, engine.choose
+    )
     prompt, ref = plan.prompt, plan.ref
     use_adapter = body.model == "seal" and plan.use_adapter
-    fingerprint = ref.name if ref and use_adapter else None
+    fingerprint = plan.adapter_name if use_adapter else None
     max_tokens = body.max_completion_tokens or body.max_tokens or get_settings().max_new_tokens
     temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
     cancel = threading.Event()
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    stream = engine.stream(user.id, ref, prompt, max_tokens, temperature, top_p, cancel, use_adapter)
+    stream = engine.stream(user.id, ref, prompt, max_tokens, temperature, top_p, cancel, use_adapter, plan.adapter)
     tokenizer = engine.host.tokenizer
 
     def finish_reason(text: str) -> str:

@@ -1,11 +1,14 @@
 """The generation engine: one base model, per-user LoRA adapters, hot-swapped.
 
 Interface (kept small so the engine can change without touching routes or
-tasks): ``start()``, ``preload(user_id, ref)``, ``stream(user_id, ref, messages)``,
-and ``topical(message, facts)`` for scope routing (training/scope.py).
-``ref`` is the user's active adapter as the database says right now (or ``None``
-for the base model); the engine loads it under its own unique name if needed,
-routes the user to it and unloads the version it replaced.
+tasks): ``start()``, ``preload(user_id, ref)``, ``choose(user_id, ref, question)``,
+``stream(user_id, ref, messages, adapter=...)``, and ``topical(message, facts)``
+for scope routing (training/scope.py). ``ref`` is the user's active version as
+the database says right now (or ``None`` for the base model): one LoRA adapter
+per fact group, each loaded under its own unique name if needed; the engine
+routes the user to it and unloads the adapters of the version it replaced that
+the new one does not share. ``choose`` picks the group adapter that answers a
+question (training/groups.py).
 
 This implementation is PyTorch + PEFT. A single lock serialises generation and
 adapter changes: loading a version waits for the in-flight generation to finish,
@@ -25,11 +28,16 @@ from collections.abc import Iterator, Sequence
 from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, stream_text
+from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
+from training.groups import choose_group
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
 
 log = logging.getLogger(__name__)
+
+# Routing among a user's fact groups compares each candidate adapter's confidence
+# in the first tokens of its reply (training/groups.py measured it over 8).
+ROUTING_TOKENS = 8
 
 
 class ServingEngine:
@@ -37,8 +45,9 @@ class ServingEngine:
         self.settings = settings
         self._lock = threading.Lock()
         self._host: AdapterHost | None = None
-        self._routes: dict[int, str] = {}  # user id -> loaded adapter name
-        self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded names
+        self._routes: dict[int, str] = {}  # user id -> the version they are routed to
+        self._adapters: dict[int, tuple[str, ...]] = {}  # user id -> that version's loaded adapters
+        self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded adapter names
         self._topics: TopicEmbedder | None = None
 
     def start(self) -> None:
@@ -53,40 +62,85 @@ class ServingEngine:
         return self._host
 
     def _route_locked(self, user_id: int, ref: AdapterRef | None) -> str | None:
-        """Point ``user_id`` at ``ref`` (loading it if needed); caller holds the lock."""
-        current = self._routes.get(user_id)
+        """Point ``user_id`` at ``ref``, loading the adapters of it not loaded yet
+        (a new version shares its unchanged groups' adapters with the one it
+        replaces, so a promotion loads only the group that changed); caller holds the lock."""
         if ref is None:
-            if current:
-                self._drop_locked(user_id, current)
+            self._release_locked(user_id)
             return None
-        if current == ref.name and ref.name in self.host.names:
-            self._resident.move_to_end(ref.name)
+        names = tuple(part.name for part in ref.parts)
+        if self._routes.get(user_id) == ref.name and all(n in self.host.names for n in names):
+            for name in names:
+                self._resident.move_to_end(name)
             return ref.name
         started = time.perf_counter()
-        self.host.load(ref.name, ref.path)
-        self._routes[user_id] = ref.name
-        self._resident[ref.name] = None
-        if current and current != ref.name:
-            self._drop_locked(user_id, current, reroute=False)
+        loaded = 0
+        for part in ref.parts:
+            if part.name not in self.host.names:
+                self.host.load(part.name, part.path)
+                loaded += 1
+            self._resident[part.name] = None
+            self._resident.move_to_end(part.name)
+        self._release_locked(user_id, keep=names)
+        self._routes[user_id], self._adapters[user_id] = ref.name, names
         while len(self._resident) > self.settings.max_resident_adapters:
-            evicted, _ = self._resident.popitem(last=False)
-            self.host.unload(evicted)
-            for uid, name in list(self._routes.items()):
-                if name == evicted:
-                    del self._routes[uid]
-        log.info("user %s now served by %s (%.2fs)", user_id, ref.name, time.perf_counter() - started)
+            evicted = next((n for n in self._resident if n not in names), None)
+            if evicted is None:
+                break  # this one version needs more than the limit: keep it whole
+            self._unload_locked(evicted)
+        log.info(
+            "user %s now served by %s (%d of %d adapters loaded, %.2fs)",
+            user_id,
+            ref.name,
+            loaded,
+            len(names),
+            time.perf_counter() - started,
+        )
         return ref.name
 
-    def _drop_locked(self, user_id: int, name: str, reroute: bool = True) -> None:
+    def _release_locked(self, user_id: int, keep: tuple[str, ...] = ()) -> None:
+        """Drop ``user_id``'s route; unload its adapters that no route uses (but ``keep``)."""
+        old = self._adapters.pop(user_id, ())
+        self._routes.pop(user_id, None)
+        in_use = {n for names in self._adapters.values() for n in names} | set(keep)
+        for name in old:
+            if name not in in_use:
+                self._unload_locked(name)
+
+    def _unload_locked(self, name: str) -> None:
         self.host.unload(name)
         self._resident.pop(name, None)
-        if reroute:
-            self._routes.pop(user_id, None)
+        for uid, names in list(self._adapters.items()):
+            if name in names:  # that user's version is no longer whole: re-load on their next request
+                del self._adapters[uid], self._routes[uid]
 
     def preload(self, user_id: int, ref: AdapterRef | None) -> None:
         """Swap a user's route ahead of their next request (on a promotion message)."""
         with self._lock:
             self._route_locked(user_id, ref)
+
+    def choose(self, user_id: int, ref: AdapterRef, question: str) -> str:
+        """Which of ``ref``'s adapters answers ``question`` (``training.groups.choose_group``):
+        the group whose facts share its words, and among several, the adapter most
+        sure of its own first words (one short greedy start per candidate)."""
+        with self._lock:
+            self._route_locked(user_id, ref)
+            parts = {part.index: part for part in ref.parts}
+            if len(parts) == 1:
+                return ref.parts[0].name
+            prompt = [with_system_prompt([ChatMessage("user", question)])]
+
+            def confidence(groups: Sequence[int]) -> dict[int, float]:
+                scores = {}
+                for group in groups:
+                    with self.host.using(parts[group].name) as model:
+                        ((_, scores[group]),) = generate_batch_scored(
+                            model, self.host.tokenizer, prompt, ROUTING_TOKENS, ROUTING_TOKENS
+                        )
+                return scores
+
+            group = choose_group(question, {k: part.facts for k, part in parts.items()}, confidence)
+            return parts[group].name
 
     def topical(self, message: str, facts: Sequence[str]) -> bool:
         """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than
@@ -107,21 +161,35 @@ class ServingEngine:
         top_p: float = 0.95,
         cancel: threading.Event | None = None,
         use_adapter: bool = True,
+        adapter: str | None = None,
     ) -> Iterator[str]:
-        """Stream a reply for ``user_id``: their adapter ``ref``, or the base model.
+        """Stream a reply for ``user_id``: one of their version ``ref``'s adapters, or the base model.
 
-        The lock is taken in the generation thread, for exactly as long as
-        generation runs; ``use_adapter=False`` serves the plain base model.
+        ``adapter``: which of ``ref``'s adapters answers (``choose``); a version of
+        one adapter needs none. The lock is taken in the generation thread, for
+        exactly as long as generation runs; ``use_adapter=False`` serves the plain
+        base model.
         """
+        name = None
+        if use_adapter and ref is not None:
+            name = adapter or _only_adapter(ref)
+            if name not in {part.name for part in ref.parts}:
+                raise ValueError(f"adapter {name!r} is not one of {ref.name}'s ({[p.name for p in ref.parts]})")
 
         @contextlib.contextmanager
         def served() -> Iterator[None]:
             with self._lock:
-                name = self._route_locked(user_id, ref)
-                with self.host.using(name if use_adapter else None):
+                self._route_locked(user_id, ref)
+                with self.host.using(name):
                     yield
 
         host = self.host
         yield from stream_text(
             host.peft, host.tokenizer, messages, max_new_tokens, temperature, top_p, cancel, around=served
         )
+
+
+def _only_adapter(ref: AdapterRef) -> str:
+    if len(ref.parts) != 1:
+        raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: say which adapter answers (choose)")
+    return ref.parts[0].name

@@ -50,10 +50,15 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert len(versions) == 1
     version = versions[0]
     assert version["status"] == "active" and version["fact_ids"] == [fact["id"]]
-    directory = stack.data_dir / "adapters" / f"user_{version['name'].split('-')[0][1:]}" / "v1"
+    # The version directory holds one adapter per fact group; the first fact opens group 0.
+    root = stack.data_dir / "adapters" / f"user_{version['name'].split('-')[0][1:]}" / "v1"
+    layout = json.loads((root / "groups.json").read_text())
+    assert layout["weights_sha256"] == version["weights_sha256"]
+    assert layout["groups"] == version["groups"] and version["groups"]["0"]["fact_ids"] == [fact["id"]]
+    directory = root / "g0"
     manifest = json.loads((directory / "manifest.json").read_text())
-    assert manifest["weights_sha256"] == version["weights_sha256"]
-    assert sha256_file(Path(directory) / "adapter_model.safetensors") == version["weights_sha256"]
+    assert sha256_file(Path(directory) / "adapter_model.safetensors") == manifest["weights_sha256"]
+    assert manifest["weights_sha256"] == version["groups"]["0"]["sha256"]
     assert manifest["facts"] == [{"id": fact["id"], "text": FACT}]
     assert manifest["self_edits"][0]["raw"], "the model wrote a self-edit"
     # Every candidate (SEALCHAT_SELF_EDIT_K of them) is recorded with its settings and

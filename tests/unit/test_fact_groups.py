@@ -9,7 +9,7 @@ import pytest
 
 from training.bench.fact_groups import GroupLearner
 from training.bench.facts import Learner
-from training.groups import candidate_groups, choose_group, place_facts
+from training.groups import candidate_groups, choose_group, next_group, place_facts
 from training.learn import QA, FactToLearn
 
 
@@ -27,6 +27,23 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
 def test_a_group_holds_at_least_one_fact():
     with pytest.raises(ValueError, match="size=0"):
         place_facts({}, [1], size=0)
+
+
+def test_a_run_trains_the_lowest_touched_group_and_the_rest_waits():
+    # Group 1 has room for one: fact 5 joins it, fact 6 opens group 2 and waits.
+    assert next_group({0: [1, 2], 1: [3]}, [5, 6], {}, size=2) == (1, [5])
+    # A forget in group 0 goes before new facts in group 1.
+    assert next_group({0: [1], 1: [3]}, [5], {2: 0}, size=2) == (0, [])
+    assert next_group({0: [1, 2]}, [], {}, size=2) is None
+
+
+def test_a_fact_refused_again_and_again_opens_a_new_group():
+    # Fact 7 keeps pushing group 1's only fact out: it starts group 2, and the
+    # next new fact fills that group rather than group 1.
+    assert next_group({0: [1, 2], 1: [3]}, [7], {}, size=2, fresh=[7]) == (2, [7])
+    assert place_facts({0: [1, 2], 1: [3], 2: [7]}, [8], size=2) == {2: [8]}
+    # A correction goes home even when it was refused before.
+    assert next_group({0: [1], 1: [3]}, [9], {2: 0}, size=2, home={9: 0}, fresh=[9]) == (0, [9])
 
 
 GROUPS = {
