@@ -28,12 +28,19 @@ from training.lora import TrainConfig
 PROMPTS = ["What is my cat's name?", "What is the capital of France?", "Give me a tip for sleeping well."]
 
 
-def timed_stream(engine: ServingEngine, ref: AdapterRef | None, use_adapter: bool, prompt: str, tokens: int):
+def timed_stream(
+    engine: ServingEngine,
+    ref: AdapterRef | None,
+    use_adapter: bool,
+    prompt: str,
+    tokens: int,
+    adapter: str | None = None,
+):
     messages = with_system_prompt([ChatMessage("user", prompt)])
     started = time.perf_counter()
     first = None
     pieces = []
-    for piece in engine.stream(1, ref, messages, tokens, use_adapter=use_adapter):
+    for piece in engine.stream(1, ref, messages, tokens, use_adapter=use_adapter, adapter=adapter):
         if first is None:
             first = time.perf_counter() - started
         pieces.append(piece)

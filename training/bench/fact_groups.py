@@ -3,7 +3,8 @@
 Each group is its own chain of versions, taught exactly as the ``memory`` method
 teaches a user's single adapter (warm start, rehearsal of the group's earlier
 facts, KL replay, the gate with one retry), so a consolidation never trains more
-than ``--group-size`` facts. A question is answered by the group
+than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
+in the worker (``SEALCHAT_GROUP_RETRY_ATTEMPTS``). A question is answered by the group
 ``training.groups.choose_group`` picks: by its words, and among several groups by
 which adapter is most sure of its reply. A forget rebuilds each affected group
 from scratch without the forgotten facts; the other groups are not touched.
@@ -18,7 +19,7 @@ from training.adapters import AdapterHost
 from training.bench.facts import BenchFact, Learner
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
-from training.groups import candidate_groups, most_confident, place_facts
+from training.groups import candidate_groups, most_confident, next_group
 from training.quiz import contains_answer
 
 STATE_FILE = "groups.json"
@@ -55,11 +56,19 @@ class GroupLearner:
         return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
 
     def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float, tuple[str, ...]]:
+        """As the worker does: the fact's group tries twice (the gate's retry); a fact
+        refused both times opens a new group (``next_group``'s ``fresh``) and tries there."""
         held = {g: list(part.known) for g, part in self.parts.items()}
-        (group,) = place_facts(held, [fact.index], self.size)
-        seconds, locality, changed = self._part(group).teach(fact, thresholds)
+        plan = next_group(held, [fact.index], {}, self.size)
+        assert plan is not None
+        seconds, locality, changed = self._part(plan[0]).teach(fact, thresholds)
+        if locality != locality and self.parts[plan[0]].known:
+            plan = next_group(held, [fact.index], {}, self.size, fresh=[fact.index])
+            assert plan is not None
+            more, locality, changed = self._part(plan[0]).teach(fact, thresholds)
+            seconds += more
         if locality == locality:  # accepted: the group's live adapter changed
-            self.changed[group] = changed
+            self.changed[plan[0]] = changed
         return seconds, locality, self.locality_changed
 
     @property

@@ -1,0 +1,123 @@
+"""Serving benchmark for fact groups: what routing a question among a user's group
+adapters costs, and what a promotion loads when only one group changed.
+
+    python -m app.serving.group_bench [--groups 1,5,10] [--reps 5] [--out docs/bench-group-serving.json]
+
+For each number of groups G, a version of G adapters with the project-wide LoRA
+shape (untrained: the cost of routing and loading does not depend on the weights),
+each group holding one bundled fact. Measured in one process, against the time
+to the first token of the same question on one adapter, in the same run:
+
+- ``words``: ``ServingEngine.choose`` for a question whose words point at one group
+  (no adapter runs);
+- ``confidence``: the same for a question sharing no word with any fact, so every
+  group's adapter starts a reply (8 tokens) and the surest answers;
+- ``swap_one_changed``: promoting a version that differs from the live one in one
+  group (one adapter loaded), against ``swap_all``: a version none of whose
+  adapters are loaded.
+
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from app.adapters.service import AdapterRef, GroupRef
+from app.serving.bench import timed_stream
+from app.serving.engine import ServingEngine
+from app.settings import get_settings
+
+FACTS = [
+    "My cat is called Biscotti.",
+    "I work at Globex Corporation.",
+    "My sister lives in Lisbon.",
+    "I play the cello.",
+    "My car is a red Volvo.",
+    "I was born in Naples.",
+    "My favourite food is ramen.",
+    "I am allergic to peanuts.",
+    "My daughter is called Emma.",
+    "I run every morning.",
+]
+BY_WORDS = "What is my cat's name?"  # shares "cat" with group 0 only
+NO_SHARED_WORD = "What do you know about me?"
+
+
+def make_version(engine: ServingEngine, root: Path, version: int, groups: int, changed: int | None) -> AdapterRef:
+    """A version of ``groups`` adapters; all but ``changed`` named (and stored) as in version 1."""
+    parts = []
+    for k in range(groups):
+        built = version if (version == 1 or k == changed) else 1
+        name = f"u1-g{k}-v{built}"
+        folder = root / f"v{built}" / f"g{k}"
+        if not folder.is_dir():
+            engine.host.add_fresh(name)
+            engine.host.save(name, folder)
+            engine.host.unload(name)
+        parts.append(GroupRef(k, name, folder, (FACTS[k % len(FACTS)],)))
+    return AdapterRef(f"u1-v{version}", root / f"v{version}", tuple(parts))
+
+
+def timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", default="1,5,10", help="numbers of groups to measure, comma-separated")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-group-serving.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    settings = get_settings()
+    engine = ServingEngine(settings)
+    engine.start()
+    rows = {}
+    for count in (int(g) for g in args.groups.split(",")):
+        root = Path(tempfile.mkdtemp(prefix=f"sealchat-groups-{count}-"))
+        live = make_version(engine, root, 1, count, None)
+        engine.preload(1, live)
+        baseline, words, confidence, swap_one, swap_all = [], [], [], [], []
+        for rep in range(args.reps):
+            baseline.append(timed_stream(engine, live, True, BY_WORDS, 1, adapter=live.parts[0].name)[0])
+            words.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
+            confidence.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
+            # A promotion that retrained one group: only that adapter is loaded.
+            newer = make_version(engine, root, rep + 2, count, rep % count)
+            swap_one.append(timed(lambda ref=newer: engine.preload(1, ref)))
+            engine.preload(1, None)  # nothing loaded: the next swap loads every group
+            swap_all.append(timed(lambda ref=live: engine.preload(1, ref)))
+        rows[count] = {
+            "ttft_one_adapter_s": round(statistics.median(baseline), 3),
+            "choose_by_words_s": round(statistics.median(words), 4),
+            "choose_by_confidence_s": round(statistics.median(confidence), 3),
+            "swap_one_changed_s": round(statistics.median(swap_one), 3),
+            "swap_all_s": round(statistics.median(swap_all), 3),
+            "reps": args.reps,
+        }
+        engine.preload(1, None)
+    summary = {
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
+        "groups": rows,
+    }
+    header = ("groups", "TTFT 1 adapter", "choose: words", "choose: confidence", "swap: 1 changed", "swap: all")
+    print("".join(f"{h:>20}" for h in header))
+    for count, row in rows.items():
+        values = [count, *(row[k] for k in list(row)[:5])]
+        print("".join(f"{v:>20}" for v in values))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
