@@ -14,7 +14,9 @@ the group each routing rule picks, and graded:
 - ``oracle``: its own fact's group (what routing cannot beat);
 - ``words``: ``training.groups.candidate_groups``, the first candidate;
 - ``confidence``: the adapter most sure of its reply, among all groups;
-- ``words+confidence``: ``training.groups.choose_group``, the rule used.
+- ``words+confidence``: ``training.groups.choose_group``, the rule used;
+- ``... (no synonyms)``: the same without merging everyday synonyms
+  (``training.groups.SYNONYMS``), as the rule was before.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from training.learn import FACT_KL_WEIGHT, FactToLearn, LearnRequest, learn_fact
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import contains_answer
+from training.scope import topic_words
 
 
 def main() -> None:
@@ -90,13 +93,25 @@ def main() -> None:
             return fact // args.group_size
         if rule == "words":
             return candidate_groups(question, texts)[0]
+        if rule == "words (no synonyms)":
+            return candidate_groups(question, texts, topic_words)[0]
         if rule == "confidence":
             return most_confident(list(groups), scores)
+        if rule == "words+confidence (no synonyms)":
+            return choose_group(question, texts, scores, topic_words)
         return choose_group(question, texts, scores)
 
     rows = {}
     n_first = sum(1 for i, _, _ in questions if i < args.group_size)
-    for rule in ("oracle", "words", "confidence", "words+confidence"):
+    rules = (
+        "oracle",
+        "words",
+        "words (no synonyms)",
+        "confidence",
+        "words+confidence",
+        "words+confidence (no synonyms)",
+    )
+    for rule in rules:
         right = recalled = first = 0
         for k, (i, q, answers) in enumerate(questions):
             g = pick(rule, k, i, q)
@@ -109,7 +124,7 @@ def main() -> None:
             "recall_all": round(recalled / len(questions), 3),
             "recall_first_group": round(first / n_first, 3),
         }
-        print(f"{rule:>17}: {rows[rule]}")
+        print(f"{rule:>30}: {rows[rule]}")
     args.out.write_text(
         json.dumps(
             {"facts_file": str(args.facts_file), "n": len(facts), "group_size": args.group_size, "rules": rows},

@@ -83,7 +83,11 @@ def place_facts(
     return out
 
 
-def candidate_groups(question: str, groups: Mapping[int, Sequence[str]]) -> list[int]:
+def candidate_groups(
+    question: str,
+    groups: Mapping[int, Sequence[str]],
+    words: Callable[[str], frozenset[str]] = routing_words,
+) -> list[int]:
     """The groups that may hold the fact ``question`` asks about, by its words.
 
     Each fact scores its topic words shared with the question (synonyms merged:
@@ -93,13 +97,14 @@ def candidate_groups(question: str, groups: Mapping[int, Sequence[str]]) -> list
     come from?" for "My mother was born in Naples"). Measured on the bundled
     facts in groups of ten (docs/BENCHMARKS.md): a unique best group is the right
     one 93 % of the time; ties and no match are left to the adapters
-    (``choose_group``).
+    (``choose_group``). ``words``: the topic words compared (``scope.topic_words``
+    measures routing without synonyms).
     """
-    asked, words = routing_words(question), question_words(question)
+    asked, said = words(question), question_words(question)
     best, out = 0, []
     for group, facts in sorted(groups.items()):
         for fact in facts:
-            score = len(asked & routing_words(fact)) + 2 * len(words & fact_terms([fact]))
+            score = len(asked & words(fact)) + 2 * len(said & fact_terms([fact]))
             if score > best:
                 best, out = score, [group]
             elif score == best and score > 0 and group not in out:
@@ -108,13 +113,16 @@ def candidate_groups(question: str, groups: Mapping[int, Sequence[str]]) -> list
 
 
 def choose_group(
-    question: str, groups: Mapping[int, Sequence[str]], confidence: Callable[[Sequence[int]], Mapping[int, float]]
+    question: str,
+    groups: Mapping[int, Sequence[str]],
+    confidence: Callable[[Sequence[int]], Mapping[int, float]],
+    words: Callable[[str], frozenset[str]] = routing_words,
 ) -> int:
     """The group whose adapter answers ``question``: the only candidate by words
     (``candidate_groups``), or among several the one ``most_confident`` picks."""
     if not groups:
         raise ValueError("no fact groups to route to")
-    return most_confident(candidate_groups(question, groups), confidence)
+    return most_confident(candidate_groups(question, groups, words), confidence)
 
 
 def most_confident(candidates: Sequence[int], confidence: Callable[[Sequence[int]], Mapping[int, float]]) -> int:

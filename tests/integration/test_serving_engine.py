@@ -96,3 +96,32 @@ def test_topic_check_routes_fact_questions_and_keeps_general_my_requests_on_the_
     assert routed >= 0.95
     # The held-out "my ..." requests reach the adapter only on a topic of a fact.
     assert sum(with_topics.message(p) for p in PERSONAL_LOCALITY_PROMPTS) <= 3
+
+
+def test_a_version_sharing_groups_loads_only_the_group_that_changed(engine, versions, monkeypatch):
+    """Fact groups: versions name an unchanged group's adapter alike, so a promotion
+    that retrained one group loads one adapter; a version with more groups than
+    SEALCHAT_MAX_RESIDENT_ADAPTERS (2 here) is still kept whole."""
+    from app.adapters.service import GroupRef
+
+    a, b = versions  # two adapter directories, reused as group adapters
+    cat = GroupRef(0, "u3-g0-v1", a.path, ("My cat is called Tom.",))
+    v1 = AdapterRef("u3-v1", a.path, (cat, GroupRef(1, "u3-g1-v1", b.path, ("I live in Oslo.",))))
+    v2 = AdapterRef("u3-v2", a.path, (cat, GroupRef(1, "u3-g1-v2", a.path, ("I live in Oslo.",))))
+    engine.preload(1, None)
+    engine.preload(2, None)
+    loads = []
+    load = engine.host.load
+    monkeypatch.setattr(engine.host, "load", lambda name, path: (loads.append(name), load(name, path)))
+    engine.preload(3, v1)
+    assert loads == ["u3-g0-v1", "u3-g1-v1"]
+    engine.preload(3, v2)
+    assert loads[2:] == ["u3-g1-v2"], "the unchanged group was not loaded again"
+    assert engine.host.names == {"u3-g0-v1", "u3-g1-v2"}, "the replaced group was unloaded"
+    v3 = AdapterRef("u3-v3", a.path, (*v2.groups, GroupRef(2, "u3-g2-v3", b.path, ("I play chess.",))))
+    engine.preload(3, v3)
+    assert engine.host.names == {"u3-g0-v1", "u3-g1-v2", "u3-g2-v3"}, "a version is never evicted in part"
+    assert engine.choose(3, v3, "What is my cat's name?") == "u3-g0-v1", "by words: no adapter runs"
+    assert engine.choose(3, v3, "Where did I grow up?") in {p.name for p in v3.parts}
+    engine.preload(3, None)
+    assert engine.host.names == set()
