@@ -148,13 +148,29 @@ def generate_batch_scored(
     max_new_tokens: int = 64,
     confidence_tokens: int = 8,
     batch_size: int = 16,
+    adapters: Sequence[str] | None = None,
 ) -> list[tuple[str, float]]:
     """``generate_batch`` with each reply's confidence: the mean log-probability
-    of its first ``confidence_tokens`` tokens (up to the end of the reply)."""
-    return _greedy_batches(model, tokenizer, conversations, max_new_tokens, batch_size, confidence_tokens)
+    of its first ``confidence_tokens`` tokens (up to the end of the reply).
+
+    ``adapters``: the LoRA adapter each conversation runs with, all in one batch
+    (PEFT's mixed adapter batches; ``model`` is the PEFT wrapper): the serving
+    engine asks every candidate group's adapter at once for about the cost of one.
+    """
+    return _greedy_batches(model, tokenizer, conversations, max_new_tokens, batch_size, confidence_tokens, adapters)
 
 
-def _greedy_batches(model, tokenizer, conversations, max_new_tokens: int, batch_size: int, confidence_tokens: int):
+def _greedy_batches(
+    model,
+    tokenizer,
+    conversations,
+    max_new_tokens: int,
+    batch_size: int,
+    confidence_tokens: int,
+    adapters: Sequence[str] | None = None,
+):
+    if adapters is not None and len(adapters) != len(conversations):
+        raise ValueError(f"{len(adapters)} adapter names for {len(conversations)} conversations")
     encoded = [encode_prompt(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     replies: list[tuple[str, float]] = [("", 0.0)] * len(encoded)
@@ -167,11 +183,13 @@ def _greedy_batches(model, tokenizer, conversations, max_new_tokens: int, batch_
         for row, i in enumerate(chunk):
             ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
             mask[row, width - len(encoded[i]) :] = 1
+        mixed = {"adapter_names": [adapters[i] for i in chunk]} if adapters is not None else {}
         out = model.generate(
-            ids.to(model.device),
+            input_ids=ids.to(model.device),
             attention_mask=mask.to(model.device),
             output_scores=confidence_tokens > 0,
             return_dict_in_generate=True,
+            **mixed,
             **_generate_kwargs(tokenizer, max_new_tokens, 0.0, 1.0),
         )
         new = out.sequences[:, width:]

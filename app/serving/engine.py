@@ -128,16 +128,19 @@ class ServingEngine:
             parts = {part.index: part for part in ref.parts}
             if len(parts) == 1:
                 return ref.parts[0].name
-            prompt = [with_system_prompt([ChatMessage("user", question)])]
+            prompt = with_system_prompt([ChatMessage("user", question)])
 
             def confidence(groups: Sequence[int]) -> dict[int, float]:
-                scores = {}
-                for group in groups:
-                    with self.host.using(parts[group].name) as model:
-                        ((_, scores[group]),) = generate_batch_scored(
-                            model, self.host.tokenizer, prompt, ROUTING_TOKENS, ROUTING_TOKENS
-                        )
-                return scores
+                # Every candidate adapter in one batch (PEFT mixed adapter batches).
+                scored = generate_batch_scored(
+                    self.host.peft,
+                    self.host.tokenizer,
+                    [prompt] * len(groups),
+                    ROUTING_TOKENS,
+                    ROUTING_TOKENS,
+                    adapters=[parts[g].name for g in groups],
+                )
+                return {g: score for g, (_, score) in zip(groups, scored, strict=True)}
 
             group = choose_group(question, {k: part.facts for k, part in parts.items()}, confidence)
             return parts[group].name

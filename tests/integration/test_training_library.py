@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
-from training.adapters import AdapterHost
+from training.adapters import IDLE_ADAPTER, AdapterHost
 from training.bench.squad import run_passage
 from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
 from training.learn import FactToLearn, LearnRequest, learn_facts, quiz_questions
@@ -54,6 +54,20 @@ def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
 
     weights = load_file(str(tmp_path / "v1" / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+    # Group routing asks several adapters in one batch (PEFT mixed adapter batches):
+    # each row gets what its adapter alone gives.
+    host.load("lib-mixed", tmp_path / "v1")
+    prompt = with_system_prompt([ChatMessage("user", "What is my cat's name?")])
+    alone = {}
+    for name in ("lib-mixed", IDLE_ADAPTER):
+        with host.using(name) as model:
+            alone[name] = generate_batch_scored(model, host.tokenizer, [prompt], 12)[0]
+    mixed = generate_batch_scored(host.peft, host.tokenizer, [prompt] * 2, 12, adapters=["lib-mixed", IDLE_ADAPTER])
+    host.unload("lib-mixed")
+    assert [reply for reply, _ in mixed] == [alone["lib-mixed"][0], alone[IDLE_ADAPTER][0]]
+    assert alone["lib-mixed"][0] != alone[IDLE_ADAPTER][0], "the trained adapter answers differently"
+    assert mixed[0][1] == pytest.approx(alone["lib-mixed"][1], abs=1e-3)
 
 
 def test_self_qa_self_edit_asks_about_the_fact(host):
