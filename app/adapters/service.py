@@ -49,6 +49,12 @@ class AdapterRef:
     def parts(self) -> tuple[GroupRef, ...]:
         return self.groups or (GroupRef(0, self.name, self.path),)
 
+    @property
+    def sole_adapter(self) -> str | None:
+        """The adapter that answers every question when there is one; None when a
+        question must be routed among several groups (``ServingEngine.choose``)."""
+        return self.parts[0].name if len(self.parts) == 1 else None
+
 
 def ref_for(version: AdapterVersion | None, texts: Mapping[int, str] | None = None) -> AdapterRef | None:
     """``texts``: fact id -> text, for routing among the version's groups."""

@@ -119,7 +119,7 @@ class ReplyPlan:
         """Who answered, as shown and stored: the version, and its group when it has several."""
         if not self.use_adapter or self.ref is None:
             return None
-        if len(self.ref.parts) == 1:
+        if self.ref.sole_adapter:
             return self.ref.name
         (part,) = (p for p in self.ref.parts if p.name == self.adapter)
         return f"{self.ref.name}/g{part.index}"
@@ -145,13 +145,10 @@ def prepare_reply(
     personal = True
     if ref is not None and get_settings().scope_routing:
         personal = in_scope(history, known_facts(session, user, active_fact_ids(session, user)), topical)
-    adapter = None
-    if ref is not None and personal:
-        if len(ref.parts) == 1:
-            adapter = ref.parts[0].name
-        elif choose is None:
+    adapter = ref.sole_adapter if ref is not None and personal else None
+    if ref is not None and personal and adapter is None:
+        if choose is None:
             raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: a chooser must pick the adapter")
-        else:
-            asked = next((m.content for m in reversed(history) if m.role == "user"), "")
-            adapter = choose(user.id, ref, asked)
+        asked = next((m.content for m in reversed(history) if m.role == "user"), "")
+        adapter = choose(user.id, ref, asked)
     return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal, adapter)

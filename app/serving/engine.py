@@ -122,12 +122,12 @@ class ServingEngine:
     def choose(self, user_id: int, ref: AdapterRef, question: str) -> str:
         """Which of ``ref``'s adapters answers ``question`` (``training.groups.choose_group``):
         the group whose facts share its words, and among several, the adapter most
-        sure of its own first words (one short greedy start per candidate)."""
+        sure of its own first words (every candidate's short greedy start in one batch)."""
         with self._lock:
             self._route_locked(user_id, ref)
+            if ref.sole_adapter:
+                return ref.sole_adapter
             parts = {part.index: part for part in ref.parts}
-            if len(parts) == 1:
-                return ref.parts[0].name
             prompt = with_system_prompt([ChatMessage("user", question)])
 
             def confidence(groups: Sequence[int]) -> dict[int, float]:
@@ -175,9 +175,10 @@ class ServingEngine:
         """
         name = None
         if use_adapter and ref is not None:
-            name = adapter or _only_adapter(ref)
+            name = adapter or ref.sole_adapter
             if name not in {part.name for part in ref.parts}:
-                raise ValueError(f"adapter {name!r} is not one of {ref.name}'s ({[p.name for p in ref.parts]})")
+                names = [p.name for p in ref.parts]
+                raise ValueError(f"adapter {name!r} is not one of {ref.name}'s {names} (several groups: choose one)")
 
         @contextlib.contextmanager
         def served() -> Iterator[None]:
@@ -190,9 +191,3 @@ class ServingEngine:
         yield from stream_text(
             host.peft, host.tokenizer, messages, max_new_tokens, temperature, top_p, cancel, around=served
         )
-
-
-def _only_adapter(ref: AdapterRef) -> str:
-    if len(ref.parts) != 1:
-        raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: say which adapter answers (choose)")
-    return ref.parts[0].name

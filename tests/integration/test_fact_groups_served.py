@@ -10,9 +10,11 @@ and the other group keeps answering from the same loaded adapter.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
 from sqlalchemy import create_engine, select
@@ -109,3 +111,13 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     text, served = ask(ai, "What is my dog's name?")
     assert "pepper" not in text, (served, text)
     assert {f["id"]: f["status"] for f in api.get("/api/facts").json()} == {dog: "forgotten", work: "learned"}
+
+    # The admin page shows each version's groups, the dropped one included (no training metrics).
+    stack.create_user("groups-admin@example.com", admin=True, password="groups-admin-pw1")
+    admin = httpx.Client(base_url=stack.url, follow_redirects=True, timeout=120)
+    token = re.search(r'name="csrftoken" value="([^"]+)"', admin.get("/login").text).group(1)
+    admin.post("/login", data={"email": "groups-admin@example.com", "password": "groups-admin-pw1", "csrftoken": token})
+    page = admin.get("/admin")
+    admin.close()
+    assert page.status_code == 200, page.text[-2000:]
+    assert "2 groups; trained g1" in page.text and "1 group; dropped g0" in page.text
