@@ -17,12 +17,25 @@ the group each routing rule picks, and graded:
 - ``words+confidence``: ``training.groups.choose_group``, the rule used;
 - ``... (no synonyms)``: the same without merging everyday synonyms
   (``training.groups.SYNONYMS``), as the rule was before.
+
+Then, as the product serves (``served``): scope routing in front of the groups
+(``training.scope.Scope`` over all the facts, with the topic embedder), the base
+model answering what it sends away. Served locality counts a general prompt as
+changed when scope sends it to the adapters and the group routing picks is one
+whose own locality quiz changed it (each group's ``trained.json``); the facts
+benchmark's bound (any group changed it) is reported beside it.
+
+Last, ``--forget`` facts (a seeded sample) are forgotten as the worker does for
+groups: each group holding one is rebuilt without it (the same recipe, the
+removed facts quizzed), a group left empty is dropped, the others are untouched;
+forgotten and kept facts are then asked again through routing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -34,7 +47,10 @@ from training.learn import FACT_KL_WEIGHT, FactToLearn, LearnRequest, learn_fact
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
 from training.quiz import contains_answer
-from training.scope import topic_words
+from training.replay import LOCALITY_PROMPTS
+from training.scope import Scope, TopicEmbedder, topic_words
+
+TRAINED = "trained.json"  # beside each group's adapter: its training result
 
 
 def main() -> None:
@@ -44,6 +60,8 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=10)
     parser.add_argument("--steps", type=int, default=120, help="optimiser steps per group")
     parser.add_argument("--groups", default=None, help="train only these groups (comma-separated), then stop")
+    parser.add_argument("--forget", type=int, default=5, help="facts forgotten at the end (0: skip)")
+    parser.add_argument("--seed", type=int, default=0, help="which facts are forgotten")
     parser.add_argument("--adapters", type=Path, default=Path(".cache/group-routing"))
     parser.add_argument("--out", type=Path, default=Path("docs/group-routing.json"))
     args = parser.parse_args()
@@ -54,35 +72,17 @@ def main() -> None:
         g: facts[g * args.group_size : (g + 1) * args.group_size] for g in range(-(-len(facts) // args.group_size))
     }
     adapters = args.adapters / f"{args.facts_file.stem}-n{args.n}-g{args.group_size}-s{args.steps}"
+    replay = Path(".cache/replay") / f"{folder.name}.json"
     only = [int(g) for g in args.groups.split(",")] if args.groups else list(groups)
     for g in only:
-        if (adapters / f"g{g}" / "adapter_model.safetensors").is_file():
-            continue
-        started = time.perf_counter()
-        result = learn_facts(
-            host,
-            LearnRequest(
-                adapter_name=f"route-g{g}",
-                new_facts=[FactToLearn(f.index, f.text) for f in groups[g]],
-                rehearsal=[],
-                output_dir=adapters / f"g{g}",
-                replay_cache=Path(".cache/replay") / f"{folder.name}.json",
-                train=TrainConfig(learning_rate=5e-4, max_steps=args.steps, seed=g, kl_weight=FACT_KL_WEIGHT),
-            ),
-        )
-        seconds = time.perf_counter() - started
-        print(f"group {g}: {seconds:.0f} s, self-quiz {result.recall:.2f}, locality {result.locality:.2f}", flush=True)
+        train_group(host, adapters / f"g{g}", g, groups[g], [], replay, args.steps)
     if args.groups:
         return
 
+    folders = {g: adapters / f"g{g}" for g in groups}
     questions = [(f.index, q, answers) for f in facts for q, answers in f.questions]
-    conversations = [with_system_prompt([ChatMessage("user", q)]) for _, q, _ in questions]
-    replies = {}  # group -> [(reply, confidence)] per question
-    for g in groups:
-        host.load(f"route-g{g}", adapters / f"g{g}")
-        with host.using(f"route-g{g}") as model:
-            replies[g] = generate_batch_scored(model, host.tokenizer, conversations, max_new_tokens=40)
-        host.unload(f"route-g{g}")
+    replies = group_replies(host, folders, [q for _, q, _ in questions])
+    replies[BASE] = group_replies(host, {BASE: None}, [q for _, q, _ in questions])[BASE]
     texts = {g: [f.text for f in mine] for g, mine in groups.items()}
 
     def pick(rule: str, k: int, fact: int, question: str) -> int:
@@ -125,12 +125,175 @@ def main() -> None:
             "recall_first_group": round(first / n_first, 3),
         }
         print(f"{rule:>30}: {rows[rule]}")
-    args.out.write_text(
+
+    topics = TopicEmbedder.of_host(host)
+    served = serve(host, folders, texts, replies, questions, topics, args.group_size)
+    print(f"{'served':>30}: {served}")
+    report = {
+        "facts_file": str(args.facts_file),
+        "n": len(facts),
+        "group_size": args.group_size,
+        "rules": rows,
+        "served": served,
+    }
+    if args.forget:
+        gone = random.Random(args.seed).sample(facts, min(args.forget, len(facts)))
+        report["forget"] = forget(host, adapters, groups, gone, replies, questions, topics, replay, args)
+        print(f"{'forget':>30}: {report['forget']}")
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+BASE = -1  # the base model's replies, beside the groups'
+
+
+def train_group(host, out: Path, g: int, mine, removed, replay: Path, steps: int) -> None:
+    """One group's adapter in one consolidation (kept in ``out`` and reused), and
+    what its quizzes found (``trained.json``)."""
+    if (out / TRAINED).is_file():
+        return
+    started = time.perf_counter()
+    result = learn_facts(
+        host,
+        LearnRequest(
+            adapter_name=f"route-g{g}",
+            new_facts=[FactToLearn(f.index, f.text) for f in mine],
+            rehearsal=[],
+            removed=[FactToLearn(f.index, f.text) for f in removed],
+            output_dir=out,
+            replay_cache=replay,
+            train=TrainConfig(learning_rate=5e-4, max_steps=steps, seed=g, kl_weight=FACT_KL_WEIGHT),
+        ),
+    )
+    seconds = time.perf_counter() - started
+    print(f"group {g}: {seconds:.0f} s, self-quiz {result.recall:.2f}, locality {result.locality:.2f}", flush=True)
+    (out / TRAINED).write_text(
         json.dumps(
-            {"facts_file": str(args.facts_file), "n": len(facts), "group_size": args.group_size, "rules": rows},
-            indent=1,
+            {
+                "seconds": round(seconds, 1),
+                "self_quiz": result.recall,
+                "locality": result.locality,
+                "locality_changed": list(result.locality_changed),
+                "removed_recall": {str(k): v for k, v in result.removed_recall.items()},
+            }
         )
     )
+
+
+def group_replies(host, folders: dict[int, Path | None], prompts: list[str]) -> dict[int, list[tuple[str, float]]]:
+    """Each group's greedy reply and confidence on every prompt (``None``: the base model)."""
+    conversations = [with_system_prompt([ChatMessage("user", p)]) for p in prompts]
+    out = {}
+    for g, path in folders.items():
+        name = None if path is None else f"route-g{g}"
+        if name is not None:
+            host.load(name, path)
+        try:
+            with host.using(name) as model:
+                out[g] = generate_batch_scored(model, host.tokenizer, conversations, max_new_tokens=40)
+        finally:
+            if name is not None:
+                host.unload(name)
+    return out
+
+
+def served_answer(question: str, k: int, texts, replies, scope: Scope) -> int:
+    """Who answers ``question`` (the ``k``-th asked) in the product: a group, or ``BASE``."""
+    if not scope.message(question):
+        return BASE
+    return choose_group(question, texts, lambda candidates: {g: replies[g][k][1] for g in candidates})
+
+
+def graded(questions, who: list[int], replies) -> dict[int, float]:
+    """Each fact's share of its questions answered right by whoever ``who`` says answered."""
+    out: dict[int, list[bool]] = {}
+    for k, (i, _, answers) in enumerate(questions):
+        out.setdefault(i, []).append(contains_answer(replies[who[k]][k][0], answers))
+    return {i: sum(v) / len(v) for i, v in out.items()}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 3) if values else 0.0
+
+
+def serve(host, folders, texts, replies, questions, topics, size: int) -> dict:
+    """Recall and locality as served: scope routing first, then the group routing."""
+    scope = Scope([t for mine in texts.values() for t in mine], topics.nearer_to_facts)
+    who = [served_answer(q, k, texts, replies, scope) for k, (_, q, _) in enumerate(questions)]
+    recall = graded(questions, who, replies)
+    trained = {g: json.loads((path / TRAINED).read_text()) for g, path in folders.items()}
+    routed = [p for p in LOCALITY_PROMPTS if scope.message(p)]
+    local = group_replies(host, folders, routed) if routed else {}
+    changed = {g: set(t["locality_changed"]) for g, t in trained.items()}
+    chosen = [choose_group(p, texts, lambda c, k=k: {g: local[g][k][1] for g in c}) for k, p in enumerate(routed)]
+    return {
+        "recall_all": _mean(recall.values()),
+        "recall_first_group": _mean(v for i, v in recall.items() if i < size),
+        "questions_to_base": round(who.count(BASE) / len(who), 3),
+        "adapter_locality_mean": _mean(t["locality"] for t in trained.values()),
+        "locality_prompts": len(LOCALITY_PROMPTS),
+        "locality_prompts_routed": len(routed),
+        "served_locality": round(
+            1 - sum(p in changed[g] for p, g in zip(routed, chosen, strict=True)) / len(LOCALITY_PROMPTS), 3
+        ),
+        "served_locality_any_group": round(
+            1 - sum(p in set().union(*changed.values()) for p in routed) / len(LOCALITY_PROMPTS), 3
+        ),
+    }
+
+
+def forget(host, adapters: Path, groups, gone, replies, questions, topics, replay: Path, args) -> dict:
+    """Forget ``gone`` as the worker does: rebuild each group that held one, drop a group left empty."""
+    gone_ids = {f.index for f in gone}
+    kept = {g: [f for f in mine if f.index not in gone_ids] for g, mine in groups.items()}
+    touched = sorted({f.index // args.group_size for f in gone})
+    folders = {g: adapters / f"g{g}" for g in groups if kept[g]}
+    started = time.perf_counter()
+    for g in touched:
+        if kept[g]:
+            folders[g] = adapters / f"forget{args.forget}-seed{args.seed}" / f"g{g}"
+            train_group(host, folders[g], g, kept[g], [f for f in groups[g] if f.index in gone_ids], replay, args.steps)
+    seconds = time.perf_counter() - started
+    prompts = [q for _, q, _ in questions]
+    after = {**replies, **group_replies(host, {g: folders[g] for g in touched if g in folders}, prompts)}
+    texts = {g: [f.text for f in mine] for g, mine in kept.items() if mine}
+    scope = Scope([t for mine in texts.values() for t in mine], topics.nearer_to_facts)
+    served = graded(
+        questions, [served_answer(q, k, texts, after, scope) for k, (_, q, _) in enumerate(questions)], after
+    )
+    routed = graded(
+        questions,
+        [
+            choose_group(q, texts, lambda c, k=k: {g: after[g][k][1] for g in c})
+            for k, (_, q, _) in enumerate(questions)
+        ],
+        after,
+    )
+    before_texts = {g: [f.text for f in mine] for g, mine in groups.items()}
+    before = graded(
+        questions,
+        [
+            choose_group(q, before_texts, lambda c, k=k: {g: replies[g][k][1] for g in c})
+            for k, (_, q, _) in enumerate(questions)
+        ],
+        replies,
+    )
+    base = graded(questions, [BASE] * len(questions), replies)
+    return {
+        "forgotten": [f.text for f in gone],
+        "groups_rebuilt": [g for g in touched if kept[g]],
+        "groups_dropped": [g for g in touched if not kept[g]],
+        "seconds": round(seconds, 1),
+        "forgotten_recall_before": _mean(before[i] for i in gone_ids),
+        "forgotten_recall": _mean(routed[i] for i in gone_ids),
+        "forgotten_recall_served": _mean(served[i] for i in gone_ids),
+        "forgotten_recall_base_model": _mean(base[i] for i in gone_ids),
+        "kept_recall_before": _mean(v for i, v in before.items() if i not in gone_ids),
+        "kept_recall": _mean(v for i, v in routed.items() if i not in gone_ids),
+        "kept_recall_served": _mean(v for i, v in served.items() if i not in gone_ids),
+        "kept_in_rebuilt_groups_before": _mean(before[f.index] for g in touched for f in kept[g]),
+        "kept_in_rebuilt_groups": _mean(routed[f.index] for g in touched for f in kept[g]),
+    }
 
 
 if __name__ == "__main__":
