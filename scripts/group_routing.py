@@ -62,6 +62,12 @@ def main() -> None:
     parser.add_argument("--groups", default=None, help="train only these groups (comma-separated), then stop")
     parser.add_argument("--forget", type=int, default=5, help="facts forgotten at the end (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="which facts are forgotten")
+    parser.add_argument(
+        "--confidence-tokens",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[4, 2],
+        help="also route by the confidence of only this many first tokens (comma-separated; 8 is the main rule)",
+    )
     parser.add_argument("--adapters", type=Path, default=Path(".cache/group-routing"))
     parser.add_argument("--out", type=Path, default=Path("docs/group-routing.json"))
     args = parser.parse_args()
@@ -101,20 +107,13 @@ def main() -> None:
             return choose_group(question, texts, scores, topic_words)
         return choose_group(question, texts, scores)
 
-    rows = {}
     n_first = sum(1 for i, _, _ in questions if i < args.group_size)
-    rules = (
-        "oracle",
-        "words",
-        "words (no synonyms)",
-        "confidence",
-        "words+confidence",
-        "words+confidence (no synonyms)",
-    )
-    for rule in rules:
+    rows = {}
+
+    def add_row(rule: str, chosen: list[int]) -> None:
+        """Grade every question by the full reply of the group ``chosen`` for it."""
         right = recalled = first = 0
-        for k, (i, q, answers) in enumerate(questions):
-            g = pick(rule, k, i, q)
+        for k, ((i, _, answers), g) in enumerate(zip(questions, chosen, strict=True)):
             ok = contains_answer(replies[g][k][0], answers)
             right += g == i // args.group_size
             recalled += ok
@@ -125,6 +124,27 @@ def main() -> None:
             "recall_first_group": round(first / n_first, 3),
         }
         print(f"{rule:>30}: {rows[rule]}")
+
+    rules = (
+        "oracle",
+        "words",
+        "words (no synonyms)",
+        "confidence",
+        "words+confidence",
+        "words+confidence (no synonyms)",
+    )
+    for rule in rules:
+        add_row(rule, [pick(rule, k, i, q) for k, (i, q, _) in enumerate(questions)])
+
+    # The serving engine's routing generates only the confidence tokens
+    # (``engine.ROUTING_TOKENS``): fewer is faster; does routing hold up?
+    for n in args.confidence_tokens:
+        short = group_replies(host, folders, [q for _, q, _ in questions], n, n)
+        chosen = [
+            choose_group(q, texts, lambda c, k=k, short=short: {x: short[x][k][1] for x in c})
+            for k, (_, q, _) in enumerate(questions)
+        ]
+        add_row(f"words+confidence, {n} tokens", chosen)
 
     topics = TopicEmbedder.of_host(host)
     served = serve(host, folders, texts, replies, questions, topics, args.group_size)
@@ -179,8 +199,11 @@ def train_group(host, out: Path, g: int, mine, removed, replay: Path, steps: int
     )
 
 
-def group_replies(host, folders: dict[int, Path | None], prompts: list[str]) -> dict[int, list[tuple[str, float]]]:
-    """Each group's greedy reply and confidence on every prompt (``None``: the base model)."""
+def group_replies(
+    host, folders: dict[int, Path | None], prompts: list[str], tokens: int = 40, confidence_tokens: int = 8
+) -> dict[int, list[tuple[str, float]]]:
+    """Each group's greedy reply (``tokens`` long) and confidence (the mean
+    log-probability of its first ``confidence_tokens``) on every prompt (``None``: the base model)."""
     conversations = [with_system_prompt([ChatMessage("user", p)]) for p in prompts]
     out = {}
     for g, path in folders.items():
@@ -189,7 +212,7 @@ def group_replies(host, folders: dict[int, Path | None], prompts: list[str]) -> 
             host.load(name, path)
         try:
             with host.using(name) as model:
-                out[g] = generate_batch_scored(model, host.tokenizer, conversations, max_new_tokens=40)
+                out[g] = generate_batch_scored(model, host.tokenizer, conversations, tokens, confidence_tokens)
         finally:
             if name is not None:
                 host.unload(name)

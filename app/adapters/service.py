@@ -55,6 +55,11 @@ class AdapterRef:
         question must be routed among several groups (``ServingEngine.choose``)."""
         return self.parts[0].name if len(self.parts) == 1 else None
 
+    @property
+    def facts(self) -> tuple[str, ...]:
+        """The texts of the facts the version holds (what scope routing looks for)."""
+        return tuple(text for part in self.parts for text in part.facts)
+
 
 def ref_for(version: AdapterVersion | None, texts: Mapping[int, str] | None = None) -> AdapterRef | None:
     """``texts``: fact id -> text, for routing among the version's groups."""
@@ -77,14 +82,6 @@ def active_ref(session: Session, user: User) -> AdapterRef | None:
         return None
     texts = {f.id: f.text for f in facts_repository.by_ids(session, user.id, version.fact_ids or [])}
     return ref_for(version, texts)
-
-
-def active_fact_ids(session: Session, user: User) -> list[int]:
-    """The fact ids the user's live version was trained on (none without one)."""
-    if user.active_adapter_id is None:
-        return []
-    version = repository.get(session, user.active_adapter_id)
-    return list(version.fact_ids) if version else []
 
 
 def list_versions(session: Session, user: User) -> list[AdapterVersion]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.adapters.service import AdapterRef, active_fact_ids, active_ref
+from app.adapters.service import AdapterRef, active_ref
 from app.chat import repository
 from app.db import session_scope
 from app.errors import AppError, NotFound
@@ -144,7 +144,7 @@ def prepare_reply(
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
-        personal = in_scope(history, known_facts(session, user, active_fact_ids(session, user)), topical)
+        personal = in_scope(history, known_facts(session, user, ref.facts), topical)
     adapter = ref.sole_adapter if ref is not None and personal else None
     if ref is not None and personal and adapter is None:
         if choose is None:

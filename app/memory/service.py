@@ -119,14 +119,14 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
     return fact
 
 
-def known_facts(session: Session, user: User, held: Iterable[int] = ()) -> list[str]:
+def known_facts(session: Session, user: User, held: Iterable[str] = ()) -> list[str]:
     """What scope routing looks for: the facts the user taught and has not taken
-    back, and those the live adapter holds (``held``, its fact ids: after an
-    admin's rollback it may hold one taken back since, and it answers from it)."""
+    back, and those the live adapter holds (``held``, their texts, read with the
+    version: after an admin's rollback it may hold one taken back since, and it
+    answers from it)."""
     statuses = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.LEARNED)
     texts = [f.text for f in repository.with_status(session, user.id, statuses)]
-    texts += [f.text for f in repository.by_ids(session, user.id, held)]
-    return list(dict.fromkeys(texts))
+    return list(dict.fromkeys([*texts, *held]))
 
 
 def bridge_facts(session: Session, user: User) -> list[str]:
