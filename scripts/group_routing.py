@@ -146,7 +146,23 @@ def main() -> None:
         ]
         add_row(f"words+confidence, {n} tokens", chosen)
 
+    # Narrowing the candidates by the base model's sentence embedding (the scope
+    # check's ``TopicEmbedder``, no adapter run): the group of the nearest fact,
+    # or the adapters' confidence among the groups of the 3 nearest facts.
     topics = TopicEmbedder.of_host(host)
+    ranked = [nearest_groups(topics, q, texts) for _, q, _ in questions]
+    words_first = [candidate_groups(q, texts) for _, q, _ in questions]
+    add_row(
+        "words+nearest fact",
+        [c[0] if len(c) == 1 else next(g for g in r if g in c) for c, r in zip(words_first, ranked, strict=True)],
+    )
+    for top in (2, 3):
+        chosen = []
+        for k, (c, r) in enumerate(zip(words_first, ranked, strict=True)):
+            narrowed = [g for g in r if g in c][:top] if len(c) > top else c
+            chosen.append(most_confident(narrowed, lambda groups, k=k: {g: replies[g][k][1] for g in groups}))
+        add_row(f"words+nearest {top}+confidence", chosen)
+
     served = serve(host, folders, texts, replies, questions, topics, args.group_size)
     print(f"{'served':>30}: {served}")
     report = {
@@ -217,6 +233,16 @@ def group_replies(
             if name is not None:
                 host.unload(name)
     return out
+
+
+def nearest_groups(topics: TopicEmbedder, question: str, texts: dict[int, list[str]]) -> list[int]:
+    """Every group, nearest first: by its fact most similar to ``question``."""
+    flat = [(g, t) for g, mine in texts.items() for t in mine]
+    sims = topics.similarities(question, [t for _, t in flat]).tolist()
+    best: dict[int, float] = {}
+    for (g, _), sim in zip(flat, sims, strict=True):
+        best[g] = max(best.get(g, -2.0), sim)
+    return sorted(best, key=lambda g: -best[g])
 
 
 def served_answer(question: str, k: int, texts, replies, scope: Scope) -> int:
