@@ -11,7 +11,9 @@ to the first token of the same question on one adapter, in the same run:
 - ``words``: ``ServingEngine.choose`` for a question whose words point at one group
   (no adapter runs);
 - ``confidence``: the same for a question sharing no word with any fact, so every
-  group's adapter starts a reply (8 tokens) and the surest answers;
+  group's adapter starts a reply (``engine.ROUTING_TOKENS`` tokens) and the surest answers;
+- ``confidence_by_tokens``: the same with other numbers of routing tokens
+  (``--routing-tokens``), in the same run;
 - ``swap_one_changed``: promoting a version that differs from the live one in one
   group (one adapter loaded), against ``swap_all``: a version none of whose
   adapters are loaded.
@@ -32,7 +34,7 @@ import torch
 
 from app.adapters.service import AdapterRef, GroupRef
 from app.serving.bench import timed_stream
-from app.serving.engine import ServingEngine
+from app.serving.engine import ROUTING_TOKENS, ServingEngine
 from app.settings import get_settings
 
 FACTS = [
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", default="1,5,10", help="numbers of groups to measure, comma-separated")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--routing-tokens", default="8", help="also time routing with these token counts")
     parser.add_argument("--out", type=Path, default=Path("docs/bench-group-serving.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -88,10 +91,15 @@ def main() -> None:
         live = make_version(engine, root, 1, count, None)
         engine.preload(1, live)
         baseline, words, confidence, swap_one, swap_all = [], [], [], [], []
+        others = {int(t): [] for t in args.routing_tokens.split(",") if t}
         for rep in range(args.reps):
             baseline.append(timed_stream(engine, live, True, BY_WORDS, 1, adapter=live.parts[0].name)[0])
             words.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
             confidence.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
+            for tokens, times in others.items():
+                engine.routing_tokens = tokens
+                times.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
+                engine.routing_tokens = ROUTING_TOKENS
             # A promotion that retrained one group: only that adapter is loaded.
             newer = make_version(engine, root, rep + 2, count, rep % count)
             swap_one.append(timed(lambda ref=newer: engine.preload(1, ref)))
@@ -103,6 +111,8 @@ def main() -> None:
             "choose_by_confidence_s": round(statistics.median(confidence), 3),
             "swap_one_changed_s": round(statistics.median(swap_one), 3),
             "swap_all_s": round(statistics.median(swap_all), 3),
+            "routing_tokens": ROUTING_TOKENS,
+            "confidence_by_tokens_s": {t: round(statistics.median(v), 3) for t, v in others.items()},
             "reps": args.reps,
         }
         engine.preload(1, None)
@@ -115,6 +125,8 @@ def main() -> None:
     for count, row in rows.items():
         values = [count, *(row[k] for k in list(row)[:5])]
         print("".join(f"{v:>20}" for v in values))
+        for tokens, seconds in row["confidence_by_tokens_s"].items():
+            print(f"{'':>20}{'':>20}{'':>20}{f'{tokens} tokens: {seconds}':>20}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
 
