@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -68,6 +69,14 @@ def main() -> None:
         default=[4, 2],
         help="also route by the confidence of only this many first tokens (comma-separated; 8 is the main rule)",
     )
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="G=BENCH_OUT",
+        help="answer group G with the adapter a facts benchmark (--methods memory, the same facts) "
+        "taught one at a time: its --out JSON; the steps and state beside it are read",
+    )
     parser.add_argument("--adapters", type=Path, default=Path(".cache/group-routing"))
     parser.add_argument("--out", type=Path, default=Path("docs/group-routing.json"))
     args = parser.parse_args()
@@ -86,6 +95,9 @@ def main() -> None:
         return
 
     folders = {g: adapters / f"g{g}" for g in groups}
+    for spec in args.replace:
+        g, out = spec.split("=", 1)
+        folders[int(g)] = taught_one_at_a_time(Path(out), groups[int(g)])
     questions = [(f.index, q, answers) for f in facts for q, answers in f.questions]
     replies = group_replies(host, folders, [q for _, q, _ in questions])
     replies[BASE] = group_replies(host, {BASE: None}, [q for _, q, _ in questions])[BASE]
@@ -166,6 +178,7 @@ def main() -> None:
     served = serve(host, folders, texts, replies, questions, topics, args.group_size)
     print(f"{'served':>30}: {served}")
     report = {
+        "replaced": args.replace,
         "facts_file": str(args.facts_file),
         "n": len(facts),
         "group_size": args.group_size,
@@ -180,6 +193,33 @@ def main() -> None:
 
 
 BASE = -1  # the base model's replies, beside the groups'
+
+
+def taught_one_at_a_time(bench_out: Path, mine) -> Path:
+    """The live adapter of a facts-benchmark run that taught ``mine`` one at a
+    time (``memory`` method), with its ``trained.json`` (what its last step's
+    locality quiz changed) written beside a copy of it."""
+    state = json.loads((bench_out.with_suffix(".state") / "memory" / "state.json").read_text())
+    steps = [json.loads(line) for line in bench_out.with_suffix(".steps.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if s["method"] == "memory"]
+    if [s["fact"] for s in steps] != [f.text for f in mine]:
+        raise SystemExit(f"{bench_out}: it did not teach this group's {len(mine)} facts in order")
+    accepted = [s for s in steps if s["locality"] is not None]
+    if not accepted or state["adapter"] is None:
+        raise SystemExit(f"{bench_out}: every version was refused, no adapter to answer with")
+    copy = bench_out.parent / "chain-adapter"
+    shutil.copytree(bench_out.with_suffix(".state") / "memory" / state["adapter"], copy, dirs_exist_ok=True)
+    (copy / TRAINED).write_text(
+        json.dumps(
+            {
+                "locality": accepted[-1]["locality"],
+                "locality_changed": accepted[-1]["locality_changed"],
+                "recall_just_taught": {s["fact"]: s["recall_new"] for s in steps},
+                "recall_at_end": steps[-1]["recall_by_fact"],
+            }
+        )
+    )
+    return copy
 
 
 def train_group(host, out: Path, g: int, mine, removed, replay: Path, steps: int) -> None:
