@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         description="facts per LoRA adapter: a user's facts are split into groups of at most this many, "
         "one adapter each, and a consolidation trains only the group it touches (0: one adapter for all)",
     )
+    compact_full_groups: bool = Field(
+        True,
+        alias="SEALCHAT_COMPACT_FULL_GROUPS",
+        description="the consolidation that fills a fact group trains it from scratch on all its facts "
+        "(their stored self-edits) instead of warm-starting: one longer run per group",
+    )
     group_retry_attempts: int = Field(
         2,
         alias="SEALCHAT_GROUP_RETRY_ATTEMPTS",

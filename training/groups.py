@@ -136,6 +136,13 @@ def most_confident(candidates: Sequence[int], confidence: Callable[[Sequence[int
     return max(candidates, key=lambda g: (scores[g], -g))
 
 
+def fills_group(n_facts: int, size: int) -> bool:
+    """Whether a group holding ``n_facts`` facts is full (``size`` 0: one group
+    for all facts, never full). The run that fills a group compacts it: it is
+    trained from scratch on all its facts, not warm-started once more."""
+    return size > 0 and n_facts >= size
+
+
 def next_group(
     groups: Mapping[int, Sequence[int]],
     new: Sequence[int],

@@ -37,7 +37,7 @@ from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
 from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
-from training.groups import next_group
+from training.groups import fills_group, next_group
 from training.learn import (
     FACT_GRID,
     FACT_KL_WEIGHT,
@@ -190,7 +190,19 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             or not options.get("warm_start", True)
             or rebuild_to_forget(len(kept), settings.forget_rebuild_max_facts, refused_forget)
         )
-        warm = group is not None and not rebuild and options.get("warm_start", True)
+        # Compaction: the run that fills a group trains it from scratch on all its
+        # facts (each kept fact's stored self-edits in full) rather than warm-starting
+        # from a chain of versions each taught one fact more. A refused compaction's
+        # retry warm-starts as before.
+        compact = (
+            settings.compact_full_groups
+            and group is not None
+            and not removed
+            and not retry
+            and bool(new)
+            and fills_group(len(kept) + len(new), settings.fact_group_size)
+        )
+        warm = group is not None and not rebuild and not compact and options.get("warm_start", True)
         live_metrics = (active.metrics or {}) if active else {}
         live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
         planned_recall = live_recall
@@ -239,7 +251,17 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        ("rebuild" if rebuild else "unlearn" if removed else "warm start" if warm else "fresh")
+        (
+            "rebuild"
+            if rebuild
+            else "unlearn"
+            if removed
+            else "warm start"
+            if warm
+            else "compaction"
+            if compact
+            else "fresh"
+        )
         + (" (retry)" if retry else ""),
     )
 
@@ -267,7 +289,9 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         result.removed_base_recall,
     )
     built = _Build(final, target, others, texts)
-    version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built)
+    version_id = _record_version(
+        user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built, compacted=compact
+    )
     if not decision.accepted:
         log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
         return f"{request.adapter_name}: refused ({decision.reason})"
@@ -393,6 +417,7 @@ def _record_version(
     decision: GateDecision,
     rebuild: bool,
     built: _Build,
+    compacted: bool = False,
 ) -> int:
     """Assemble the version's directory and write its row (after the directory, so
     a crash leaves at most an orphan directory); promote it if the gate accepted
@@ -453,6 +478,7 @@ def _record_version(
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
                     "rebuilt": rebuild,
+                    "compacted": compacted,
                     "unlearned": bool(request.removed) and not rebuild,
                     "rehearse": request.rehearse,
                     "removed_facts": [f.fact_id for f in request.removed],

@@ -9,7 +9,7 @@ import pytest
 
 from training.bench.fact_groups import GroupLearner
 from training.bench.facts import Learner
-from training.groups import candidate_groups, choose_group, next_group, place_facts, routing_words
+from training.groups import candidate_groups, choose_group, fills_group, next_group, place_facts, routing_words
 from training.learn import QA, FactToLearn
 
 
@@ -27,6 +27,12 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
 def test_a_group_holds_at_least_one_fact():
     with pytest.raises(ValueError, match="size=0"):
         place_facts({}, [1], size=0)
+
+
+def test_the_run_that_fills_a_group_compacts_it():
+    assert fills_group(10, size=10) and fills_group(2, size=2)
+    assert not fills_group(9, size=10)
+    assert not fills_group(500, size=0), "one group for all facts is never full"
 
 
 def test_a_run_trains_the_lowest_touched_group_and_the_rest_waits():

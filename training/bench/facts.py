@@ -47,6 +47,7 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide, recall_after_refusal
+from training.groups import fills_group
 from training.learn import (
     FACT_KL_WEIGHT,
     QA,
@@ -100,6 +101,10 @@ class Learner:
         self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
         self.versions = 0
         self.refused = 0
+        # A group's learner (``fact_groups``): the fact that brings it to this many
+        # facts is taught by training from scratch on all of them (the worker's
+        # compaction, ``SEALCHAT_COMPACT_FULL_GROUPS``); None: always warm-start.
+        self.compact_at: int | None = None
 
     @property
     def _paraphrases(self) -> bool:
@@ -170,7 +175,13 @@ class Learner:
             # As the worker does: a retry after a refusal is warm-started too, with the
             # facts the refused version lost rehearsed and quizzed first.
             planned = recall_after_refusal(self.recall, refused)
-            request = self._request([item], seed_offset=attempt * 7919, recall=planned)
+            compact = (
+                attempt == 0
+                and self.live is not None
+                and self.compact_at is not None
+                and fills_group(len(self.known) + 1, self.compact_at)
+            )
+            request = self._request([item], seed_offset=attempt * 7919, rebuild=compact, recall=planned)
             result = learn_facts(self.host, request)
             refused.append(result.kept_recall)
             if self._accept(result, thresholds):
@@ -476,6 +487,13 @@ def main(argv: list[str]) -> int:
         dest="paraphrases",
         action="store_true",
         help="also train rewordings of each fact's questions (SEALCHAT_TRAIN_PARAPHRASES)",
+    )
+    parser.add_argument(
+        "--no-compact-groups",
+        dest="compact_groups",
+        action="store_false",
+        help="groups method: warm-start every version, also the one that fills a group "
+        "(as before session 23; the worker's SEALCHAT_COMPACT_FULL_GROUPS=false)",
     )
     parser.add_argument("--no-paraphrases", dest="paraphrases", action="store_false", help="without them (the default)")
     parser.add_argument(
