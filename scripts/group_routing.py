@@ -2,6 +2,9 @@
 
     .venv/bin/python scripts/group_routing.py --out docs/group-routing.json
     .venv/bin/python scripts/group_routing.py --groups 0,2,4,6,8   # train half (two processes side by side)
+    # group 0 answered by the adapter the facts benchmark taught its 10 facts one at a time:
+    .venv/bin/python -m training.bench facts --methods memory --n 10 --forget 0 --out /tmp/chain0/bench.json
+    .venv/bin/python scripts/group_routing.py --replace 0=/tmp/chain0/bench.json --forget 0 --out /tmp/chain0.json
 
 The first ``--n`` bundled facts are split into groups of ``--group-size`` in
 order, and each group's adapter is trained with the worker's code
