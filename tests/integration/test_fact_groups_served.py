@@ -5,7 +5,7 @@ fact trains a second adapter and the new version links the first group's files
 unchanged; the web server answers each question with its own group's adapter;
 forgetting the only fact of a group drops that group without training anything,
 and the other group keeps answering from the same loaded adapter. With two facts
-per group, the fact that fills a group compacts it: that group is trained from
+per group and compaction on, the fact that fills a group compacts it: that group is trained from
 scratch on both facts, not warm-started.
 """
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 DOG, WORK = "My dog's name is Pepper.", "I work at Globex Corporation."
 SISTER = "My sister Marguerite lives in Lisbon."
 ONE_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "1"}
-TWO_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "2"}
+TWO_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "2", "SEALCHAT_COMPACT_FULL_GROUPS": "true"}
 
 
 def add_pending_fact(email: str, text: str) -> int:
@@ -126,7 +126,7 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     assert page.status_code == 200, page.text[-2000:]
     assert "2 groups; trained g1" in page.text and "1 group; dropped g0" in page.text
 
-    # Two facts per group from here: the sister joins the work fact's group and
+    # Two facts per group and compaction on from here: the sister joins the work fact's group and
     # fills it, so that run compacts the group (trained from scratch on both facts).
     sister = add_pending_fact(email, SISTER)
     print(stack.cli("consolidate", email, "--now", env=TWO_PER_GROUP))

@@ -5,8 +5,8 @@ teaches a user's single adapter (warm start, rehearsal of the group's earlier
 facts, KL replay, the gate with one retry), so a consolidation never trains more
 than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
 in the worker (``SEALCHAT_GROUP_RETRY_ATTEMPTS``), and the fact that fills a group
-is taught by training the group from scratch on all its facts (compaction, unless
-``--no-compact-groups``). A question is answered by the group
+is taught by training the group from scratch on all its facts with
+``--compact-groups`` (the worker's compaction, off by default there too). A question is answered by the group
 ``training.groups.choose_group`` picks: by its words, and among several groups by
 which adapter is most sure of its reply. A forget rebuilds each affected group
 from scratch without the forgotten facts; the other groups are not touched.
@@ -44,7 +44,7 @@ class GroupLearner:
     def _part(self, group: int) -> Learner:
         if group not in self.parts:
             self.parts[group] = Learner(self.host, "memory", self.work / "groups", self.args, name=f"g{group}")
-            if getattr(self.args, "compact_groups", True):
+            if getattr(self.args, "compact_groups", False):
                 self.parts[group].compact_at = self.size
         return self.parts[group]
 

@@ -489,11 +489,10 @@ def main(argv: list[str]) -> int:
         help="also train rewordings of each fact's questions (SEALCHAT_TRAIN_PARAPHRASES)",
     )
     parser.add_argument(
-        "--no-compact-groups",
-        dest="compact_groups",
-        action="store_false",
-        help="groups method: warm-start every version, also the one that fills a group "
-        "(as before session 23; the worker's SEALCHAT_COMPACT_FULL_GROUPS=false)",
+        "--compact-groups",
+        action="store_true",
+        help="groups method: the fact that fills a group is taught by training the group from scratch "
+        "on all its facts (the worker's SEALCHAT_COMPACT_FULL_GROUPS=true; off by default, as there)",
     )
     parser.add_argument("--no-paraphrases", dest="paraphrases", action="store_false", help="without them (the default)")
     parser.add_argument(
