@@ -251,18 +251,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        (
-            "rebuild"
-            if rebuild
-            else "unlearn"
-            if removed
-            else "warm start"
-            if warm
-            else "compaction"
-            if compact
-            else "fresh"
-        )
-        + (" (retry)" if retry else ""),
+        _mode(rebuild, bool(removed), warm, compact) + (" (retry)" if retry else ""),
     )
 
     if not request.new_facts and not request.rehearsal:
@@ -405,6 +394,15 @@ def _finish_forgetting(session: Session, user_id: int, forgetting: list[int]) ->
     for fact in facts_repo.by_ids(session, user_id, forgetting):
         if fact.status == FactStatus.FORGETTING:
             fact.status, fact.stage, fact.progress, fact.error = FactStatus.FORGOTTEN, None, 1.0, None
+
+
+def _mode(rebuild: bool, removing: bool, warm: bool, compact: bool) -> str:
+    """How a run trains its group, as logged."""
+    if rebuild:
+        return "rebuild"
+    if removing:
+        return "unlearn"
+    return "warm start" if warm else "compaction" if compact else "fresh"
 
 
 def _record_version(

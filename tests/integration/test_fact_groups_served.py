@@ -47,6 +47,24 @@ def add_pending_fact(email: str, text: str) -> int:
     return fact_id
 
 
+def wait_for_idle_worker(timeout: float = 900) -> None:
+    """Until no fact of any user is being learnt or forgotten: an earlier test's
+    consolidation still running beside this test's own (in the CLI) slows both
+    several times over on two cores."""
+    engine = create_engine(TEST_DATABASE_URL)
+    busy = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.FORGETTING)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with Session(engine) as session:
+                left = session.scalars(select(Fact.id).where(Fact.status.in_(busy))).all()
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(2)
+    finally:
+        engine.dispose()
+
+
 def ask(client: OpenAI, question: str) -> tuple[str, str | None]:
     reply = client.chat.completions.create(
         model="seal", messages=[{"role": "user", "content": question}], extra_body={"bridge": False}, max_tokens=40
@@ -70,6 +88,7 @@ def weights(directory: str, group: int) -> Path:
 
 
 def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(stack: Stack):
+    wait_for_idle_worker()
     email = "groups@example.com"
     key = stack.create_user(email)
     api, ai = stack.client(key), OpenAI(base_url=stack.url + "/v1", api_key=key)
