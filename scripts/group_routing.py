@@ -155,11 +155,7 @@ def main() -> None:
     # (``engine.ROUTING_TOKENS``): fewer is faster; does routing hold up?
     for n in args.confidence_tokens:
         short = group_replies(host, folders, [q for _, q, _ in questions], n, n)
-        chosen = [
-            choose_group(q, texts, lambda c, k=k, short=short: {x: short[x][k][1] for x in c})
-            for k, (_, q, _) in enumerate(questions)
-        ]
-        add_row(f"words+confidence, {n} tokens", chosen)
+        add_row(f"words+confidence, {n} tokens", routed([q for _, q, _ in questions], texts, short))
 
     # Narrowing the candidates by the base model's sentence embedding (the scope
     # check's ``TopicEmbedder``, no adapter run): the group of the nearest fact,
@@ -178,15 +174,15 @@ def main() -> None:
             chosen.append(most_confident(narrowed, lambda groups, k=k: {g: replies[g][k][1] for g in groups}))
         add_row(f"words+nearest {top}+confidence", chosen)
 
-    served = serve(host, folders, texts, replies, questions, topics, args.group_size)
-    print(f"{'served':>30}: {served}")
+    report_served = serve(host, folders, texts, replies, questions, topics, args.group_size)
+    print(f"{'served':>30}: {report_served}")
     report = {
         "replaced": args.replace,
         "facts_file": str(args.facts_file),
         "n": len(facts),
         "group_size": args.group_size,
         "rules": rows,
-        "served": served,
+        "served": report_served,
     }
     if args.forget:
         gone = random.Random(args.seed).sample(facts, min(args.forget, len(facts)))
@@ -288,11 +284,17 @@ def nearest_groups(topics: TopicEmbedder, question: str, texts: dict[int, list[s
     return sorted(best, key=lambda g: -best[g])
 
 
-def served_answer(question: str, k: int, texts, replies, scope: Scope) -> int:
-    """Who answers ``question`` (the ``k``-th asked) in the product: a group, or ``BASE``."""
-    if not scope.message(question):
-        return BASE
-    return choose_group(question, texts, lambda candidates: {g: replies[g][k][1] for g in candidates})
+def routed(prompts: list[str], texts, replies) -> list[int]:
+    """The group ``choose_group`` picks for each prompt, by words and then the
+    confidence in ``replies`` (each group's, in the order of ``prompts``)."""
+    return [choose_group(p, texts, lambda c, k=k: {g: replies[g][k][1] for g in c}) for k, p in enumerate(prompts)]
+
+
+def served(prompts: list[str], texts, replies, scope: Scope) -> list[int]:
+    """Who answers each prompt in the product: ``BASE`` where scope routing keeps
+    it from the adapters, else the group ``routed`` picks."""
+    groups = routed(prompts, texts, replies)
+    return [g if scope.message(p) else BASE for p, g in zip(prompts, groups, strict=True)]
 
 
 def graded(questions, who: list[int], replies) -> dict[int, float]:
@@ -311,25 +313,25 @@ def _mean(values) -> float:
 def serve(host, folders, texts, replies, questions, topics, size: int) -> dict:
     """Recall and locality as served: scope routing first, then the group routing."""
     scope = Scope([t for mine in texts.values() for t in mine], topics.nearer_to_facts)
-    who = [served_answer(q, k, texts, replies, scope) for k, (_, q, _) in enumerate(questions)]
+    who = served([q for _, q, _ in questions], texts, replies, scope)
     recall = graded(questions, who, replies)
     trained = {g: json.loads((path / TRAINED).read_text()) for g, path in folders.items()}
-    routed = [p for p in LOCALITY_PROMPTS if scope.message(p)]
-    local = group_replies(host, folders, routed) if routed else {}
+    to_adapters = [p for p in LOCALITY_PROMPTS if scope.message(p)]
+    local = group_replies(host, folders, to_adapters) if to_adapters else {}
     changed = {g: set(t["locality_changed"]) for g, t in trained.items()}
-    chosen = [choose_group(p, texts, lambda c, k=k: {g: local[g][k][1] for g in c}) for k, p in enumerate(routed)]
+    chosen = routed(to_adapters, texts, local)
     return {
         "recall_all": _mean(recall.values()),
         "recall_first_group": _mean(v for i, v in recall.items() if i < size),
         "questions_to_base": round(who.count(BASE) / len(who), 3),
         "adapter_locality_mean": _mean(t["locality"] for t in trained.values()),
         "locality_prompts": len(LOCALITY_PROMPTS),
-        "locality_prompts_routed": len(routed),
+        "locality_prompts_routed": len(to_adapters),
         "served_locality": round(
-            1 - sum(p in changed[g] for p, g in zip(routed, chosen, strict=True)) / len(LOCALITY_PROMPTS), 3
+            1 - sum(p in changed[g] for p, g in zip(to_adapters, chosen, strict=True)) / len(LOCALITY_PROMPTS), 3
         ),
         "served_locality_any_group": round(
-            1 - sum(p in set().union(*changed.values()) for p in routed) / len(LOCALITY_PROMPTS), 3
+            1 - sum(p in set().union(*changed.values()) for p in to_adapters) / len(LOCALITY_PROMPTS), 3
         ),
     }
 
@@ -350,26 +352,11 @@ def forget(host, adapters: Path, groups, gone, replies, questions, topics, repla
     after = {**replies, **group_replies(host, {g: folders[g] for g in touched if g in folders}, prompts)}
     texts = {g: [f.text for f in mine] for g, mine in kept.items() if mine}
     scope = Scope([t for mine in texts.values() for t in mine], topics.nearer_to_facts)
-    served = graded(
-        questions, [served_answer(q, k, texts, after, scope) for k, (_, q, _) in enumerate(questions)], after
-    )
-    routed = graded(
-        questions,
-        [
-            choose_group(q, texts, lambda c, k=k: {g: after[g][k][1] for g in c})
-            for k, (_, q, _) in enumerate(questions)
-        ],
-        after,
-    )
+    asked = [q for _, q, _ in questions]
+    as_served = graded(questions, served(asked, texts, after, scope), after)
+    as_routed = graded(questions, routed(asked, texts, after), after)
     before_texts = {g: [f.text for f in mine] for g, mine in groups.items()}
-    before = graded(
-        questions,
-        [
-            choose_group(q, before_texts, lambda c, k=k: {g: replies[g][k][1] for g in c})
-            for k, (_, q, _) in enumerate(questions)
-        ],
-        replies,
-    )
+    before = graded(questions, routed(asked, before_texts, replies), replies)
     base = graded(questions, [BASE] * len(questions), replies)
     return {
         "forgotten": [f.text for f in gone],
@@ -377,14 +364,14 @@ def forget(host, adapters: Path, groups, gone, replies, questions, topics, repla
         "groups_dropped": [g for g in touched if not kept[g]],
         "seconds": round(seconds, 1),
         "forgotten_recall_before": _mean(before[i] for i in gone_ids),
-        "forgotten_recall": _mean(routed[i] for i in gone_ids),
-        "forgotten_recall_served": _mean(served[i] for i in gone_ids),
+        "forgotten_recall": _mean(as_routed[i] for i in gone_ids),
+        "forgotten_recall_served": _mean(as_served[i] for i in gone_ids),
         "forgotten_recall_base_model": _mean(base[i] for i in gone_ids),
         "kept_recall_before": _mean(v for i, v in before.items() if i not in gone_ids),
-        "kept_recall": _mean(v for i, v in routed.items() if i not in gone_ids),
-        "kept_recall_served": _mean(v for i, v in served.items() if i not in gone_ids),
+        "kept_recall": _mean(v for i, v in as_routed.items() if i not in gone_ids),
+        "kept_recall_served": _mean(v for i, v in as_served.items() if i not in gone_ids),
         "kept_in_rebuilt_groups_before": _mean(before[f.index] for g in touched for f in kept[g]),
-        "kept_in_rebuilt_groups": _mean(routed[f.index] for g in touched for f in kept[g]),
+        "kept_in_rebuilt_groups": _mean(as_routed[f.index] for g in touched for f in kept[g]),
     }
 
 
