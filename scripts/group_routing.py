@@ -102,8 +102,9 @@ def main() -> None:
         g, out = spec.split("=", 1)
         folders[int(g)] = taught_one_at_a_time(Path(out), groups[int(g)])
     questions = [(f.index, q, answers) for f in facts for q, answers in f.questions]
-    replies = group_replies(host, folders, [q for _, q, _ in questions])
-    replies[BASE] = group_replies(host, {BASE: None}, [q for _, q, _ in questions])[BASE]
+    asked = [q for _, q, _ in questions]
+    replies = group_replies(host, folders, asked)
+    replies[BASE] = group_replies(host, {BASE: None}, asked)[BASE]
     texts = {g: [f.text for f in mine] for g, mine in groups.items()}
 
     def pick(rule: str, k: int, fact: int, question: str) -> int:
@@ -154,15 +155,15 @@ def main() -> None:
     # The serving engine's routing generates only the confidence tokens
     # (``engine.ROUTING_TOKENS``): fewer is faster; does routing hold up?
     for n in args.confidence_tokens:
-        short = group_replies(host, folders, [q for _, q, _ in questions], n, n)
-        add_row(f"words+confidence, {n} tokens", routed([q for _, q, _ in questions], texts, short))
+        short = group_replies(host, folders, asked, n, n)
+        add_row(f"words+confidence, {n} tokens", routed(asked, texts, short))
 
     # Narrowing the candidates by the base model's sentence embedding (the scope
     # check's ``TopicEmbedder``, no adapter run): the group of the nearest fact,
     # or the adapters' confidence among the groups of the 3 nearest facts.
     topics = TopicEmbedder.of_host(host)
-    ranked = [nearest_groups(topics, q, texts) for _, q, _ in questions]
-    words_first = [candidate_groups(q, texts) for _, q, _ in questions]
+    ranked = [nearest_groups(topics, q, texts) for q in asked]
+    words_first = [candidate_groups(q, texts) for q in asked]
     add_row(
         "words+nearest fact",
         [c[0] if len(c) == 1 else next(g for g in r if g in c) for c, r in zip(words_first, ranked, strict=True)],
@@ -319,6 +320,7 @@ def serve(host, folders, texts, replies, questions, topics, size: int) -> dict:
     to_adapters = [p for p in LOCALITY_PROMPTS if scope.message(p)]
     local = group_replies(host, folders, to_adapters) if to_adapters else {}
     changed = {g: set(t["locality_changed"]) for g, t in trained.items()}
+    changed_by_any = set().union(*changed.values())
     chosen = routed(to_adapters, texts, local)
     return {
         "recall_all": _mean(recall.values()),
@@ -331,7 +333,7 @@ def serve(host, folders, texts, replies, questions, topics, size: int) -> dict:
             1 - sum(p in changed[g] for p, g in zip(to_adapters, chosen, strict=True)) / len(LOCALITY_PROMPTS), 3
         ),
         "served_locality_any_group": round(
-            1 - sum(p in set().union(*changed.values()) for p in to_adapters) / len(LOCALITY_PROMPTS), 3
+            1 - sum(p in changed_by_any for p in to_adapters) / len(LOCALITY_PROMPTS), 3
         ),
     }
 
@@ -348,11 +350,10 @@ def forget(host, adapters: Path, groups, gone, replies, questions, topics, repla
             folders[g] = adapters / f"forget{args.forget}-seed{args.seed}" / f"g{g}"
             train_group(host, folders[g], g, kept[g], [f for f in groups[g] if f.index in gone_ids], replay, args.steps)
     seconds = time.perf_counter() - started
-    prompts = [q for _, q, _ in questions]
-    after = {**replies, **group_replies(host, {g: folders[g] for g in touched if g in folders}, prompts)}
+    asked = [q for _, q, _ in questions]
+    after = {**replies, **group_replies(host, {g: folders[g] for g in touched if g in folders}, asked)}
     texts = {g: [f.text for f in mine] for g, mine in kept.items() if mine}
     scope = Scope([t for mine in texts.values() for t in mine], topics.nearer_to_facts)
-    asked = [q for _, q, _ in questions]
     as_served = graded(questions, served(asked, texts, after, scope), after)
     as_routed = graded(questions, routed(asked, texts, after), after)
     before_texts = {g: [f.text for f in mine] for g, mine in groups.items()}

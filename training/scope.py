@@ -304,13 +304,17 @@ class TopicEmbedder:
     def _unit(self, raw: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(raw - self._centre, dim=-1)
 
+    def _query_and_facts(self, message: str, facts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        vectors = self._unit(self._raw([message, *facts]))
+        return vectors[0], vectors[1:]
+
     def similarities(self, message: str, facts: Sequence[str]) -> torch.Tensor:
         """The cosine similarity of ``message`` to each of ``facts``."""
-        vectors = self._unit(self._raw([message, *facts]))
-        return vectors[1:] @ vectors[0]
+        query, known = self._query_and_facts(message, facts)
+        return known @ query
 
     def nearer_to_facts(self, message: str, facts: Sequence[str]) -> bool:
         if not facts:
             return False
-        query = self._unit(self._raw([message]))[0]
-        return bool(self.similarities(message, facts).max() > (self._general @ query).max())
+        query, known = self._query_and_facts(message, facts)
+        return bool((known @ query).max() > (self._general @ query).max())
