@@ -49,6 +49,7 @@ from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, mode
 from training.replay import ANSWER_TOKENS as REPLAY_ANSWER_TOKENS
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit, key_words
+from training.wh_questions import clause_questions
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,10 @@ def fact_examples(
     slot = fact_slot(fact)
     pairs = [QA(slot.question, slot.answer)] if slot else []
     pairs += [QA(q, statement) for q in probe_questions(fact) if not slot or q != slot.question]
+    # Plain questions about each part of the fact ("When are the swimming lessons?"),
+    # early, so that rehearsal keeps them too.
+    asked_already = {qa.question.lower() for qa in pairs}
+    pairs += [QA(q, statement) for q in clause_questions(fact) if q.lower() not in asked_already]
     reworded: list[QA] = []
     if paraphrases:
         seen = {qa.question.lower() for qa in pairs} | ({held_out.lower()} if held_out else set())

@@ -88,8 +88,9 @@ def test_self_qa_questions_are_trained_with_the_fact_and_never_the_quiz():
     assert all(trained[q] == "The wifi password at home is sunflower88." for q in asked)
     # All come before the general recall prompts, so rehearsal (a fact's first few
     # examples) keeps the fact's own questions, not the ones every fact shares.
-    assert [qa.question for qa in pairs[:3]] == list(asked)
-    assert [qa.question for qa in pairs[3:]] == list(GENERAL_RECALL_PROMPTS)
+    # The plain question read off the fact's clause first (training.wh_questions).
+    assert [qa.question for qa in pairs[:4]] == ["What is the wifi password at home?", *asked]
+    assert [qa.question for qa in pairs[4:]] == list(GENERAL_RECALL_PROMPTS)
     # The self-QA lines are questions, never answers to a general prompt.
     assert all(qa.answer not in asked for qa in pairs)
     assert not set(quiz_questions(fact)) & set(trained)

@@ -1,0 +1,393 @@
+"""Wh-questions read off the clause of a first-person fact.
+
+``phrasing.probe_questions`` knows a dozen sentence shapes ("My X is called Y",
+"I live in Z"); facts outside them got only "What do you know about ...?" and
+the model's own questions, and were then missed when asked plainly: "What is our
+baby's name?" after "We named our baby Noor.", "When are the swimming lessons?"
+after "The kids' swimming lessons are on Saturday mornings.". These rules split
+the fact's first sentence into subject, verb group, object and prepositional
+phrases, and ask one question per part, its wh-word chosen by what the part
+holds (a weekday or a year: when; a place: where; "by bike": how; a duration:
+how long; a name: who; an amount: how much / how old). Unknown shapes give no
+question rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from training.phrasing import TITLES, split_sentences, strip_correction
+
+_CONTRACTIONS = {
+    "i'm": ("I", "am"),
+    "we're": ("we", "are"),
+    "i've": ("I", "have"),
+    "we've": ("we", "have"),
+    "i'll": ("I", "will"),
+    "we'll": ("we", "will"),
+}
+_AUX = {
+    "am": "am",
+    "is": "is",
+    "are": "are",
+    "was": "was",
+    "were": "were",
+    "has": "has",
+    "have": "have",
+    "had": "had",
+    "will": "will",
+    "can": "can",
+    "can't": "can't",
+    "cannot": "can't",
+    "could": "could",
+    "won't": "won't",
+    "don't": "don't",
+    "doesn't": "doesn't",
+    "didn't": "didn't",
+    "been": "been",
+    "be": "be",
+}
+_DETERMINERS = frozenset({"my", "our", "the", "a", "an", "his", "her", "their", "your"})
+_COPULAS = frozenset({"am", "is", "are", "was", "were"})
+# Verbs a person uses about their own life, with their irregular forms: enough to
+# find where a subject ends ("My wife works ...") and to ask with do-support.
+_VERBS = """live work love like hate dislike prefer enjoy play drive teach study run own go speak want need use
+take visit make grow walk sing read cook write collect start finish open close arrive leave come get eat drink
+wear ride commute keep watch listen practice practise volunteer attend sleep wake coach meet call name sell build
+fix belong turn celebrate share cost buy give bike swim fly travel move plan hope support follow bake paint knit
+garden fish hike climb dance draw ski surf skate jog train learn know care look stay spend pay rent owe earn
+save miss visit expire happen hold""".split()
+_IRREGULAR = {
+    "went": "go",
+    "took": "take",
+    "made": "make",
+    "grew": "grow",
+    "met": "meet",
+    "got": "get",
+    "came": "come",
+    "left": "leave",
+    "wrote": "write",
+    "ran": "run",
+    "drove": "drive",
+    "ate": "eat",
+    "drank": "drink",
+    "wore": "wear",
+    "rode": "ride",
+    "kept": "keep",
+    "sold": "sell",
+    "built": "build",
+    "bought": "buy",
+    "gave": "give",
+    "taught": "teach",
+    "spoke": "speak",
+    "sang": "sing",
+    "began": "begin",
+    "flew": "fly",
+    "swam": "swim",
+    "knew": "know",
+    "slept": "sleep",
+    "woke": "wake",
+    "spent": "spend",
+    "paid": "pay",
+    "does": "do",
+    "goes": "go",
+}
+_PAST = frozenset(_IRREGULAR) - {"does", "goes"}
+
+
+def _forms(verb: str) -> dict[str, tuple[str, str]]:
+    """``verb``'s forms -> (lemma, "base" | "s" | "past")."""
+    s = (
+        verb[:-1] + "ies"
+        if re.search(r"[^aeiou]y$", verb)
+        else verb + ("es" if re.search(r"(s|sh|ch|x|o)$", verb) else "s")
+    )
+    if verb.endswith("e"):
+        past = verb + "d"
+    elif re.search(r"[^aeiou]y$", verb):
+        past = verb[:-1] + "ied"
+    elif re.search(r"[^aeiou][aeiou][bdgmnpt]$", verb) and verb not in {"visit", "garden", "open", "listen"}:
+        past = verb + verb[-1] + "ed"
+    else:
+        past = verb + "ed"
+    return {verb: (verb, "base"), s: (verb, "s"), past: (verb, "past")}
+
+
+_VERB_FORMS: dict[str, tuple[str, str]] = {}
+for _verb in _VERBS:
+    _VERB_FORMS.update(_forms(_verb))
+_VERB_FORMS.update({past: (lemma, "past") for past, lemma in _IRREGULAR.items() if past in _PAST})
+_VERB_FORMS.update({"does": ("do", "s"), "goes": ("go", "s"), "has": ("have", "s"), "had": ("have", "past")})
+
+_PREPOSITIONS = frozenset(
+    "on in at to for from by with until till since before after during near about of into inside outside as under"
+    " behind above below beside".split()
+)
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday"
+_MONTHS = "january february march april may june july august september october november december"
+_TIME_WORDS = frozenset(
+    (
+        _WEEKDAYS
+        + " "
+        + _MONTHS
+        + " mondays tuesdays wednesdays thursdays fridays saturdays sundays morning mornings afternoon afternoons"
+        " evening evenings night nights weekend weekends tonight today tomorrow yesterday noon midnight christmas"
+        " summer winter spring autumn birthday week month year"
+    ).split()
+)
+_TIME = re.compile(r"\b(?:(?:19|20)\d\d|\d{1,2}:\d\d|\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.|o'clock))\b", re.I)
+_UNITS = r"(?:years?|months?|weeks?|days?|hours?|minutes?|decades?)"
+_NUMBER = r"(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty)"
+_DURATION = re.compile(rf"^(?:{_NUMBER}|a few|several|many) {_UNITS}\b", re.I)
+_AGE = re.compile(rf"^{_NUMBER}(?:\.\d+)? {_UNITS} old$", re.I)
+_AMOUNT = re.compile(r"^(?:[$€£]\s?\d|\d[\d,.]* (?:dollars|euros|pounds|bucks|francs|yen|rupees|pesos)\b)", re.I)
+_FREQUENCY = re.compile(r"\b(?:every|each) (?:single )?(\w+)$", re.I)
+_ADJECTIVE_PREPOSITIONS = frozenset({"of", "to", "at", "about", "with", "in"})
+_NAME = re.compile(rf"^(?:(?:{'|'.join(TITLES)})\.? )?[A-Z][\w'-]*(?: [A-Z][\w'-]*)*$")
+_APPOSITION = re.compile(r"\b(?P<p>[Mm]y|[Oo]ur) (?P<x>[a-z]+(?: [a-z]+)?) (?P<n>[A-Z][a-z]+)\b")
+_PLACE_PREPOSITIONS = frozenset("in at to near on inside outside from under behind above below beside into".split())
+_PARTICLES = frozenset({"up", "out", "off", "down", "away", "back", "over"})
+_PEOPLE = frozenset(
+    """mother father mom dad mum brother sister son daughter wife husband partner boyfriend girlfriend fiance
+    fiancee cousin aunt uncle niece nephew grandmother grandfather grandma grandpa grandson granddaughter friend
+    neighbour neighbor boss manager landlord landlady doctor dentist teacher coach pharmacist therapist lawyer
+    accountant vet trainer tutor colleague roommate flatmate babysitter nanny stepfather stepmother stepdaughter
+    stepson stepdad stepmom twin author poet singer painter artist actor actress writer player physician nurse
+    surgeon mechanic plumber barber hairdresser godmother godfather godson goddaughter""".split()
+)
+_TOKEN = re.compile(r"(?:[A-Z][a-z]?\.)|[\w$€£][\w'.,:$€£-]*'?", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    preposition: str  # "" for the object / complement
+    words: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.preposition} {self.words}".strip()
+
+
+def _is_time(words: str) -> bool:
+    return bool(_TIME.search(words)) or any(w.lower().strip(",.") in _TIME_WORDS for w in words.split()[-2:])
+
+
+def _kind(phrase: Phrase) -> str:
+    """What a prepositional phrase holds: time, duration, place, manner or other."""
+    words = phrase.words
+    if phrase.preposition == "for" and _DURATION.match(words):
+        return "duration"
+    if phrase.preposition not in {"of", "about", "as"} and _is_time(words):
+        return "time"
+    if phrase.preposition == "by" and not words.lower().startswith(("the ", "my ", "our ")):
+        return "manner"
+    if phrase.preposition in _PLACE_PREPOSITIONS and (
+        re.search(r"\b[A-Z]", words) or words.lower().startswith(("the ", "a ", "an ", "my ", "our ", "home"))
+    ):
+        return "place"
+    return "other"
+
+
+def _tokens(sentence: str) -> list[str]:
+    words = _TOKEN.findall(sentence.rstrip(".!? "))
+    if words and words[0].lower() in _CONTRACTIONS:
+        words = [*_CONTRACTIONS[words[0].lower()], *words[1:]]
+    return [w.rstrip(",") for w in words]
+
+
+def _third_person(word: str) -> str | None:
+    """The lemma of a verb not in ``_VERBS`` in its "-s" form ("expires" -> "expire")."""
+    if re.search(r"[^aeiou]ies$", word):
+        return word[:-3] + "y"
+    if re.search(r"(?:sh|ch|x|ss)es$", word):
+        return word[:-2]
+    if re.search(r"[^su]s$", word) and len(word) > 3:
+        return word[:-1]
+    return None
+
+
+def _subject_end(words: list[str]) -> int | None:
+    if words[0].lower() in {"i", "we"}:
+        return 1
+    has_auxiliary = any(w.lower() in _AUX for w in words[1:])
+    for i, word in enumerate(words[1:], start=1):
+        lower, before = word.lower(), words[i - 1].lower()
+        if lower in _AUX:
+            return i
+        # A verb's form after "my", "at" or "husband's", or just before "is", is a noun:
+        # "My rent is", "My team at work is", "My husband's name is".
+        noun_place = before in _DETERMINERS or before in _PREPOSITIONS or before.endswith("'s")
+        noun_place = noun_place or (i + 1 < len(words) and words[i + 1].lower() in _AUX)
+        if not noun_place and (lower in _VERB_FORMS or (not has_auxiliary and i >= 2 and _third_person(lower))):
+            return i
+    return None
+
+
+def _phrases(words: list[str]) -> tuple[list[Phrase], str | None]:
+    """The object / complement (preposition "") then each prepositional phrase; and a
+    trailing frequency ("every day") cut off."""
+    text = " ".join(words)
+    frequency = None
+    if match := _FREQUENCY.search(text):
+        frequency, text = match[1].lower(), text[: match.start()].strip()
+    phrases: list[Phrase] = []
+    current: list[str] = []
+    preposition = ""
+    for word in text.split():
+        # "of" stays in its phrase ("the University of Edinburgh") unless it opens one ("scared of").
+        opens = word.lower() in _PREPOSITIONS and (word.lower() != "of" or not current)
+        if opens and (current or preposition):
+            phrases.append(Phrase(preposition, " ".join(current)))
+            preposition, current = word.lower(), []
+        elif opens and not phrases and not current:
+            preposition = word.lower()
+        else:
+            current.append(word)
+    if current or preposition:
+        phrases.append(Phrase(preposition, " ".join(current)))
+    if phrases and phrases[0].preposition:
+        phrases.insert(0, Phrase("", ""))
+    return phrases, frequency
+
+
+def _subject(words: list[str]) -> str:
+    first, *rest = words
+    if first.lower() in {"my", "our", "the", "a", "an", "we", "your"}:
+        first = first.lower()
+    return " ".join([first, *rest])
+
+
+def _is_person(subject: str, complement: str) -> bool:
+    """Whether "who" asks for ``complement``: a title ("Dr. Okafor") or a person's role as subject."""
+    if re.match(rf"(?:{'|'.join(TITLES)})\.? ", complement):
+        return True
+    head = re.split(rf"\s(?:{'|'.join(_PREPOSITIONS)})\s", subject)[0].split()[-1].lower().removesuffix("'s")
+    return head in _PEOPLE or head.endswith("-in-law")
+
+
+def _appositions(text: str) -> list[re.Match[str]]:
+    """ "my cousin Aisha", "our baby Noor": a noun and the name it is given."""
+    return [
+        m
+        for m in _APPOSITION.finditer(text)
+        if m["n"] not in TITLES and not any(w in _AUX or w in _VERB_FORMS or w in _PREPOSITIONS for w in m["x"].split())
+    ]
+
+
+def _question(*parts: str) -> str:
+    text = " ".join(p for p in parts if p)
+    return text[0].upper() + text[1:] + "?"
+
+
+def _verb_group(subject: str, rest: list[str]) -> tuple[str, str, str] | None:
+    """(auxiliary for the question, the verb words after the subject, the main verb or "")
+    taken off the front of ``rest``: "have been learning" -> ("have", "been learning",
+    "learning"); "hates" -> ("does", "hate", "hate"); None where no verb is found."""
+    chain: list[str] = []
+    while rest and rest[0].lower() in _AUX:
+        chain.append(_AUX[rest.pop(0).lower()])
+    main = ""
+    if rest:
+        word = rest[0].lower()
+        participle = chain and (word.endswith(("ing", "ed")) or word == "born")
+        if participle or word in _VERB_FORMS or (not chain and subject in {"I", "we"} and not word.endswith("ed")):
+            main = rest.pop(0).lower()
+    # "We have a parrot": "have" is the verb itself, asked with do-support.
+    if chain in (["have"], ["has"], ["had"]) and not main:
+        chain, main = [], chain[0]
+    if main and rest and rest[0].lower() in _PARTICLES:
+        main = f"{main} {rest.pop(0).lower()}"
+    if chain:
+        return chain[0], " ".join([*chain[1:], main]), main
+    if not main:
+        return None
+    head, _, particle = main.partition(" ")
+    lemma, form = _VERB_FORMS.get(head) or (
+        (_third_person(head), "s") if _third_person(head) and subject not in {"I", "we"} else (head, "base")
+    )
+    plural = subject in {"I", "we"} or subject.split()[-1].lower().endswith("s")
+    auxiliary = "did" if form == "past" else ("do" if plural else "does")
+    return auxiliary, f"{lemma} {particle}".strip(), main
+
+
+def clause_questions(fact: str, limit: int = 3) -> list[str]:
+    """Plain questions about each part of ``fact``'s first sentence, most specific first."""
+    sentence = (split_sentences(strip_correction(fact)) or [""])[0]
+    out = [f"What is {m['p'].lower()} {m['x']}'s name?" for m in _appositions(sentence)]
+    words = _tokens(sentence)
+    end = _subject_end(words) if words else None
+    if end is None:
+        return out[:limit]
+    subject, rest = _subject(words[:end]), words[end:]
+    group = _verb_group(subject, rest)
+    if group is None:
+        return out[:limit]
+    auxiliary, verb, main = group
+    if subject == "I" and auxiliary in {"is", "are"}:
+        auxiliary = "am"
+    copula = not main and auxiliary in _COPULAS
+    phrases, frequency = _phrases(rest)
+    obj, preps = (phrases[0], phrases[1:]) if phrases else (Phrase("", ""), [])
+    kinds = [_kind(p) for p in preps]
+
+    def ask(wh: str, *tail: str) -> None:
+        question = _question(wh, auxiliary, subject, verb, *tail)
+        if question.lower() not in {q.lower() for q in out}:
+            out.append(question)
+
+    def others(skip: Phrase | None = None, before: Phrase | None = None) -> list[str]:
+        """The other phrases that are neither time nor place, for a question's context."""
+        stop = preps.index(before) if before in preps else len(preps)
+        return [p.text for p, k in zip(preps[:stop], kinds[:stop], strict=True) if k == "other" and p is not skip]
+
+    appositive_object = bool(_appositions(obj.words))
+    adjective = copula and len(obj.words.split()) == 1 and preps and preps[0].preposition in _ADJECTIVE_PREPOSITIONS
+    favourite = re.search(r"\bfavou?rite\b", subject, re.I)
+    if obj.words and not appositive_object:
+        number = re.fullmatch(r"[\d.,]+", obj.words)
+        if _AGE.match(obj.words) and copula:
+            ask("How old")
+        elif _AMOUNT.match(obj.words):
+            ask("How much", *([] if copula else others()))
+        elif _DURATION.match(obj.words):
+            ask("How long", *([] if copula else others()))
+        elif _is_time(obj.words) and not favourite:
+            ask("When", *([] if copula else others()))
+        elif adjective:
+            # "I'm scared of heights" -> "What am I scared of?"
+            ask("What", obj.words, preps[0].preposition)
+        elif copula and _NAME.match(obj.words) and _is_person(subject, obj.words):
+            ask("Who")
+        elif copula and subject in {"I", "we"} and not re.match(r"(?:a|an|the|my|our)\b|\d|[A-Z]", obj.words):
+            pass  # "I am vegetarian": "What am I?" asks nothing
+        elif not number and not (main and obj.words.endswith("ed") and " " not in obj.words):
+            ask("What", *([] if copula else others()))
+    context = [] if copula or appositive_object else [obj.words]
+    wh_words = {"time": "When", "duration": "How long", "place": "Where", "manner": "How"}
+    for phrase, kind in zip(preps, kinds, strict=True):
+        if adjective and phrase is preps[0]:
+            continue
+        places = [p.text for p, k in zip(preps, kinds, strict=True) if k == "place" and p is not phrase]
+        if kind in wh_words:
+            # "My car is in the garage until Tuesday" -> "When is my car in the garage?"
+            where = places if copula and not obj.words and kind != "place" else []
+            ask(
+                wh_words[kind],
+                *context,
+                *where,
+                *others(skip=phrase),
+                *(["from"] if phrase.preposition == "from" else []),
+            )
+        elif phrase.words and (
+            phrase.preposition in {"for", "with", "about", "as"}
+            or (phrase is preps[0] and main and not obj.words and phrase.preposition in _ADJECTIVE_PREPOSITIONS)
+        ):
+            wh = "Who" if _NAME.match(phrase.words) and phrase.preposition == "with" else "What"
+            earlier = [p.text for p, k in zip(preps[: preps.index(phrase)], kinds, strict=False) if k == "place"]
+            ask(wh, *([obj.words] if obj.words and not appositive_object else []), *earlier, phrase.preposition)
+    if frequency in {"day", "week", "month", "year", "morning", "evening", "night"}:
+        ask("How often", *context, *[p.text for p in preps])
+    elif frequency:
+        ask("When", *context)
+    return out[:limit]
