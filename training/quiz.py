@@ -24,6 +24,7 @@ from training.phrasing import (
     topic_questions,
 )
 from training.self_edit import STOPWORDS, key_words, normalize
+from training.wh_questions import clause_questions
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,10 @@ def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactPro
     # Then the fact's own questions, else its topics ("my daughter", "Emma"): a
     # question every fact shares ("what do you remember about me?") cannot tell
     # whether *this* fact is kept once the user has taught several.
-    others = [q for q in [*probe_questions(fact), *topic_questions(fact)] if not slot or q != slot.question]
+    # (the clause's plain questions, "What can't I eat?", before the topics: a fact no
+    # pattern fits is still quizzed on itself)
+    asked = dict.fromkeys([*probe_questions(fact), *clause_questions(fact), *topic_questions(fact)])
+    others = [q for q in asked if not slot or q != slot.question]
     probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
