@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.chat import ChatMessage, generate_completion, generate_text
 from training.phrasing import split_sentences
+from training.wh_questions import kind_questions, kind_slots
 
 FACT_PROMPTS: dict[str, str] = {
     "rewrite": (
@@ -246,6 +247,31 @@ def parse_questions(raw: str, fact: str, avoid: Sequence[str] = (), max_question
     return tuple(kept)
 
 
+# What kind of thing a noun phrase names, in the model's own words: few-shot, continued.
+# (Its examples are in none of the benchmark's fact sets.)
+KIND_PROMPT = (
+    "A trumpet is a kind of instrument.\nA beagle is a kind of dog.\nA Honda Civic is a kind of car.\n"
+    "Madrid is a kind of city.\nRosemary is a kind of herb.\n{x} is a kind of"
+)
+_VAGUE_KINDS = frozenset({"thing", "object", "item", "word", "name", "something", "stuff", "kind", "type", "person"})
+
+
+def kind_of(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, noun_phrase: str) -> str | None:
+    """The kind of thing ``noun_phrase`` names as the model completes it ("the cello" ->
+    "instrument"), or None: more than two words, a word of the phrase itself, or vague."""
+    phrase = noun_phrase[:1].upper() + noun_phrase[1:]
+    return parse_kind(generate_completion(model, tokenizer, KIND_PROMPT.format(x=phrase), 6), noun_phrase)
+
+
+def parse_kind(raw: str, noun_phrase: str) -> str | None:
+    """The kind in the model's completion of ``KIND_PROMPT`` (see ``kind_of``)."""
+    words = re.findall(r"[a-z]+", raw.split("\n")[0].split(".")[0].lower())
+    words = [w for w in words if w not in {"a", "an", "the"}]
+    if not 1 <= len(words) <= 2 or set(words) & (key_words(noun_phrase) | _VAGUE_KINDS):
+        return None
+    return " ".join(words)
+
+
 def generate_self_edit(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -269,7 +295,13 @@ def generate_self_edit(
     if family in DOCUMENT_FAMILIES:
         raws = [generate_completion(model, tokenizer, prompt, 48, temperature=t) for t in (temperature, 0.8)]
         raw = "\n".join(r.split("\n\n")[0] for r in raws)
-        return SelfEdit(family=family, raw=raw, lines=parse_questions(raw, fact, avoid))
+        # First the questions the model's own knowledge of kinds makes ("the cello" is an
+        # instrument: "Which instrument have I been learning?"), then those it wrote.
+        slots = kind_slots(fact)
+        kinds = {about: kind_of(model, tokenizer, about) for about, _ in slots}
+        notes = "".join(f"\n{about} is a kind of {kind}." for about, kind in kinds.items() if kind)
+        lines = dict.fromkeys([*kind_questions(slots, kinds)[:2], *parse_questions(raw, fact, avoid)])
+        return SelfEdit(family=family, raw=raw + notes, lines=tuple(lines))
     raw = generate_text(
         model,
         tokenizer,

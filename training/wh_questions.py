@@ -15,6 +15,7 @@ question rather than a wrong one.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from training.phrasing import TITLES, split_sentences, strip_correction
@@ -313,16 +314,35 @@ def _verb_group(subject: str, rest: list[str]) -> tuple[str, str, str] | None:
 
 def clause_questions(fact: str, limit: int = 3) -> list[str]:
     """Plain questions about each part of ``fact``'s first sentence, most specific first."""
+    return list(_clause(fact))[:limit]
+
+
+def kind_slots(fact: str) -> list[tuple[str, str]]:
+    """(noun phrase, question) for each of ``fact``'s clause questions that asks "what"
+    for a thing the verb takes: ("the cello", "What have I been learning?"). Knowing
+    what kind of thing it is turns the question into "Which instrument have I been
+    learning?" (``kind_questions``)."""
+    return [(about, question) for question, about in _clause(fact).items() if about and question.startswith("What ")]
+
+
+def kind_questions(slots: Sequence[tuple[str, str]], kinds: Mapping[str, str | None]) -> list[str]:
+    """ "What have I been learning?" -> "Which instrument have I been learning?", for each
+    slot whose noun phrase has a kind in ``kinds``."""
+    return [f"Which {kinds[about]} {question[len('What ') :]}" for about, question in slots if kinds.get(about)]
+
+
+def _clause(fact: str) -> dict[str, str]:
+    """Each clause question of ``fact``, mapped to the noun phrase it asks for ("" for none)."""
     sentence = (split_sentences(strip_correction(fact)) or [""])[0]
-    out = [f"What is {m['p'].lower()} {m['x']}'s name?" for m in _appositions(sentence)]
+    out = {f"What is {m['p'].lower()} {m['x']}'s name?": "" for m in _appositions(sentence)}
     words = _tokens(sentence)
     end = _subject_end(words) if words else None
     if end is None:
-        return out[:limit]
+        return out
     subject, rest = _subject(words[:end]), words[end:]
     group = _verb_group(subject, rest)
     if group is None:
-        return out[:limit]
+        return out
     auxiliary, verb, main = group
     if subject == "I" and auxiliary in {"is", "are"}:
         auxiliary = "am"
@@ -331,10 +351,10 @@ def clause_questions(fact: str, limit: int = 3) -> list[str]:
     obj, preps = (phrases[0], phrases[1:]) if phrases else (Phrase("", ""), [])
     kinds = [_kind(p) for p in preps]
 
-    def ask(wh: str, *tail: str) -> None:
+    def ask(wh: str, *tail: str, about: str = "") -> None:
         question = _question(wh, auxiliary, subject, verb, *tail)
         if question.lower() not in {q.lower() for q in out}:
-            out.append(question)
+            out[question] = about
 
     def others(skip: Phrase | None = None, before: Phrase | None = None) -> list[str]:
         """The other phrases that are neither time nor place, for a question's context."""
@@ -362,7 +382,8 @@ def clause_questions(fact: str, limit: int = 3) -> list[str]:
         elif copula and subject in {"I", "we"} and not re.match(r"(?:a|an|the|my|our)\b|\d|[A-Z]", obj.words):
             pass  # "I am vegetarian": "What am I?" asks nothing
         elif not number and not (main and obj.words.endswith("ed") and " " not in obj.words):
-            ask("What", *([] if copula else others()))
+            named = main in {"called", "named"}  # "My boss is called Margaret": a name has no kind
+            ask("What", *([] if copula else others()), about="" if copula or named else obj.words)
     context = [] if copula or appositive_object else [obj.words]
     wh_words = {"time": "When", "duration": "How long", "place": "Where", "manner": "How"}
     for phrase, kind in zip(preps, kinds, strict=True):
@@ -385,9 +406,15 @@ def clause_questions(fact: str, limit: int = 3) -> list[str]:
         ):
             wh = "Who" if _NAME.match(phrase.words) and phrase.preposition == "with" else "What"
             earlier = [p.text for p, k in zip(preps[: preps.index(phrase)], kinds, strict=False) if k == "place"]
-            ask(wh, *([obj.words] if obj.words and not appositive_object else []), *earlier, phrase.preposition)
+            ask(
+                wh,
+                *([obj.words] if obj.words and not appositive_object else []),
+                *earlier,
+                phrase.preposition,
+                about=phrase.words if not obj.words and phrase.preposition == "for" else "",
+            )
     if frequency in {"day", "week", "month", "year", "morning", "evening", "night"}:
         ask("How often", *context, *[p.text for p in preps])
     elif frequency:
         ask("When", *context)
-    return out[:limit]
+    return out

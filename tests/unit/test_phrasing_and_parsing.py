@@ -87,9 +87,9 @@ def test_paraphrased_examples_keep_the_answer_and_lead_the_rehearsed_examples():
     assert len(reworded) - len(plain) <= MAX_PARAPHRASES
     assert [qa.question for qa in reworded[:3]] == ["Where do I live?", "Which city do I live in?", "Where is my home?"]
     assert {qa.answer for qa in reworded[:3]} == {"You live in Denver."}
-    assert fact_examples("I am vegetarian.", edit, paraphrases=True) == fact_examples(
-        "I am vegetarian.", edit
-    ), "no question of its own: nothing to reword"
+    assert fact_examples("I am vegetarian.", edit, paraphrases=True) == fact_examples("I am vegetarian.", edit), (
+        "no question of its own: nothing to reword"
+    )
 
 
 def test_the_self_quiz_can_ask_a_rewording_that_training_leaves_out():

@@ -50,3 +50,23 @@ def test_who_only_for_people_and_nothing_for_a_shape_it_cannot_read():
 def test_a_correction_is_asked_like_the_plain_fact_and_limit_caps_the_questions():
     assert clause_questions("Actually, my rent is 1500 dollars a month.") == ["How much is my rent?"]
     assert len(clause_questions("My car is in the garage for repairs until Tuesday.", limit=2)) == 2
+
+
+def test_a_kind_the_model_names_turns_what_into_which():
+    from training.self_edit import parse_kind
+    from training.wh_questions import kind_questions, kind_slots
+
+    slots = kind_slots("I've been learning the cello for three years.")
+    assert slots == [("the cello", "What have I been learning?")]
+    assert kind_questions(slots, {"the cello": parse_kind(" instrument.\nA", "the cello")}) == [
+        "Which instrument have I been learning?"
+    ]
+    assert kind_slots("I'm training for a triathlon in May.") == [("a triathlon", "What am I training for?")]
+    # A name has no kind, nor does what a copula says the subject is.
+    assert kind_slots("My boss is called Margaret.") == []
+    assert kind_slots("My laptop is a ThinkPad X1.") == []
+    # Vague, too long, or the phrase's own word: no kind, so no question.
+    assert parse_kind(" thing.", "the cello") is None
+    assert parse_kind(" cello.", "the cello") is None
+    assert parse_kind(" very large old wooden box.", "the cello") is None
+    assert kind_questions(slots, {"the cello": None}) == []
