@@ -39,6 +39,7 @@ from training.phrasing import (
     fact_slot,
     held_out_rewording,
     probe_questions,
+    question_key,
     question_paraphrases,
     strip_correction,
     to_second_person,
@@ -256,8 +257,8 @@ def fact_examples(
     pairs += [QA(q, statement) for q in probe_questions(fact) if not slot or q != slot.question]
     # Plain questions about each part of the fact ("When are the swimming lessons?"),
     # early, so that rehearsal keeps them too.
-    asked_already = {qa.question.lower() for qa in pairs}
-    pairs += [QA(q, statement) for q in clause_questions(fact) if q.lower() not in asked_already]
+    asked_already = {question_key(qa.question) for qa in pairs}
+    pairs += [QA(q, statement) for q in clause_questions(fact) if question_key(q) not in asked_already]
     reworded: list[QA] = []
     if paraphrases:
         seen = {qa.question.lower() for qa in pairs} | ({held_out.lower()} if held_out else set())

@@ -283,6 +283,11 @@ def question_paraphrases(question: str) -> list[str]:
     return [q for q in dict.fromkeys(out) if q.lower() != question.strip().lower()]
 
 
+def question_key(question: str) -> str:
+    """What two wordings of one question share ("favourite" / "favorite", case)."""
+    return re.sub(r"\bfavourite\b", "favorite", " ".join(question.lower().split()))
+
+
 def first_question(fact: str) -> str | None:
     """The question a fact is trained on first: its slot's, else its most specific probe."""
     fact = strip_correction(fact)

@@ -362,7 +362,9 @@ def _clause(fact: str) -> dict[str, str]:
         return [p.text for p, k in zip(preps[:stop], kinds[:stop], strict=True) if k == "other" and p is not skip]
 
     appositive_object = bool(_appositions(obj.words))
-    adjective = copula and len(obj.words.split()) == 1 and preps and preps[0].preposition in _ADJECTIVE_PREPOSITIONS
+    adjective = (
+        copula and re.fullmatch(r"[a-z-]+", obj.words) and preps and preps[0].preposition in _ADJECTIVE_PREPOSITIONS
+    )
     favourite = re.search(r"\bfavou?rite\b", subject, re.I)
     if obj.words and not appositive_object:
         number = re.fullmatch(r"[\d.,]+", obj.words)
