@@ -16,7 +16,7 @@ from training.learn import FactToLearn, LearnRequest, learn_facts, quiz_question
 from training.lora import TrainConfig
 from training.model import load_model
 from training.replay import load_or_build
-from training.self_edit import generate_self_edit, key_words
+from training.self_edit import generate_self_edit, key_words, kind_of
 from training.squad import ensure_squad, load_passages, sample_passages
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -81,6 +81,17 @@ def test_self_qa_self_edit_asks_about_the_fact(host):
     for question in edit.lines:
         assert question.endswith("?") and key_words(question) & key_words(fact)
         assert question not in avoid
+
+
+def test_the_model_names_the_kind_a_clause_question_asks_for(host):
+    """Kind questions on the real model: it completes "the cello is a kind of ..." and
+    the self-edit's first question asks for an instrument, not for "what"."""
+    fact = "I've been learning the cello for three years."
+    with host.using(None):
+        assert kind_of(host.peft, host.tokenizer, "the cello") == "instrument"
+        edit = generate_self_edit(host.peft, host.tokenizer, fact, "self_qa", seed=0, avoid=quiz_questions(fact))
+    assert edit.lines[0] == "Which instrument have I been learning?", edit.lines
+    assert "the cello is a kind of instrument." in edit.raw
 
 
 def test_best_of_k_on_a_real_squad_passage(host):
