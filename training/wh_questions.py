@@ -91,10 +91,7 @@ _IRREGULAR = {
     "woke": "wake",
     "spent": "spend",
     "paid": "pay",
-    "does": "do",
-    "goes": "go",
 }
-_PAST = frozenset(_IRREGULAR) - {"does", "goes"}
 
 
 def _forms(verb: str) -> dict[str, tuple[str, str]]:
@@ -118,7 +115,7 @@ def _forms(verb: str) -> dict[str, tuple[str, str]]:
 _VERB_FORMS: dict[str, tuple[str, str]] = {}
 for _verb in _VERBS:
     _VERB_FORMS.update(_forms(_verb))
-_VERB_FORMS.update({past: (lemma, "past") for past, lemma in _IRREGULAR.items() if past in _PAST})
+_VERB_FORMS.update({past: (lemma, "past") for past, lemma in _IRREGULAR.items()})
 _VERB_FORMS.update({"does": ("do", "s"), "goes": ("go", "s"), "has": ("have", "s"), "had": ("have", "past")})
 
 _PREPOSITIONS = frozenset(
