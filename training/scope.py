@@ -100,6 +100,13 @@ _MY_THING = re.compile(
     r"\bthe\s+(?:[a-z]+\s+){1,2}i\s+(?:love|loved|like|liked|prefer|enjoy|hate|own|owned|live|lived|work|worked|"
     r"play|played|drive|drove|speak|study|studied|grew|was|am|eat|drink|support|follow|adopted|bought|married)\b"
 )
+# "Who is my physician?", "What is my biggest fear?", "When is our anniversary?": a
+# short question whose whole subject is a thing of the user's. None of the 220
+# general prompts (replay and locality) has this shape; 28 of the 165 benchmark
+# questions do, several with no word of their fact ("my job" for "I work as a nurse").
+_MY_ATTRIBUTE = re.compile(
+    r"^(?:what|who|where|when|which)(?: is|'s| are| was| were) (?:my|our) (?:[a-z-]+ ){0,2}?[a-z-]+\?*$"
+)
 _WHY_OR_HOW = re.compile(r"(?:why|how)\b")
 _FOLLOW_UP = re.compile(
     r"^(?:and|what about|how about)\b|\b(?:she|he|it|they|her|him|them|his|hers|its|their|that|there)\b"
@@ -158,12 +165,12 @@ def question_words(message: str) -> set[str]:
 
 def asks_about_the_user(message: str) -> bool:
     """A question about the user's own state: "Where do I live?", "When was I
-    born?", "Which film do I love?", "What is the food I love most?" (not "How
-    do I ...?"). These ask for a fact, whatever words the fact used ("I moved to
+    born?", "Which film do I love?", "What is the food I love most?", "Who is my
+    physician?" (not "How do I ...?"). These ask for a fact, whatever words the fact used ("I moved to
     Denver"); "my ..." also occurs in general requests ("a snack for my lunch"),
     so it needs the topic of a fact."""
     lowered = _lowered(message)
-    return bool(_ABOUT_I.search(lowered) or _MY_THING.search(lowered))
+    return bool(_ABOUT_I.search(lowered) or _MY_THING.search(lowered) or _MY_ATTRIBUTE.match(lowered))
 
 
 def speaks_of_the_user(message: str) -> bool:

@@ -23,6 +23,8 @@ FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat 
         "What do you remember about me?",  # about the user as a whole: any topic
         "Is Biscotti a good name?",
         "Remind me where I work.",
+        "Who is my physician?",  # a thing of the user's as the whole subject, no word of a fact
+        "What is my biggest fear?",
     ],
 )
 def test_questions_about_the_user_and_their_facts_are_in_scope(question):
@@ -41,6 +43,7 @@ def test_questions_about_the_user_and_their_facts_are_in_scope(question):
         "Can you suggest a name for my new blog?",  # "name" is how a fact is phrased, not its topic
         "What do I need to make a sandwich?",  # instructions, not a question about the user
         "What is the best way I can learn to swim?",  # "I can": advice, not the user's own thing
+        "What is a good gift for my mother?",  # "my mother" is not the whole subject
     ],
 )
 def test_general_and_off_topic_questions_are_not(question):
