@@ -162,11 +162,12 @@ def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactPro
     # whether *this* fact is kept once the user has taught several.
     # (the clause's plain questions, "What can't I eat?", before the topics: a fact no
     # pattern fits is still quizzed on itself)
-    asked = {
-        question_key(q): q for q in reversed([*probe_questions(fact), *clause_questions(fact), *topic_questions(fact)])
-    }
     taken = {question_key(slot.question)} if slot else set()
-    others = [q for key, q in reversed(asked.items()) if key not in taken]
+    others = []
+    for question in [*probe_questions(fact), *clause_questions(fact), *topic_questions(fact)]:
+        if question_key(question) not in taken:
+            taken.add(question_key(question))
+            others.append(question)
     probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
