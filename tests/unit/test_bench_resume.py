@@ -127,3 +127,18 @@ def test_a_state_resumes_only_with_the_self_edit_family_it_was_written_with(tmp_
     with pytest.raises(ValueError, match="--family rewrite"):
         Learner(None, "memory", tmp_path, SimpleNamespace(family="self_qa")).restore(state)
     assert Learner(None, "memory", tmp_path, SimpleNamespace(family="rewrite")).restore(state) == 2
+
+
+def test_a_groups_run_resumes_from_its_own_state_file(tmp_path):
+    """The groups method saves groups.json, not state.json: a resumed groups run keeps
+    its steps (it used to see no saved state and empty the steps file)."""
+    from training.bench.fact_groups import STATE_FILE
+
+    state = tmp_path / "out.state"
+    (state / "groups").mkdir(parents=True)
+    (state / "groups" / STATE_FILE).write_text(json.dumps({"n": 2}))
+    steps_file = tmp_path / "out.steps.jsonl"
+    steps_file.write_text("".join(json.dumps({"method": "groups", "n": n}) + "\n" for n in (1, 2, 3)))
+    kept = recorded_steps(steps_file, state)
+    assert [s["n"] for s in kept["groups"]] == [1, 2]
+    assert len(steps_file.read_text().splitlines()) == 2

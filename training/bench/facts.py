@@ -611,8 +611,11 @@ def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
         if line.strip():
             step = json.loads(line)
             kept.setdefault(step["method"], []).append(step)
+    from training.bench.fact_groups import STATE_FILE as GROUPS_STATE  # it builds on Learner, defined here
+
     for method, steps in kept.items():
-        path = state / method / "state.json"
+        # The groups method saves its own state file (fact_groups.GroupLearner).
+        path = state / method / (GROUPS_STATE if method == "groups" else "state.json")
         saved = json.loads(path.read_text())["n"] if path.is_file() else 0
         kept[method] = [s for s in steps if s["n"] <= saved]
     steps_file.write_text("".join(json.dumps(s) + "\n" for steps in kept.values() for s in steps))
