@@ -353,10 +353,9 @@ def _clause(fact: str) -> dict[str, str]:
         if question.lower() not in {q.lower() for q in out}:
             out[question] = about
 
-    def others(skip: Phrase | None = None, before: Phrase | None = None) -> list[str]:
+    def others(skip: Phrase | None = None) -> list[str]:
         """The other phrases that are neither time nor place, for a question's context."""
-        stop = preps.index(before) if before in preps else len(preps)
-        return [p.text for p, k in zip(preps[:stop], kinds[:stop], strict=True) if k == "other" and p is not skip]
+        return [p.text for p, k in zip(preps, kinds, strict=True) if k == "other" and p is not skip]
 
     appositive_object = bool(_appositions(obj.words))
     adjective = (
