@@ -192,6 +192,17 @@ def wait_for_fact(client: httpx.Client, fact_id: int, timeout: float = 600) -> t
     raise AssertionError(f"fact {fact_id} not learned within {timeout}s; statuses seen: {seen}")
 
 
+def wait_status(api: httpx.Client, fact_id: int, wanted: set[str], timeout: float = 600) -> dict:
+    """Poll a fact until its status is one of ``wanted``; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fact = api.get(f"/api/facts/{fact_id}").json()
+        if fact["status"] in wanted:
+            return fact
+        time.sleep(0.5)
+    raise AssertionError(f"fact {fact_id} never reached {wanted}: {fact}")
+
+
 def base_snapshot(host: AdapterHost) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in host.peft.named_parameters() if "lora_" not in n}
 

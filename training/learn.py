@@ -407,6 +407,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         raise ValueError(f"k must be at least 1, got {request.k}")
     model, tokenizer = host.peft, host.tokenizer
     report = _Progress(progress or (lambda stage, fraction: None), request.k)
+    # Reported before any model work, so a caller that stops runs from its progress
+    # callback (a fact corrected right after it was taught) stops this one at once.
+    report.report("reading the facts", 0.0)
     started = time.perf_counter()
     rng = random.Random(request.train.seed)
     with host.using(None):

@@ -60,6 +60,22 @@ class Busy(Exception):
     """Another consolidation holds this user's lock."""
 
 
+class Stale(Exception):
+    """A fact this run learns was corrected or forgotten meanwhile: the run's plan is
+    out of date. Its weights would hold a fact no version lists (so no later run
+    would take it out), so the run stops, keeps nothing, and the next run replans."""
+
+    def __init__(self, fact_ids: list[int]) -> None:
+        super().__init__(f"fact(s) {', '.join(map(str, fact_ids))} changed while being learnt")
+        self.fact_ids = fact_ids
+
+
+def _check_current(session: Session, user_id: int, learning: list[int], lock: bool = False) -> None:
+    gone = facts_repo.no_longer_learning(session, user_id, learning, lock=lock)
+    if gone:
+        raise Stale(gone)
+
+
 @lru_cache
 def worker_host() -> AdapterHost:
     """The worker's base model, loaded once per process."""
@@ -92,12 +108,14 @@ def _next_version_number(session: Session, user_id: int, user_dir: Path) -> int:
     return max([versions.max_version(session, user_id), *on_disk]) + 1
 
 
-def _fact_progress(fact_ids: list[int]) -> ThrottledProgress:
-    """Progress shown on the claimed facts (the memory page's bars)."""
+def _fact_progress(user_id: int, fact_ids: list[int], learning: list[int]) -> ThrottledProgress:
+    """Progress shown on the facts being learnt or forgotten (the memory page's bars);
+    each report also checks that the facts being learnt still are (else `Stale`)."""
 
     def write(stage: str, fraction: float) -> None:
         with session_scope() as session:
             facts_repo.set_progress(session, fact_ids, stage, fraction)
+            _check_current(session, user_id, learning)
 
     return ThrottledProgress(write, interval=1.0)
 
@@ -260,7 +278,9 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         return _drop_group(user_id, active, target, others, final, forgetting, texts)
 
     try:
-        result = learn_facts(worker_host(), request, progress=_fact_progress(claimed or forgetting))
+        result = learn_facts(worker_host(), request, progress=_fact_progress(user_id, claimed or forgetting, claimed))
+    except Stale as exc:
+        return _abandon(user_id, claimed, final, exc)
     except Exception as exc:
         _record_failure(user_id, claimed, exc)
         raise
@@ -278,14 +298,28 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         result.removed_base_recall,
     )
     built = _Build(final, target, others, texts)
-    version_id = _record_version(
-        user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built, compacted=compact
-    )
+    try:
+        version_id = _record_version(
+            user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built, compacted=compact
+        )
+    except Stale as exc:
+        return _abandon(user_id, claimed, final, exc)
     if not decision.accepted:
         log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
         return f"{request.adapter_name}: refused ({decision.reason})"
     notify_promoted(user_id, version_id)
     return f"{request.adapter_name}: {len(claimed)} new fact(s) in group {target}, recall {result.recall:.2f}"
+
+
+def _abandon(user_id: int, claimed: list[int], final: Path, exc: Stale) -> str:
+    """Stop a run whose facts changed under it: nothing of it is kept, the facts
+    still being learnt go back to pending (no attempt counted) for the next run,
+    which this run's caller enqueues."""
+    shutil.rmtree(build_dir(final), ignore_errors=True)
+    with session_scope() as session:
+        facts_repo.release(session, claimed, stage="queued again: a fact changed while it was learnt")
+    log.info("user %s: %s abandoned: %s", user_id, final.name, exc)
+    return f"{final.name}: abandoned ({exc})"
 
 
 @dataclass(frozen=True)
@@ -422,12 +456,11 @@ def _record_version(
     it, else record the refusal (its directory stays, for the admin to inspect)."""
     outcomes = {o.fact_id: o for o in result.facts}
     with session_scope() as session:
+        # Locked until this version is written: a forget or correction arriving now
+        # waits, then finds the fact learnt (in the weights) and removes it properly.
+        _check_current(session, user_id, list(outcomes), lock=True)
         user = session.get(User, user_id)
-        learned_ids = []
-        for fact in facts_repo.by_ids(session, user_id, outcomes):
-            if fact.status != FactStatus.LEARNING:
-                continue  # forgotten or superseded while we trained: the next run removes it
-            learned_ids.append(fact.id)
+        learned_ids = list(outcomes)
         trained = Group(
             built.target,
             tuple(sorted({*learned_ids, *(f.id for f in kept)})),

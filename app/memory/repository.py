@@ -79,14 +79,28 @@ def reset_orphans(session: Session, user_id: int) -> int:
     return result.rowcount or 0
 
 
-def release(session: Session, ids: list[int]) -> None:
-    """Claimed facts another group's run will learn go back to pending, untouched."""
+def release(session: Session, ids: list[int], stage: str = "waiting for its group") -> None:
+    """Claimed facts another run will learn go back to pending, untouched (no attempt counted)."""
     if ids:
         session.execute(
             update(Fact)
             .where(Fact.id.in_(ids), Fact.status == FactStatus.LEARNING)
-            .values(status=FactStatus.PENDING, progress=0.0, stage="waiting for its group")
+            .values(status=FactStatus.PENDING, progress=0.0, stage=stage)
         )
+
+
+def no_longer_learning(session: Session, user_id: int, ids: Iterable[int], lock: bool = False) -> list[int]:
+    """Those of ``ids`` that left ``learning`` (corrected or forgotten meanwhile).
+
+    ``lock``: hold their rows until the transaction ends, so a forget or a
+    correction that comes after waits for the caller's commit and sees its outcome.
+    """
+    ids = list(ids)
+    if not ids:
+        return []
+    query = select(Fact.id, Fact.status).where(Fact.user_id == user_id, Fact.id.in_(ids))
+    rows = session.execute(query.with_for_update() if lock else query).all()
+    return sorted(i for i, status in rows if status != FactStatus.LEARNING)
 
 
 def set_progress(session: Session, ids: list[int], stage: str, progress: float) -> None:

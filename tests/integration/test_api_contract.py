@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_status
 
 
 def test_api_requires_a_valid_bearer_key(stack: Stack):
@@ -39,10 +40,13 @@ def test_fact_validation_errors_are_clear(stack: Stack):
         assert [m["id"] for m in models["data"]] == ["seal", "base"]
 
 
+@pytest.mark.slow  # the worker starts learning the fact (real model) before it is corrected
 def test_correcting_a_fact_supersedes_it_and_is_validated(stack: Stack):
     owner, other = stack.create_user("editor@example.com"), stack.create_user("intruder@example.com")
     with stack.client(owner) as api, stack.client(other) as intruder:
         old = api.post("/api/facts", json={"text": "My favourite tea is sencha."}).json()
+        # The worker starts learning it; the correction below comes while it does.
+        wait_status(api, old["id"], {"learning"}, timeout=300)
         assert intruder.put(f"/api/facts/{old['id']}", json={"text": "My favourite tea is chai."}).status_code == 404
         assert api.put(f"/api/facts/{old['id']}", json={"text": "x"}).status_code == 422
         assert api.put("/api/facts/999999", json={"text": "My favourite tea is chai."}).status_code == 404
@@ -52,8 +56,19 @@ def test_correcting_a_fact_supersedes_it_and_is_validated(stack: Stack):
         assert retired["status"] == "superseded" and retired["superseded_by_id"] == new.json()["id"]
         again = api.put(f"/api/facts/{old['id']}", json={"text": "My favourite tea is oolong."})
         assert again.status_code == 409, "a superseded fact is history: correct the current one"
-        # Clean up before the worker spends time on it: a pending fact is forgotten at once.
-        assert api.delete(f"/api/facts/{new.json()['id']}").json()["status"] == "forgotten"
+        # Forgotten before any version holds it: nothing to take out of the weights.
+        assert api.delete(f"/api/facts/{new.json()['id']}").json()["status"] in ("forgotten", "forgetting")
+        wait_status(api, new.json()["id"], {"forgotten"}, timeout=300)
+        # Forgotten while it is being learnt: that run stops too.
+        oolong = api.post("/api/facts", json={"text": "My favourite tea is oolong."}).json()
+        wait_status(api, oolong["id"], {"learning"}, timeout=300)
+        assert api.delete(f"/api/facts/{oolong['id']}").json()["status"] == "forgetting"
+        wait_status(api, oolong["id"], {"forgotten"}, timeout=600)
+        # Both runs stopped once their fact changed (their plan was stale) and kept
+        # nothing: no version was built, so none holds the retired or forgotten teas
+        # (a version finished regardless would hold them while listing neither).
+        assert api.get("/api/adapters").json() == []
+        assert api.get(f"/api/facts/{old['id']}").json()["status"] == "superseded"
 
 
 def test_openapi_lists_the_api(stack: Stack):

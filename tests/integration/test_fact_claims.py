@@ -43,3 +43,24 @@ def test_orphaned_learning_facts_return_to_pending(session):
     session.expire_all()
     assert session.get(Fact, fact.id).status == FactStatus.PENDING
     assert user.id in repository.users_with_unfinished(session)
+
+
+def test_a_run_sees_which_of_its_facts_were_corrected_or_forgotten_meanwhile(session):
+    user = _user(session, "stale@example.com")
+    kept = Fact(user_id=user.id, text="My bike is blue.", status=FactStatus.PENDING)
+    corrected = Fact(user_id=user.id, text="My tea is sencha.", status=FactStatus.PENDING)
+    forgotten = Fact(user_id=user.id, text="My cat is Tom.", status=FactStatus.PENDING)
+    session.add_all([kept, corrected, forgotten])
+    session.flush()
+    claimed = repository.claim_pending(session, user.id)
+    assert repository.no_longer_learning(session, user.id, claimed, lock=True) == []
+    corrected.status, forgotten.status = FactStatus.SUPERSEDED, FactStatus.FORGETTING
+    session.flush()
+    assert repository.no_longer_learning(session, user.id, claimed) == sorted([corrected.id, forgotten.id])
+
+    repository.release(session, claimed, stage="queued again")
+    session.expire_all()
+    assert session.get(Fact, kept.id).status == FactStatus.PENDING, "the unchanged fact waits for the next run"
+    assert session.get(Fact, kept.id).stage == "queued again"
+    assert session.get(Fact, corrected.id).status == FactStatus.SUPERSEDED, "release touches only learning facts"
+    assert session.get(Fact, forgotten.id).status == FactStatus.FORGETTING

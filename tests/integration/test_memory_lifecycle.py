@@ -9,13 +9,12 @@ rollback hot-swaps the old version back in without a restart.
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Stack, wait_for_fact
+from tests.conftest import Stack, wait_for_fact, wait_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -28,16 +27,6 @@ def ask(client: OpenAI, question: str) -> str:
         model="seal", messages=[{"role": "user", "content": question}], extra_body={"bridge": False}, max_tokens=40
     )
     return reply.choices[0].message.content.lower()
-
-
-def wait_status(api: httpx.Client, fact_id: int, wanted: set[str], timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fact = api.get(f"/api/facts/{fact_id}").json()
-        if fact["status"] in wanted:
-            return fact
-        time.sleep(0.5)
-    raise AssertionError(f"fact {fact_id} never reached {wanted}: {fact}")
 
 
 def admin_browser(stack: Stack) -> httpx.Client:
