@@ -129,7 +129,9 @@ class GroupLearner:
             self._answers.update({(*key, q): r for q, r in zip(todo, scored, strict=True)})
 
     def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
-        """Rebuild each group that holds a forgotten fact from scratch without it."""
+        """Take the forgotten facts out of each group that holds one, as ``Learner.forget``
+        does for one adapter (``method``: auto, unlearn or rebuild); a group left with
+        no fact is dropped."""
         by_group: dict[int, list[BenchFact]] = {}
         for fact in facts:
             group = next(g for g, part in self.parts.items() if fact.index in part.known)
@@ -144,11 +146,11 @@ class GroupLearner:
                 self.changed.pop(group, None)
                 results[group] = {"accepted": True, "method": "dropped", "seconds": 0.0, "attempts": []}
                 continue
-            results[group] = part.forget(mine, thresholds, "rebuild", max_rebuild)
+            results[group] = part.forget(mine, thresholds, method, max_rebuild)
         return {
             "accepted": all(r["accepted"] for r in results.values()),
-            "method": "rebuild groups",
-            "rebuilt": True,
+            "method": f"{method} per group",
+            "rebuilt": any(r.get("rebuilt") for r in results.values()),
             "groups": {str(g): {**r, "forgotten": [f.text for f in by_group[g]]} for g, r in results.items()},
             "seconds": round(sum(r["seconds"] for r in results.values()), 1),
         }
