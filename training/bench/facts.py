@@ -415,6 +415,10 @@ def forget_experiment(
     result = learner.forget(chosen, thresholds, method, max_rebuild)
     forgotten = learner.recall_of(chosen)
     others = learner.recall_of(kept)
+    # What the base model, which never learnt them, answers of the forgotten facts'
+    # questions from its own knowledge ("Why should I avoid milk?" -> lactose):
+    # a forget cannot go below it, as the gate's own baseline (removed_base_recall).
+    base = recall_of(host, None, chosen)
     return {
         **result,
         "n_facts": len(facts),
@@ -425,6 +429,7 @@ def forget_experiment(
         "kept_recall": _mean(others.values()),
         # The same facts just before the forget: what "kept" is measured against.
         "forgotten_recall_before": _mean(before[f.index] for f in chosen),
+        "forgotten_base_recall": _mean(base.values()),
         "kept_recall_before": _mean(before[f.index] for f in kept),
     }
 
@@ -669,7 +674,8 @@ def print_table(results: dict) -> None:
     if forget := results.get("forget"):
         print(
             f"forget {len(forget['forgotten'])} of {forget['n_facts']}: forgotten recall "
-            f"{forget['forgotten_recall']:.2f} (before {forget.get('forgotten_recall_before', float('nan')):.2f}), "
+            f"{forget['forgotten_recall']:.2f} (before {forget.get('forgotten_recall_before', float('nan')):.2f}, "
+            f"base model {forget.get('forgotten_base_recall', float('nan')):.2f}), "
             f"kept recall {forget['kept_recall']:.2f} (before {forget.get('kept_recall_before', float('nan')):.2f}) "
             f"(accepted by the gate: {forget['accepted']}, "
             f"{forget.get('method', 'rebuild' if forget['rebuilt'] else 'unlearn')}, {forget['seconds']} s)"
