@@ -430,6 +430,9 @@ def forget_experiment(
         # The same facts just before the forget: what "kept" is measured against.
         "forgotten_recall_before": _mean(before[f.index] for f in chosen),
         "forgotten_base_recall": _mean(base.values()),
+        # Per fact, to trace a forgotten fact still answered, or a kept one lost.
+        "forgotten_by_fact": {f.text: forgotten[f.index] for f in chosen},
+        "kept_lost": [f.text for f in kept if before[f.index] > others[f.index]],
         "kept_recall_before": _mean(before[f.index] for f in kept),
     }
 
