@@ -46,7 +46,7 @@ from training.phrasing import (
     topic_questions,
 )
 from training.policy import PolicyRef, activate, label
-from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
+from training.quiz import FactProbe, ask_many, fact_quiz, forget_quiz, grade_fact_probe, model_written_probe
 from training.replay import ANSWER_TOKENS as REPLAY_ANSWER_TOKENS
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit, key_words
@@ -297,17 +297,22 @@ def quiz_facts(
     facts: Sequence[str],
     extra: Sequence[FactProbe | None] | None = None,
     rewording: bool = False,
+    wide: Sequence[bool] | None = None,
 ) -> list[list[dict]]:
     """Ask each fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
 
     All facts' questions are decoded in one batched call. ``extra[i]``: a question
     the model wrote about fact ``i`` (a new fact's reward only). ``rewording``: see
-    ``fact_quiz``.
+    ``fact_quiz``. ``wide[i]``: fact ``i`` was unlearnt; it gets ``forget_quiz``.
     """
     extra = extra or [None] * len(facts)
+    wide = wide or [False] * len(facts)
     probes = [
-        [*fact_quiz(fact, seed=0, rewording=rewording), *([more] if more else [])]
-        for fact, more in zip(facts, extra, strict=True)
+        [
+            *(forget_quiz(fact, rewording) if unlearnt else fact_quiz(fact, seed=0, rewording=rewording)),
+            *([more] if more else []),
+        ]
+        for fact, more, unlearnt in zip(facts, extra, wide, strict=True)
     ]
     replies = iter(ask_many(model, tokenizer, [p.question for mine in probes for p in mine], max_new_tokens=32))
     out = []
@@ -327,9 +332,12 @@ def quiz_questions(fact: str, written: FactProbe | None = None, rewording: bool 
     return [p.question for p in fact_quiz(fact, seed=0, rewording=rewording)] + ([written.question] if written else [])
 
 
-def facts_recall(model, tokenizer, facts: Sequence[str], rewording: bool = False) -> list[float]:
-    """Each fact's share of quiz probes recalled without context."""
-    return [_share([q["recalled"] for q in quiz]) for quiz in quiz_facts(model, tokenizer, facts, rewording=rewording)]
+def facts_recall(
+    model, tokenizer, facts: Sequence[str], rewording: bool = False, wide: Sequence[bool] | None = None
+) -> list[float]:
+    """Each fact's share of quiz probes recalled without context (``wide``: see ``quiz_facts``)."""
+    quizzes = quiz_facts(model, tokenizer, facts, rewording=rewording, wide=wide)
+    return [_share([q["recalled"] for q in quiz]) for quiz in quizzes]
 
 
 def fact_recall(model, tokenizer, fact: str) -> float:
@@ -422,10 +430,16 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             f.fact_id: _written_probe(model, tokenizer, f.text, request.paraphrases, request.quiz_rewording)
             for f in request.new_facts
         }
-        base_recalled = facts_recall(model, tokenizer, [f.text for f in request.removed], request.quiz_rewording)
+        # An unlearnt fact is checked on a wider quiz than a rebuilt one (``forget_quiz``),
+        # the base model (which never learnt it) on the same quiz.
+        unlearning = bool(request.removed) and request.init_adapter is not None
+        removed_texts = [f.text for f in request.removed]
+        base_recalled = facts_recall(
+            model, tokenizer, removed_texts, request.quiz_rewording, wide=[unlearning] * len(removed_texts)
+        )
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
         unlearn: list[QA] = []
-        if request.removed and request.init_adapter is not None:
+        if unlearning:
             questions = unlearn_questions(request, written)
             answers = ask_many(model, tokenizer, questions, max_new_tokens=REPLAY_ANSWER_TOKENS)
             unlearn = [QA(q, a) for q, a in zip(questions, answers, strict=True)]
@@ -505,7 +519,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             with host.using("verify"):
                 # Earlier facts, then the removed ones, quizzed in one batched call.
                 quizzed = [f.text for f in [*verify, *request.removed]]
-                recalled = iter(facts_recall(model, tokenizer, quizzed, request.quiz_rewording))
+                wide = [False] * len(verify) + [unlearning] * len(request.removed)
+                recalled = iter(facts_recall(model, tokenizer, quizzed, request.quiz_rewording, wide=wide))
                 kept_recall = {f.fact_id: next(recalled) for f in verify}
                 removed_recall = {f.fact_id: next(recalled) for f in request.removed}
         finally:

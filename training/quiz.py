@@ -20,6 +20,7 @@ from training.phrasing import (
     held_out_rewording,
     probe_questions,
     question_key,
+    question_paraphrases,
     split_sentences,
     strip_correction,
     topic_questions,
@@ -175,6 +176,36 @@ def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactPro
         probes.append(FactProbe(question, (slot.value,) if slot else None))
     probes += [FactProbe(q, tuple(a)) for q, a in cloze_probes(fact, n=1, seed=seed)]
     return probes
+
+
+FORGET_QUIZ_EXTRA = 8
+
+
+def forget_quiz(fact: str, rewording: bool = False) -> list[FactProbe]:
+    """The wider quiz that checks an *unlearnt* fact is gone: its usual quiz
+    (``fact_quiz``), then its plain questions and their common rewordings ("What is
+    my husband called?", "Who is my husband?"), at most ``FORGET_QUIZ_EXTRA`` more,
+    each graded by whether the reply gives the fact's answer words.
+
+    Unlearning trains the fact's own questions towards the base model's answers, so
+    a wording it never saw can still reach the weights: in session 25 an unlearnt
+    group answered "What's my husband called?" with the forgotten name while the
+    usual quiz scored 0 (docs/BENCHMARKS.md). A rebuild never trained the fact, so
+    the usual quiz is enough there.
+    """
+    probes = fact_quiz(fact, rewording=rewording)
+    plain = strip_correction(fact)
+    slot = fact_slot(plain)
+    own = [*([slot.question] if slot else []), *probe_questions(plain), *clause_questions(plain)]
+    taken = {question_key(p.question) for p in probes}
+    extra: list[FactProbe] = []
+    for question in [*own, *(p for q in own for p in question_paraphrases(q))]:
+        if question_key(question) not in taken and len(extra) < FORGET_QUIZ_EXTRA:
+            taken.add(question_key(question))
+            # The slot's question and its rewordings ask for the slot's value only.
+            answers = (slot.value,) if slot and question_key(question) == question_key(slot.question) else None
+            extra.append(FactProbe(question, answers))
+    return probes + extra
 
 
 def _reworded(question: str) -> str:

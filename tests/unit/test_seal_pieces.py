@@ -18,7 +18,15 @@ from training.learn import (
     unlearn_questions,
 )
 from training.phrasing import GENERAL_RECALL_PROMPTS
-from training.quiz import cloze_probes, contains_answer, fact_quiz, grade_fact_probe, squad_f1
+from training.quiz import (
+    FORGET_QUIZ_EXTRA,
+    cloze_probes,
+    contains_answer,
+    fact_quiz,
+    forget_quiz,
+    grade_fact_probe,
+    squad_f1,
+)
 from training.self_edit import SelfEdit, parse_qa_pairs, parse_questions
 from training.squad import load_passages, sample_passages
 
@@ -52,6 +60,23 @@ def test_fact_quiz_is_kept_apart_from_training_prompts():
     cloze = [p for p in quiz if p.answers]
     assert cloze and grade_fact_probe(fact, cloze[0], f"It is {cloze[0].answers[0]}.")
     assert not grade_fact_probe(fact, quiz[0], "I don't know your cat.")
+
+
+def test_an_unlearnt_fact_is_checked_on_wordings_beyond_its_quiz():
+    """Session 25: an unlearnt group still answered "What's my husband called?" with the
+    forgotten name while the usual quiz scored 0; the forget check asks such wordings."""
+    fact = "My husband's name is Raj."
+    usual, wide = fact_quiz(fact), forget_quiz(fact)
+    assert wide[: len(usual)] == usual, "the usual quiz first, so it still counts"
+    extra = {p.question: p for p in wide[len(usual) :]}
+    assert 0 < len(extra) <= FORGET_QUIZ_EXTRA
+    assert {"What is my husband called?", "Who is my husband?"} <= set(extra)
+    assert grade_fact_probe(fact, extra["What is my husband called?"], "Your husband's name is Raj.")
+    assert not grade_fact_probe(fact, extra["What is my husband called?"], "Your husband's name is...?")
+    # A slot's question asks for the slot's value: a corrected fact's new value is not the old one.
+    moved = forget_quiz("I live in Boston.")
+    slot = next(p for p in moved if p.question == "Where do I live?")
+    assert slot.answers == ("Boston",) and not grade_fact_probe("I live in Boston.", slot, "You live in Denver.")
 
 
 def test_candidates_span_the_grid_then_rotate_families():
