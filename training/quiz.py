@@ -202,7 +202,7 @@ def forget_quiz(fact: str, rewording: bool = False) -> list[FactProbe]:
     for question in [*own, *(p for q in own for p in question_paraphrases(q))]:
         if question_key(question) not in taken and len(extra) < FORGET_QUIZ_EXTRA:
             taken.add(question_key(question))
-            # The slot's question and its rewordings ask for the slot's value only.
+            # The slot's own question is graded by the slot's value; the rest by the fact's answer words.
             answers = (slot.value,) if slot and question_key(question) == question_key(slot.question) else None
             extra.append(FactProbe(question, answers))
     return probes + extra
