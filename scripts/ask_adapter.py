@@ -27,7 +27,7 @@ from training.adapters import AdapterHost
 from training.bench.facts import DEFAULT_FACTS, load_facts
 from training.learn import quiz_facts
 from training.model import load_model, prepare_base_model
-from training.quiz import ask_and_grade
+from training.quiz import ask_and_grade, fact_quiz
 
 
 def main() -> None:
@@ -55,14 +55,16 @@ def main() -> None:
         mark = "?" if item.question in args.ask else int(item.correct)
         print(f"{mark} {item.question} -> {item.reply.strip()}")
     if args.forget_check:
-        facts = args.forget_check
+        # The wide quiz starts with the usual one: asked once, scored both ways.
+        facts, wide = args.forget_check, [True] * len(args.forget_check)
         with host.using("asked"):
-            adapter = [quiz_facts(host.peft, host.tokenizer, facts, wide=[w] * len(facts)) for w in (False, True)]
+            adapter = quiz_facts(host.peft, host.tokenizer, facts, wide=wide)
         with host.using(None):
-            base = [quiz_facts(host.peft, host.tokenizer, facts, wide=[w] * len(facts)) for w in (False, True)]
+            base = quiz_facts(host.peft, host.tokenizer, facts, wide=wide)
         for i, fact in enumerate(facts):
+            usual = len(fact_quiz(fact))
             for label, quizzes in (("adapter", adapter), ("base model", base)):
-                for kind, quiz in zip(("usual", "wide"), (quizzes[0][i], quizzes[1][i]), strict=True):
+                for kind, quiz in (("usual", quizzes[i][:usual]), ("wide", quizzes[i])):
                     hits = [f"{r['question']} -> {r['answer'].strip()}" for r in quiz if r["recalled"]]
                     score = f"{sum(r['recalled'] for r in quiz)}/{len(quiz)}"
                     print(f"{fact} | {label}, {kind} quiz: {score}", *hits, sep="\n  ")
