@@ -67,7 +67,6 @@ class Stale(Exception):
 
     def __init__(self, fact_ids: list[int]) -> None:
         super().__init__(f"fact(s) {', '.join(map(str, fact_ids))} changed while being learnt")
-        self.fact_ids = fact_ids
 
 
 def _check_current(session: Session, user_id: int, learning: list[int], lock: bool = False) -> None:

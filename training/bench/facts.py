@@ -416,7 +416,8 @@ def forget_experiment(
     forgotten = learner.recall_of(chosen)
     others = learner.recall_of(kept)
     # What the base model, which never learnt them, answers of the forgotten facts'
-    # questions from its own knowledge ("Why should I avoid milk?" -> lactose):
+    # questions from its own knowledge ("Which antibiotic should I stay away from?" ->
+    # penicillin, on the held-out set):
     # a forget cannot go below it, as the gate's own baseline (removed_base_recall).
     base = recall_of(host, None, chosen)
     return {
