@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_SELF_EDIT_K = 16
@@ -141,6 +141,22 @@ class Settings(BaseSettings):
         alias="SEALCHAT_SCOPE_ROUTING",
         description="answer with the user's adapter only when the conversation is about them (training/scope.py)",
     )
+    # Measured with scripts/unknown_facts.py on held-out facts (docs/BENCHMARKS.md,
+    # "Questions about facts never taught"): every right answer an adapter gave
+    # scored -0.33 or more, and about half the questions about facts never taught
+    # scored below -0.5.
+    routing_floor: float | None = Field(
+        -0.5,
+        alias="SEALCHAT_ROUTING_FLOOR",
+        le=0.0,
+        description="a question about the user goes to the base model when the answering adapter's confidence "
+        "(mean log-probability of its first words) is below this; empty or 'off': no floor",
+    )
+
+    @field_validator("routing_floor", mode="before")
+    @classmethod
+    def _floor_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in {"", "off", "none"} else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

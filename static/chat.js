@@ -85,10 +85,13 @@
           replyWrap.dataset.id = data.id;
           const meta = document.createElement("span");
           meta.className = "meta";
-          const who = data.adapter || (data.scope === "general" ? "base model · general question" : "base model");
+          const labels = { general: "base model · general question", unsure: "not in memory" };
+          const who = data.adapter || labels[data.scope] || "base model";
           meta.textContent = who + (bridge.checked ? "" : " · bridge off");
           if (!data.adapter && data.scope === "general") {
             meta.title = "Not about you, so the base model answered: what you taught cannot change general answers.";
+          } else if (!data.adapter && data.scope === "unsure") {
+            meta.title = "About you, but nothing you taught seems to answer it (the adapter was unsure).";
           }
           replyWrap.appendChild(meta);
         }

@@ -136,6 +136,33 @@ def most_confident(candidates: Sequence[int], confidence: Callable[[Sequence[int
     return max(candidates, key=lambda g: (scores[g], -g))
 
 
+def answering_group(
+    question: str,
+    groups: Mapping[int, Sequence[str]],
+    confidence: Callable[[Sequence[int]], Mapping[int, float]],
+    floor: float | None,
+    words: Callable[[str], frozenset[str]] = routing_words,
+) -> int | None:
+    """``choose_group``, then a floor on the chosen adapter's confidence: None (the
+    base model answers) when it is below ``floor``. A question about the user that
+    no taught fact answers ("Who is my manager?" when none was taught) otherwise
+    gets an invented answer from whatever the adapter holds ("Your manager at work
+    is Raj."); the base model declines most of them. ``floor`` None: no floor, and
+    a single candidate is chosen without running any adapter."""
+    scores: dict[int, float] = {}
+
+    def remembered(candidates: Sequence[int]) -> Mapping[int, float]:
+        missing = [g for g in candidates if g not in scores]
+        if missing:
+            scores.update(confidence(missing))
+        return scores
+
+    group = choose_group(question, groups, remembered, words)
+    if floor is None:
+        return group
+    return group if remembered([group])[group] >= floor else None
+
+
 def fills_group(n_facts: int, size: int) -> bool:
     """Whether a group holding ``n_facts`` facts is full (``size`` 0: one group
     for all facts, never full). The run that fills a group compacts it: it is

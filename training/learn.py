@@ -119,6 +119,9 @@ class LearnRequest:
     # ``verify_facts`` earlier facts are quizzed after training.
     max_rehearsal_facts: int = 24
     rehearsal_examples_per_fact: int = 4
+    # Earlier facts' example visits per consolidation, as a share of the new facts'
+    # (at least; the step cap bounds the total).
+    rehearsal_weight: float = 0.5
     # Half of each pass is replay of the base model's own answers (KL to the base
     # model on them, FACT_KL_WEIGHT in consolidations): measured 0.47 -> 0.54
     # locality with KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
@@ -390,6 +393,25 @@ def verify_sample(
     return first + rng.sample(rest, n - len(first))
 
 
+def rehearsal_examples(
+    rehearsed: Sequence[FactToLearn], per_fact: int, new_visits: int, weight: float
+) -> tuple[list[TrainingExample], int]:
+    """A warm start's rehearsal: each earlier fact's first ``per_fact`` stored
+    examples (twice for a fact not fully recalled at its last quiz), and how many
+    epochs of them, so that they get at least ``weight`` times ``new_visits`` (the
+    new facts' example visits; a single pass over a few examples lets a similar new
+    fact overwrite them: "my dog's name" displacing "my cat's name"). At most
+    ``2 * REBUILD_EPOCHS`` epochs; the step cap bounds the total."""
+    earlier = [
+        e
+        for fact in rehearsed
+        for e in training_examples(fact.examples[:per_fact], "rehearsal") * (2 if _weak(fact) else 1)
+    ]
+    if not earlier:
+        return [], 1
+    return earlier, max(1, min(REBUILD_EPOCHS * 2, math.ceil(new_visits * weight / len(earlier))))
+
+
 def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
@@ -465,19 +487,12 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         # visits. (Putting the facts at risk first as well was measured at N=30 and
         # gained nothing: docs/BENCHMARKS.md.)
         rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
-        earlier = [
-            e
-            for fact in rehearsed
-            for e in training_examples(fact.examples[: request.rehearsal_examples_per_fact], "rehearsal")
-            * (2 if _weak(fact) else 1)
-        ]
-        # Earlier facts get at least half as many example visits as the new ones
-        # (a single pass over a few examples lets a similar new fact overwrite them:
-        # "my dog's name" displacing "my cat's name"); the step cap bounds the total.
         n_new = (sum(len(f.examples) or 8 for f in request.new_facts) + len(unlearn)) * max(
             c.epochs for c in request.grid
         )
-        earlier_epochs = max(1, min(REBUILD_EPOCHS * 2, math.ceil(n_new / (2 * len(earlier))))) if earlier else 1
+        earlier, earlier_epochs = rehearsal_examples(
+            rehearsed, request.rehearsal_examples_per_fact, n_new, request.rehearsal_weight
+        )
     # Each candidate's reward also quizzes up to 4 earlier facts, those at risk first.
     shuffled = rng.sample(list(request.rehearsal), len(request.rehearsal))
     rehearsal_probes = sorted(shuffled, key=lambda f: f.fact_id not in risky)[:4]

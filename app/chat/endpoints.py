@@ -82,15 +82,7 @@ def post_message(
         pieces: list[str] = []
         yield {"event": "user", "data": json.dumps({"id": message.id})}
         try:
-            stream = engine.stream(
-                user_id,
-                plan.ref,
-                plan.prompt,
-                max_tokens,
-                cancel=cancel,
-                use_adapter=plan.use_adapter,
-                adapter=plan.adapter,
-            )
+            stream = service.reply_stream(engine, user_id, plan, max_tokens, cancel=cancel)
             async for piece in iterate_in_threadpool(stream):
                 pieces.append(piece)
                 yield {"event": "token", "data": json.dumps({"t": piece})}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -21,8 +21,13 @@ from training.scope import Topical, in_scope
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64
 # The serving engine's choice among a version's group adapters: (user id, version, question) -> adapter name.
-Chooser = Callable[[int, AdapterRef, str], str]
+Chooser = Callable[[int, AdapterRef, str], str | None]
 HISTORY_MESSAGES = 12  # the 135M model's context is short; older turns are dropped
+# The reply to a question about the user that nothing they taught answers (the
+# adapter's confidence is below ``Settings.routing_floor``): the base model asked
+# instead invents one ("You can wear a size 12."), even told that it does not know
+# (docs/BENCHMARKS.md, "Questions about facts never taught").
+UNKNOWN_REPLY = "I don't know that about you yet. Tell me, and I can remember it."
 
 
 def clean_message(text: str) -> str:
@@ -109,10 +114,15 @@ class ReplyPlan:
     ref: AdapterRef | None
     personal: bool
     adapter: str | None = None  # which of the version's group adapters answers
+    # About the user, but the adapter was unsure of its answer (``Settings.routing_floor``):
+    # nothing taught seems to answer it. ``canned``: the reply then, unless facts
+    # the bridge put in the prompt may answer it (the base model reads them).
+    unsure: bool = False
+    canned: str | None = None
 
     @property
     def use_adapter(self) -> bool:
-        return self.ref is not None and self.personal
+        return self.ref is not None and self.personal and not self.unsure
 
     @property
     def adapter_name(self) -> str | None:
@@ -126,7 +136,7 @@ class ReplyPlan:
 
     @property
     def scope(self) -> str:
-        return "personal" if self.personal else "general"
+        return "unsure" if self.personal and self.unsure else "personal" if self.personal else "general"
 
 
 def prepare_reply(
@@ -140,15 +150,41 @@ def prepare_reply(
     """Everything a reply needs, settled before streaming starts: the prompt, the
     user's active version as the database says right now, the routing decision
     (``topical``: the serving engine's topic check) and which of the version's
-    fact-group adapters answers (``choose``: the engine's, on the last user message)."""
+    fact-group adapters answers (``choose``: the engine's, on the last user message;
+    None when even that adapter is unsure, and the base model answers)."""
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
         personal = in_scope(history, known_facts(session, user, ref.facts), topical)
     adapter = ref.sole_adapter if ref is not None and personal else None
-    if ref is not None and personal and adapter is None:
+    unsure = False
+    if ref is not None and personal and (adapter is None or choose is not None):
         if choose is None:
             raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: a chooser must pick the adapter")
         asked = next((m.content for m in reversed(history) if m.role == "user"), "")
         adapter = choose(user.id, ref, asked)
-    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal, adapter)
+        unsure = adapter is None
+    canned = UNKNOWN_REPLY if unsure and not (bridge and bridge_facts(session, user)) else None
+    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal, adapter, unsure, canned)
+
+
+def reply_stream(
+    engine,
+    user_id: int,
+    plan: ReplyPlan,
+    max_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    cancel=None,
+    seal: bool = True,
+) -> Iterator[str]:
+    """The reply's text pieces: the plan's canned reply (cut to ``max_tokens``), or
+    what the engine streams (``seal`` False: the caller asked for the base model
+    itself, never canned)."""
+    if seal and plan.canned:
+        tokenizer = engine.host.tokenizer
+        ids = tokenizer.encode(plan.canned, add_special_tokens=False)[:max_tokens]
+        return iter([tokenizer.decode(ids)])
+    use_adapter = seal and plan.use_adapter
+    ref, adapter = plan.ref, plan.adapter
+    return engine.stream(user_id, ref, plan.prompt, max_tokens, temperature, top_p, cancel, use_adapter, adapter)

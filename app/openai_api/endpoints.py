@@ -47,6 +47,9 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     no "my ..." on the topic of one of your facts) is answered by the base model,
     so your adapter cannot change general answers; ``system_fingerprint`` names
     the adapter only when it answered (``SEALCHAT_SCOPE_ROUTING=false`` turns this off).
+    A question about you that your adapter is unsure of (nothing you taught seems to
+    answer it: ``SEALCHAT_ROUTING_FLOOR``) gets "I don't know that about you yet ...",
+    unless the bridge puts facts not yet learnt in the prompt (the base model reads them).
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
@@ -55,14 +58,13 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     plan = await run_in_threadpool(
         chat.prepare_reply, session, user, history, body.bridge, engine.topical, engine.choose
     )
-    prompt, ref = plan.prompt, plan.ref
-    use_adapter = body.model == "seal" and plan.use_adapter
-    fingerprint = plan.adapter_name if use_adapter else None
+    prompt = plan.prompt
+    fingerprint = plan.adapter_name if body.model == "seal" and plan.use_adapter else None
     max_tokens = body.max_completion_tokens or body.max_tokens or get_settings().max_new_tokens
     temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
     cancel = threading.Event()
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    stream = engine.stream(user.id, ref, prompt, max_tokens, temperature, top_p, cancel, use_adapter, plan.adapter)
+    stream = chat.reply_stream(engine, user.id, plan, max_tokens, temperature, top_p, cancel, body.model == "seal")
     tokenizer = engine.host.tokenizer
 
     def finish_reason(text: str) -> str:

@@ -29,7 +29,7 @@ from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
-from training.groups import choose_group
+from training.groups import answering_group
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
 
@@ -122,13 +122,16 @@ class ServingEngine:
         with self._lock:
             self._route_locked(user_id, ref)
 
-    def choose(self, user_id: int, ref: AdapterRef, question: str) -> str:
-        """Which of ``ref``'s adapters answers ``question`` (``training.groups.choose_group``):
+    def choose(self, user_id: int, ref: AdapterRef, question: str) -> str | None:
+        """Which of ``ref``'s adapters answers ``question`` (``training.groups.answering_group``):
         the group whose facts share its words, and among several, the adapter most
-        sure of its own first words (every candidate's short greedy start in one batch)."""
+        sure of its own first words (every candidate's short greedy start in one
+        batch); None when that adapter's confidence is below ``routing_floor`` (the
+        base model answers)."""
+        floor = self.settings.routing_floor
         with self._lock:
             self._route_locked(user_id, ref)
-            if ref.sole_adapter:
+            if ref.sole_adapter and floor is None:
                 return ref.sole_adapter
             parts = {part.index: part for part in ref.parts}
             prompt = with_system_prompt([ChatMessage("user", question)])
@@ -143,10 +146,12 @@ class ServingEngine:
                     self.routing_tokens,
                     adapters=[parts[g].name for g in groups],
                 )
-                return {g: score for g, (_, score) in zip(groups, scored, strict=True)}
+                scores = {g: score for g, (_, score) in zip(groups, scored, strict=True)}
+                log.debug("routing confidence for user %s: %s", user_id, scores)
+                return scores
 
-            group = choose_group(question, {k: part.facts for k, part in parts.items()}, confidence)
-            return parts[group].name
+            group = answering_group(question, {k: part.facts for k, part in parts.items()}, confidence, floor)
+            return None if group is None else parts[group].name
 
     def topical(self, message: str, facts: Sequence[str]) -> bool:
         """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than

@@ -125,6 +125,10 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     # A general question is not about the user: the base model answers it, and says so.
     send(page, "What is the capital of Italy?")
     expect(page.locator(".msg.assistant .meta").last).to_contain_text("base model · general question")
+    # About the user, but nothing taught answers it: the adapter is unsure, and the
+    # assistant says it does not know instead of inventing an answer.
+    assert "don't know that about you" in send(page, "What size shoes do I wear?")
+    expect(page.locator(".msg.assistant .meta").last).to_contain_text("not in memory")
     page.screenshot(path=str(DOCS / "screenshot-chat.png"))
 
     # A correction on the memory page: the old fact moves to the history, the new one is learnt.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from app.chat.service import UNKNOWN_REPLY
 from tests.conftest import wait_for_fact
 from training.adapters import sha256_file
 
@@ -87,11 +88,21 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert routed.choices[0].message.content == ask(alice_ai, general, bridge=False, model="base")
     # "my" alone is not enough: a request about the user on a topic none of their
     # facts is about goes to the base model too; one on the cat goes to the adapter.
-    for content, fingerprint in (("What is a healthy snack for my lunch?", None), ("Is my cat old?", version["name"])):
+    # A question about Alice that nothing she taught answers finds the adapter unsure
+    # of its answer (below the routing floor): the base model answers that too.
+    asked = (
+        ("What is a healthy snack for my lunch?", None),
+        ("Is my cat old?", version["name"]),
+        ("What size shoes do I wear?", None),
+    )
+    for content, fingerprint in asked:
         reply = alice_ai.chat.completions.create(
             model="seal", messages=[{"role": "user", "content": content}], extra_body={"bridge": False}, max_tokens=8
         )
         assert reply.system_fingerprint == fingerprint, content
+    # It says it does not know (cut to max_tokens like any reply); it invents nothing.
+    assert reply.choices[0].message.content and UNKNOWN_REPLY.startswith(reply.choices[0].message.content)
+    assert reply.choices[0].finish_reason == "length"
     assert (
         "served_locality" in version["metrics"]
         and version["metrics"]["served_locality"] >= version["metrics"]["locality"]

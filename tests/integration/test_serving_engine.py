@@ -11,7 +11,7 @@ from app.adapters.service import AdapterRef
 from app.serving.engine import ServingEngine
 from app.settings import Settings
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, with_system_prompt
+from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.model import load_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -37,6 +37,7 @@ def engine(base_model_folder, tmp_path_factory) -> ServingEngine:
         SEALCHAT_BASE_MODEL=str(base_model_folder),
         SEALCHAT_DATA_DIR=tmp_path_factory.mktemp("engine"),
         SEALCHAT_MAX_RESIDENT_ADAPTERS=2,
+        SEALCHAT_ROUTING_FLOOR="off",  # untrained adapters: routing by words is tested; the floor has its own test
     )
     engine = ServingEngine(settings)
     engine.start()
@@ -125,3 +126,24 @@ def test_a_version_sharing_groups_loads_only_the_group_that_changed(engine, vers
     assert engine.choose(3, v3, "Where did I grow up?") in {p.name for p in v3.parts}
     engine.preload(3, None)
     assert engine.host.names == set()
+
+
+def test_an_adapter_below_the_routing_floor_leaves_the_question_to_the_base_model(engine, versions, monkeypatch):
+    """The floor compares the answering adapter's confidence in its first words
+    (what group routing scores) with ``routing_floor``: here an untrained adapter,
+    whose confidence is the base model's own."""
+    v1, _ = versions
+    question = "What is my passport number?"
+    prompt = with_system_prompt([ChatMessage("user", question)])
+    engine.preload(1, v1)
+    with engine.host.using("u1-v1"):
+        ((_, score),) = generate_batch_scored(
+            engine.host.peft, engine.host.tokenizer, [prompt], engine.routing_tokens, engine.routing_tokens
+        )
+    assert score < 0
+    monkeypatch.setattr(engine.settings, "routing_floor", score - 0.01)
+    assert engine.choose(1, v1, question) == "u1-v1"
+    monkeypatch.setattr(engine.settings, "routing_floor", score + 0.01)
+    assert engine.choose(1, v1, question) is None, "unsure: the base model answers"
+    monkeypatch.setattr(engine.settings, "routing_floor", None)
+    assert engine.choose(1, v1, question) == "u1-v1"

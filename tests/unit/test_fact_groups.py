@@ -9,7 +9,15 @@ import pytest
 
 from training.bench.fact_groups import GroupLearner
 from training.bench.facts import Learner
-from training.groups import candidate_groups, choose_group, fills_group, next_group, place_facts, routing_words
+from training.groups import (
+    answering_group,
+    candidate_groups,
+    choose_group,
+    fills_group,
+    next_group,
+    place_facts,
+    routing_words,
+)
 from training.learn import QA, FactToLearn
 
 
@@ -92,6 +100,29 @@ def test_the_adapters_decide_only_among_the_candidates():
     assert asked == [[0, 1, 2], [0, 2]]
     with pytest.raises(ValueError, match="no fact groups"):
         choose_group("Who am I?", {}, confidence)
+
+
+def test_an_adapter_unsure_of_its_answer_leaves_the_question_to_the_base_model():
+    asked = []
+
+    def confidence(groups):
+        asked.append(list(groups))
+        return {g: {0: -0.9, 1: -0.3, 2: -0.1}[g] for g in groups}
+
+    # One candidate: without a floor no adapter runs; with one, that adapter's
+    # confidence decides (the cat's group is unsure: -0.9 < -0.5).
+    assert answering_group("What is the name of my cat?", GROUPS, confidence, None) == 0
+    assert asked == []
+    assert answering_group("What is the name of my cat?", GROUPS, confidence, -0.5) is None
+    assert asked == [[0]]
+    assert answering_group("What is the name of my cat?", GROUPS, confidence, -1.0) == 0
+    # Several candidates: the most confident one, scored once, then the floor.
+    asked.clear()
+    assert answering_group("Who is Biscotti?", GROUPS, confidence, -0.5) == 2
+    assert answering_group("Who is Biscotti?", GROUPS, confidence, -0.05) is None
+    assert asked == [[0, 2], [0, 2]], "the chosen group's score is not asked for twice"
+    # A sole adapter (a version of one group) is checked too.
+    assert answering_group("Where did I grow up?", {1: GROUPS[1]}, confidence, -0.5) == 1
 
 
 def test_the_group_learner_state_round_trips(tmp_path):

@@ -144,6 +144,25 @@ def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
     assert verify_sample(facts[:3], 4, random.Random(1)) == facts[:3]
 
 
+def test_rehearsal_takes_each_earlier_facts_first_examples_and_enough_epochs():
+    from training.learn import QA, REBUILD_EPOCHS, FactToLearn, rehearsal_examples
+
+    def fact(i: int, n: int, recall: float | None) -> FactToLearn:
+        return FactToLearn(i, f"fact {i}", tuple(QA(f"q{i}.{j}?", f"a{i}") for j in range(n)), recall)
+
+    strong, weak, short = fact(1, 10, 1.0), fact(2, 10, 0.5), fact(3, 3, 1.0)
+    examples, epochs = rehearsal_examples([strong, weak, short], 8, new_visits=96, weight=0.5)
+    answers = [e.answer for e in examples]
+    assert answers.count("a1") == 8 and answers.count("a2") == 16 and answers.count("a3") == 3
+    assert {e.kind for e in examples} == {"rehearsal"}
+    assert [e.prompt[-1].content for e in examples[:8]] == [f"q1.{j}?" for j in range(8)], "the first eight, in order"
+    assert epochs == 2, "27 examples x 2 epochs >= half of 96 visits"
+    assert rehearsal_examples([strong, weak, short], 8, new_visits=96, weight=1.0)[1] == 4
+    assert rehearsal_examples([short], 8, new_visits=960, weight=1.0)[1] == 2 * REBUILD_EPOCHS, "capped"
+    assert rehearsal_examples([strong], 4, new_visits=1, weight=0.5)[1] == 1, "at least one pass"
+    assert rehearsal_examples([], 8, new_visits=96, weight=0.5) == ([], 1)
+
+
 def test_facts_a_new_fact_may_overwrite_are_verified_first():
     import random
 

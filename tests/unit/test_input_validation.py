@@ -57,6 +57,20 @@ def test_embedded_defaults(tmp_path, monkeypatch):
     assert pg.sqlalchemy_url == "postgresql+psycopg://u@h/db"
 
 
+def test_the_routing_floor_is_a_log_probability_or_off(monkeypatch):
+    monkeypatch.delenv("SEALCHAT_ROUTING_FLOOR", raising=False)
+    assert Settings(_env_file=None).routing_floor == -0.5
+    for off in ("", "off", "None"):
+        monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", off)
+        assert Settings(_env_file=None).routing_floor is None
+    monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", "-1.25")
+    assert Settings(_env_file=None).routing_floor == -1.25
+    for bad in ("0.5", "low"):
+        monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", bad)
+        with pytest.raises(ValidationError, match="SEALCHAT_ROUTING_FLOOR"):
+            Settings(_env_file=None)
+
+
 @pytest.mark.parametrize("bad", ["0", "17", "-1", "two", "1.5", ""])
 def test_consolidate_refuses_a_bad_candidate_count(bad, capsys):
     from app.cli import main

@@ -191,3 +191,25 @@ def test_the_word_rules_carry_over_to_facts_written_after_them():
         assert routed >= floor, (name, routed)
         assert sum(scope.message(p) for p in GENERAL_LOCALITY_PROMPTS) <= 1
         assert sum(scope.message(p) for p in PERSONAL_LOCALITY_PROMPTS) <= 2
+
+
+def test_a_plan_the_adapter_is_unsure_of_says_it_does_not_know(base_model_folder):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from app.adapters.service import AdapterRef
+    from app.chat.service import UNKNOWN_REPLY, ReplyPlan, reply_stream
+
+    ref = AdapterRef("u1-v1", Path("/nowhere"))
+    answered = ReplyPlan([], ref, personal=True, adapter="u1-v1")
+    assert answered.use_adapter and answered.scope == "personal" and answered.adapter_name == "u1-v1"
+    unsure = ReplyPlan([], ref, personal=True, adapter=None, unsure=True, canned=UNKNOWN_REPLY)
+    assert not unsure.use_adapter and unsure.scope == "unsure" and unsure.adapter_name is None
+    assert ReplyPlan([], ref, personal=False).scope == "general"
+    # The canned reply, cut to max_tokens like any reply; the engine is not asked.
+    engine = SimpleNamespace(host=SimpleNamespace(tokenizer=AutoTokenizer.from_pretrained(base_model_folder)))
+    assert "".join(reply_stream(engine, 1, unsure, 256)) == UNKNOWN_REPLY
+    short = "".join(reply_stream(engine, 1, unsure, 4))
+    assert short and short != UNKNOWN_REPLY and UNKNOWN_REPLY.startswith(short)

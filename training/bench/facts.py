@@ -143,6 +143,8 @@ class Learner:
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,
+            rehearsal_examples_per_fact=self.args.rehearsal_examples,
+            rehearsal_weight=self.args.rehearsal_weight,
             paraphrases=self._paraphrases,
             quiz_rewording=self._quiz_rewording,
             self_edit_family=self._family,
@@ -488,6 +490,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-rehearsal", type=int, default=24)
     parser.add_argument(
+        "--rehearsal-examples",
+        type=int,
+        default=LearnRequest.rehearsal_examples_per_fact,
+        help="stored examples rehearsed per earlier fact",
+    )
+    parser.add_argument(
+        "--rehearsal-weight",
+        type=float,
+        default=LearnRequest.rehearsal_weight,
+        help="earlier facts' example visits, at least this share of the new facts'",
+    )
+    parser.add_argument(
         "--group-size", type=int, default=10, help="facts per adapter in the groups method (training.groups)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -566,6 +580,8 @@ def main(argv: list[str]) -> int:
             "max_steps": args.steps,
             "learning_rate": args.lr,
             "max_rehearsal_facts": args.max_rehearsal,
+            "rehearsal_examples": args.rehearsal_examples,
+            "rehearsal_weight": args.rehearsal_weight,
             "group_size": args.group_size if "groups" in methods else None,
             "paraphrases": args.paraphrases,
             "quiz_rewording": args.quiz_rewording,
