@@ -9,7 +9,9 @@ each group holding one bundled fact. Measured in one process, against the time
 to the first token of the same question on one adapter, in the same run:
 
 - ``words``: ``ServingEngine.choose`` for a question whose words point at one group
-  (no adapter runs);
+  with no routing floor (no adapter runs), and ``words_floor``: the same with the
+  floor (``SEALCHAT_ROUTING_FLOOR``, -0.5 when it is off), so the chosen
+  adapter's confidence is computed (one adapter's ``ROUTING_TOKENS`` tokens);
 - ``confidence``: the same for a question sharing no word with any fact, so every
   group's adapter starts a reply (``engine.ROUTING_TOKENS`` tokens) and the surest answers;
 - ``confidence_by_tokens``: the same with other numbers of routing tokens
@@ -85,16 +87,20 @@ def main() -> None:
     settings = get_settings()
     engine = ServingEngine(settings)
     engine.start()
+    floor = settings.routing_floor if settings.routing_floor is not None else -0.5
     rows = {}
     for count in (int(g) for g in args.groups.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"sealchat-groups-{count}-"))
         live = make_version(engine, root, 1, count, None)
         engine.preload(1, live)
-        baseline, words, confidence, swap_one, swap_all = [], [], [], [], []
+        baseline, words, words_floor, confidence, swap_one, swap_all = [], [], [], [], [], []
         others = {int(t): [] for t in args.routing_tokens.split(",") if t}
         for rep in range(args.reps):
             baseline.append(timed_stream(engine, live, True, BY_WORDS, 1, adapter=live.parts[0].name)[0])
+            settings.routing_floor = None
             words.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
+            settings.routing_floor = floor
+            words_floor.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
             confidence.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
             for tokens, times in others.items():
                 engine.routing_tokens = tokens
@@ -109,6 +115,7 @@ def main() -> None:
             "ttft_one_adapter_s": round(statistics.median(baseline), 3),
             "choose_by_words_s": round(statistics.median(words), 4),
             "choose_by_confidence_s": round(statistics.median(confidence), 3),
+            "choose_by_words_with_floor_s": round(statistics.median(words_floor), 3),
             "swap_one_changed_s": round(statistics.median(swap_one), 3),
             "swap_all_s": round(statistics.median(swap_all), 3),
             "routing_tokens": ROUTING_TOKENS,
@@ -117,6 +124,7 @@ def main() -> None:
         }
         engine.preload(1, None)
     summary = {
+        "routing_floor": floor,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
         "groups": rows,
     }
@@ -125,6 +133,7 @@ def main() -> None:
     for count, row in rows.items():
         values = [count, *(row[k] for k in list(row)[:5])]
         print("".join(f"{v:>20}" for v in values))
+        print(f"{'':>20}{'':>20}{'with floor: ' + str(row['choose_by_words_with_floor_s']):>20}")
         for tokens, seconds in row["confidence_by_tokens_s"].items():
             print(f"{'':>20}{'':>20}{'':>20}{f'{tokens} tokens: {seconds}':>20}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
