@@ -143,11 +143,11 @@ def answering_group(
     floor: float | None,
     words: Callable[[str], frozenset[str]] = routing_words,
 ) -> int | None:
-    """``choose_group``, then a floor on the chosen adapter's confidence: None (the
-    base model answers) when it is below ``floor``. A question about the user that
-    no taught fact answers ("Who is my manager?" when none was taught) otherwise
-    gets an invented answer from whatever the adapter holds ("Your manager at work
-    is Raj."); the base model declines most of them. ``floor`` None: no floor, and
+    """``choose_group``, then a floor on the chosen adapter's confidence: None (no
+    adapter answers; the product says it does not know) when it is below ``floor``.
+    A question about the user that no taught fact answers ("Who is my manager?"
+    when none was taught) otherwise gets an invented answer from whatever the
+    adapter holds ("Your manager at work is Raj."). ``floor`` None: no floor, and
     a single candidate is chosen without running any adapter."""
     scores: dict[int, float] = {}
 

@@ -151,7 +151,8 @@ def prepare_reply(
     user's active version as the database says right now, the routing decision
     (``topical``: the serving engine's topic check) and which of the version's
     fact-group adapters answers (``choose``: the engine's, on the last user message;
-    None when even that adapter is unsure, and the base model answers)."""
+    None when even that adapter is unsure: the canned ``UNKNOWN_REPLY``, or the base
+    model when the bridge gives it facts not yet learnt)."""
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:

@@ -126,8 +126,8 @@ class ServingEngine:
         """Which of ``ref``'s adapters answers ``question`` (``training.groups.answering_group``):
         the group whose facts share its words, and among several, the adapter most
         sure of its own first words (every candidate's short greedy start in one
-        batch); None when that adapter's confidence is below ``routing_floor`` (the
-        base model answers)."""
+        batch); None when that adapter's confidence is below ``routing_floor`` (no
+        adapter answers: ``app.chat.service.prepare_reply``)."""
         floor = self.settings.routing_floor
         with self._lock:
             self._route_locked(user_id, ref)
