@@ -50,10 +50,9 @@ def bridge_prompt(facts: Sequence[str]) -> str:
     return f"The user told you these facts about themselves (use them to answer):\n{lines}"
 
 
-def build_prompt(session: Session, user: User, history: Sequence[ChatMessage], bridge: bool) -> list[ChatMessage]:
-    """System prompt (+ facts not yet in the weights, when the bridge is on) + recent history."""
-    extra = bridge_prompt(bridge_facts(session, user)) if bridge else ""
-    return with_system_prompt(list(history)[-HISTORY_MESSAGES:], extra)
+def build_prompt(history: Sequence[ChatMessage], pending: Sequence[str]) -> list[ChatMessage]:
+    """System prompt (+ ``pending``: the facts not yet in the weights the bridge gives) + recent history."""
+    return with_system_prompt(list(history)[-HISTORY_MESSAGES:], bridge_prompt(pending))
 
 
 def list_conversations(session: Session, user: User) -> list[Conversation]:
@@ -165,8 +164,9 @@ def prepare_reply(
         asked = next((m.content for m in reversed(history) if m.role == "user"), "")
         adapter = choose(user.id, ref, asked)
         unsure = adapter is None
-    canned = UNKNOWN_REPLY if unsure and not (bridge and bridge_facts(session, user)) else None
-    return ReplyPlan(build_prompt(session, user, history, bridge), ref, personal, adapter, unsure, canned)
+    pending = bridge_facts(session, user) if bridge else []
+    canned = UNKNOWN_REPLY if unsure and not pending else None
+    return ReplyPlan(build_prompt(history, pending), ref, personal, adapter, unsure, canned)
 
 
 def reply_stream(
