@@ -72,14 +72,15 @@ def main() -> None:
     for i, fact in enumerate(facts):
         for question, answers in fact.questions:
             rows.append({"fact": i, "taught": i < taught_n, "question": question, "answers": list(answers)})
+    parts = {g: part["facts"] for g, part in groups.items()}
     for row in rows:
         row["scope"] = scope.message(row["question"])
-        parts = {g: part["facts"] for g, part in groups.items()}
 
         def confidence(candidates, q=row["question"]):
             return {g: scored([q], f"g{g}", ROUTING_TOKENS)[0][1] for g in candidates}
 
-        row["group"] = choose_group(row["question"], parts, confidence) if len(groups) > 1 else next(iter(groups))
+        # One candidate (one group, or words that point at one) runs no adapter.
+        row["group"] = choose_group(row["question"], parts, confidence)
     questions = [r["question"] for r in rows]
     base = scored(questions, None, REPLY_TOKENS)
     for row, (reply, score) in zip(rows, base, strict=True):

@@ -144,6 +144,6 @@ def test_an_adapter_below_the_routing_floor_leaves_the_question_to_the_base_mode
     monkeypatch.setattr(engine.settings, "routing_floor", score - 0.01)
     assert engine.choose(1, v1, question) == "u1-v1"
     monkeypatch.setattr(engine.settings, "routing_floor", score + 0.01)
-    assert engine.choose(1, v1, question) is None, "unsure: the base model answers"
+    assert engine.choose(1, v1, question) is None, "unsure: no adapter answers"
     monkeypatch.setattr(engine.settings, "routing_floor", None)
     assert engine.choose(1, v1, question) == "u1-v1"
