@@ -94,11 +94,24 @@ def prepare_base_model(source: str | None, models_dir: Path) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    move_into_place(tmp, target)
     return target
+
+
+def move_into_place(tmp: Path, target: Path) -> None:
+    """Rename a finished conversion ``tmp`` to ``target``. When another process
+    (the web server and a worker started together on a fresh machine) converted
+    the same model first, its folder is kept and ``tmp`` is discarded."""
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+        log.info("%s was converted by another process meanwhile: using it", target)
 
 
 def load_model(folder: Path, device: str | None = None) -> LoadedModel:
