@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         description="forgetting rebuilds from scratch up to this many kept facts; above, it unlearns (bounded)",
     )
     fact_group_size: int = Field(
-        10,
+        5,  # training.groups.DEFAULT_GROUP_SIZE (the benchmarks' default; settings imports no torch)
         alias="SEALCHAT_FACT_GROUP_SIZE",
         ge=0,
         le=100000,
@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # Serving (web)
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
     max_resident_adapters: int = Field(
-        32,
+        64,
         alias="SEALCHAT_MAX_RESIDENT_ADAPTERS",
         ge=1,
         description="LoRA adapters kept loaded (a user's version holds one per fact group)",

@@ -21,6 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from training.scope import fact_terms, question_words, topic_words
 
+# Facts per group (``SEALCHAT_FACT_GROUP_SIZE``). 5, not 10 (session 27): on the
+# held-out sets taught one at a time, the first 10 facts kept 21 of the 23 they
+# had learnt just after learning in groups of 5, against 16 of 24 in groups of 10
+# (the same three runs, docs/BENCHMARKS.md "Groups of 5").
+DEFAULT_GROUP_SIZE = 5
+
 # Everyday words that name the same thing in a fact and in a question about it
 # ("Where does my mom come from?" for "My mother was born in Naples."): each set
 # is one routing word. Written from the routing misses on the bundled facts

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.settings import Settings
 from training.bench.fact_groups import GroupLearner
 from training.bench.facts import Learner
 from training.groups import (
+    DEFAULT_GROUP_SIZE,
     answering_group,
     candidate_groups,
     choose_group,
@@ -30,6 +32,10 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
     # Fact 9 replaces fact 2 (already taken out of group 0): group 0 is rebuilt with
     # the new value, so no other group still answers with the old one.
     assert place_facts({0: [1], 1: [3, 4]}, [9, 10], size=2, home={9: 0}) == {0: [9], 2: [10]}
+
+
+def test_the_product_and_the_benchmarks_use_one_group_size():
+    assert Settings.model_fields["fact_group_size"].default == DEFAULT_GROUP_SIZE == 5
 
 
 def test_a_group_holds_at_least_one_fact():

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide, recall_after_refusal
-from training.groups import fills_group
+from training.groups import DEFAULT_GROUP_SIZE, fills_group
 from training.learn import (
     FACT_KL_WEIGHT,
     QA,
@@ -502,7 +502,10 @@ def main(argv: list[str]) -> int:
         help="earlier facts' example visits, at least this share of the new facts'",
     )
     parser.add_argument(
-        "--group-size", type=int, default=10, help="facts per adapter in the groups method (training.groups)"
+        "--group-size",
+        type=int,
+        default=DEFAULT_GROUP_SIZE,
+        help="facts per adapter in the groups method (training.groups)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
