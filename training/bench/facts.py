@@ -37,6 +37,7 @@ be spread over several sittings and gives what one sitting would.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import random
@@ -562,8 +563,10 @@ def main(argv: list[str]) -> int:
     folder = prepare_base_model(args.model, args.cache_dir / "models")
     host = AdapterHost(load_model(folder))
     args.replay_cache = args.cache_dir / "replay" / f"{folder.name}.json"
-    # Scratch space per output file: two runs side by side never share (or delete) it.
-    args.work = args.cache_dir / "bench-facts" / f"{args.out.stem}-n{args.n}-seed{args.seed}"
+    # Scratch space per output file: two runs side by side never share (or delete) it,
+    # even when their outputs have the same name in different folders.
+    out_key = hashlib.sha1(str(args.out.resolve()).encode()).hexdigest()[:8]
+    args.work = args.cache_dir / "bench-facts" / f"{args.out.stem}-{out_key}-n{args.n}-seed{args.seed}"
     steps_file = args.out.with_suffix(".steps.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     recorded = recorded_steps(steps_file, args.out.with_suffix(".state")) if args.resume else {}
