@@ -93,7 +93,8 @@ def test_gate_refuses_a_version_that_forgets_and_keeps_the_previous_one_live(sta
     assert [c.candidate_index for c in candidates] == [0, 1]
     assert [c.chosen for c in candidates].count(True) == 1
     assert max(candidates, key=lambda c: c.reward).chosen, "the winner has the top reward"
-    assert len({c.settings["learning_rate"] for c in candidates}) == 2, "the candidates' settings span the grid"
+    grid = {(c.settings["learning_rate"], c.settings["epochs"]) for c in candidates}
+    assert len(grid) == 2, "the candidates' settings span the grid"
     assert refused["promoted_at"] is None
     assert "recall of 1 earlier fact(s) fell" in refused["rejection_reason"]
     assert refused["metrics"]["rehearse"] is False and refused["metrics"]["warm_start"] is False

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
+from tests.conftest import REPLAY_CACHE, ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import IDLE_ADAPTER, AdapterHost
 from training.bench.squad import run_passage
 from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
@@ -36,7 +36,7 @@ def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
             new_facts=[FactToLearn(1, "My cat's name is Whiskerfield.")],
             rehearsal=[],
             output_dir=tmp_path / "v1",
-            replay_cache=ROOT / ".cache" / "replay" / "test-base-answers.json",
+            replay_cache=REPLAY_CACHE,
             train=TrainConfig(max_steps=12, seed=1),
             k=2,
         ),
@@ -98,7 +98,7 @@ def test_best_of_k_on_a_real_squad_passage(host):
     passage = sample_passages(load_passages(ensure_squad(ROOT / ".cache" / "squad", "dev")), 1, seed=7)[0]
     before = base_snapshot(host)
     with host.using(None):
-        replay = load_or_build(host.peft, host.tokenizer, ROOT / ".cache" / "replay" / "test-base-answers.json")
+        replay = load_or_build(host.peft, host.tokenizer, REPLAY_CACHE)
     args = argparse.Namespace(
         seed=7,
         k=2,
