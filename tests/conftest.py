@@ -63,7 +63,7 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # measure how well the defaults learn). On the bundled facts
         # (`training.bench facts --n 6 --methods groups`, two runs side by side)
         # 20 steps at 1e-3 recalled every new and earlier fact, as 40 at 5e-4 did,
-        # in 72-77 s a step against 110-116 s; the suite's pytest time fell from
+        # in 72-78 s a fact against 110-117 s; the suite's pytest time fell from
         # 34.5 to 30.5 minutes (docs/BENCHMARKS.md). Not the product's default:
         # a correction's rebuild ("I moved from Boston to Denver") then named the
         # old city and the gate refused it twice before it passed.
