@@ -64,9 +64,8 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # (`training.bench facts --n 6 --methods groups`, two runs side by side)
         # 20 steps at 1e-3 recalled every new and earlier fact, as 40 at 5e-4 did,
         # in 72-78 s a fact against 110-117 s; the suite's pytest time fell from
-        # 34.5 to 30.5 minutes (docs/BENCHMARKS.md). Not the product's default:
-        # a correction's rebuild ("I moved from Boston to Denver") then named the
-        # old city and the gate refused it twice before it passed.
+        # 34.5 to 30.5 minutes (docs/BENCHMARKS.md). Not the product's default
+        # without a held-out run.
         "SEALCHAT_TRAIN_STEPS": os.environ.get("SEALCHAT_TRAIN_STEPS", "20"),
         "SEALCHAT_LEARNING_RATE": os.environ.get("SEALCHAT_LEARNING_RATE", "1e-3"),
         # Forgetting: a fact forgotten while one other is kept is unlearnt (the bounded

@@ -62,6 +62,7 @@ def decide(
     removed: Mapping[int, float],
     thresholds: GateThresholds,
     removed_baseline: Mapping[int, float] | None = None,
+    removed_replies: Mapping[int, str] | None = None,
 ) -> GateDecision:
     """Compare a new version's per-fact recall with its predecessor's on the same facts.
 
@@ -69,7 +70,8 @@ def decide(
     are skipped), ``kept`` the new version's recall of earlier facts, ``removed``
     its recall of the facts that must be gone, ``removed_baseline`` the base
     model's recall of those (it never learnt them: a probe it answers by a guess,
-    "O negative" for a blood type, is not a memory left behind).
+    "O negative" for a blood type, is not a memory left behind), ``removed_replies``
+    a reply that gave a removed fact away, quoted in the reason.
     """
     common = [i for i in kept if i in previous]
     before = _mean(float(previous[i] >= RECALLED) for i in common)
@@ -92,7 +94,10 @@ def decide(
     baseline = removed_baseline or {}
     still = sorted(i for i, r in removed.items() if r > thresholds.max_removed_recall + baseline.get(i, 0.0) + 1e-9)
     if still:
-        reasons.append(f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))})")
+        quoted = "".join(f'; {i}: "{removed_replies[i]}"' for i in still if (removed_replies or {}).get(i))
+        reasons.append(
+            f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))}{quoted})"
+        )
     return GateDecision(not reasons, tuple(reasons), before, after)
 
 

@@ -89,6 +89,9 @@ class FactToLearn:
     text: str
     examples: tuple[QA, ...] = ()
     recall: float | None = None
+    # A fact leaving the weights because a correction superseded it: the
+    # correction's text (a quiz reply giving the new value does not recall this one).
+    replaced_by: str | None = None
 
 
 # Personal facts train with a stronger KL to the base model on replay than SQuAD
@@ -213,6 +216,8 @@ class LearnResult:
     # The base model (which never learnt them) on the removed facts' quiz: what
     # "gone" means when a probe can be answered by a guess ("O negative").
     removed_base_recall: dict[int, float] = field(default_factory=dict)
+    # The removed facts' quiz replies ({"question", "answer", "recalled"} each).
+    removed_quiz: dict[int, list[dict]] = field(default_factory=dict)
 
     @property
     def best(self) -> CandidateOutcome:
@@ -301,15 +306,18 @@ def quiz_facts(
     extra: Sequence[FactProbe | None] | None = None,
     rewording: bool = False,
     wide: Sequence[bool] | None = None,
+    replaced_by: Sequence[str | None] | None = None,
 ) -> list[list[dict]]:
     """Ask each fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
 
     All facts' questions are decoded in one batched call. ``extra[i]``: a question
     the model wrote about fact ``i`` (a new fact's reward only). ``rewording``: see
     ``fact_quiz``. ``wide[i]``: fact ``i`` was unlearnt; it gets ``forget_quiz``.
+    ``replaced_by[i]``: the correction that superseded fact ``i`` (``grade_fact_probe``).
     """
     extra = extra or [None] * len(facts)
     wide = wide or [False] * len(facts)
+    replaced_by = replaced_by or [None] * len(facts)
     probes = [
         [
             *(forget_quiz(fact, rewording) if unlearnt else fact_quiz(fact, seed=0, rewording=rewording)),
@@ -319,10 +327,11 @@ def quiz_facts(
     ]
     replies = iter(ask_many(model, tokenizer, [p.question for mine in probes for p in mine], max_new_tokens=32))
     out = []
-    for fact, mine, more in zip(facts, probes, extra, strict=True):
+    for fact, mine, more, correction in zip(facts, probes, extra, replaced_by, strict=True):
         results = []
         for probe, reply in zip(mine, replies, strict=False):
-            result = {"question": probe.question, "answer": reply, "recalled": grade_fact_probe(fact, probe, reply)}
+            recalled = grade_fact_probe(fact, probe, reply, correction)
+            result = {"question": probe.question, "answer": reply, "recalled": recalled}
             if probe is more:
                 result["written_by_model"], result["reference"] = True, probe.reference
             results.append(result)
@@ -336,10 +345,15 @@ def quiz_questions(fact: str, written: FactProbe | None = None, rewording: bool 
 
 
 def facts_recall(
-    model, tokenizer, facts: Sequence[str], rewording: bool = False, wide: Sequence[bool] | None = None
+    model,
+    tokenizer,
+    facts: Sequence[str],
+    rewording: bool = False,
+    wide: Sequence[bool] | None = None,
+    replaced_by: Sequence[str | None] | None = None,
 ) -> list[float]:
-    """Each fact's share of quiz probes recalled without context (``wide``: see ``quiz_facts``)."""
-    quizzes = quiz_facts(model, tokenizer, facts, rewording=rewording, wide=wide)
+    """Each fact's share of quiz probes recalled without context (``wide``, ``replaced_by``: see ``quiz_facts``)."""
+    quizzes = quiz_facts(model, tokenizer, facts, rewording=rewording, wide=wide, replaced_by=replaced_by)
     return [_share([q["recalled"] for q in quiz]) for quiz in quizzes]
 
 
@@ -457,7 +471,12 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         unlearning = bool(request.removed) and request.init_adapter is not None
         removed_texts = [f.text for f in request.removed]
         base_recalled = facts_recall(
-            model, tokenizer, removed_texts, request.quiz_rewording, wide=[unlearning] * len(removed_texts)
+            model,
+            tokenizer,
+            removed_texts,
+            request.quiz_rewording,
+            wide=[unlearning] * len(removed_texts),
+            replaced_by=[f.replaced_by for f in request.removed],
         )
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
         unlearn: list[QA] = []
@@ -535,9 +554,17 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 # Earlier facts, then the removed ones, quizzed in one batched call.
                 quizzed = [f.text for f in [*verify, *request.removed]]
                 wide = [False] * len(verify) + [unlearning] * len(request.removed)
-                recalled = iter(facts_recall(model, tokenizer, quizzed, request.quiz_rewording, wide=wide))
-                kept_recall = {f.fact_id: next(recalled) for f in verify}
-                removed_recall = {f.fact_id: next(recalled) for f in request.removed}
+                replaced = [None] * len(verify) + [f.replaced_by for f in request.removed]
+                quizzes = iter(
+                    quiz_facts(
+                        model, tokenizer, quizzed, rewording=request.quiz_rewording, wide=wide, replaced_by=replaced
+                    )
+                )
+                kept_recall = {f.fact_id: _share([q["recalled"] for q in next(quizzes)]) for f in verify}
+                # The removed facts' replies are kept: an admin reading "still recalls"
+                # sees what the version answered.
+                removed_quiz = {f.fact_id: next(quizzes) for f in request.removed}
+                removed_recall = {i: _share([q["recalled"] for q in quiz]) for i, quiz in removed_quiz.items()}
         finally:
             host.unload("verify")
         # Locality was measured on these very weights when the candidate was scored
@@ -569,6 +596,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 "recall_rehearsed": best.rehearsal_recall,
                 "kept_recall": kept_recall,
                 "removed_recall": removed_recall,
+                "removed_quiz": removed_quiz,
                 "removed_base_recall": removed_base,
                 "locality": local.to_dict(),
                 "seconds": seconds,
@@ -592,6 +620,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         removed_recall,
         local.changed,
         removed_base,
+        removed_quiz,
     )
 
 

@@ -212,10 +212,33 @@ def _reworded(question: str) -> str:
     return f"Can you remind me: {question[0].lower()}{question[1:]}"
 
 
-def grade_fact_probe(fact: str, probe: FactProbe, reply: str) -> bool:
+def grade_fact_probe(fact: str, probe: FactProbe, reply: str, replaced_by: str | None = None) -> bool:
+    """Whether ``reply`` gives ``fact``'s answer to ``probe``.
+
+    ``replaced_by``: the correction that superseded ``fact``. A reply that gives the
+    correction's value tells the new fact, even where it names the old value as
+    history: "You moved from Boston to Denver." does not recall "I live in Boston."
+    (the gate refused such rebuilds as still recalling the old city: docs/BENCHMARKS.md).
+    """
     if probe.answers:
-        return contains_answer(reply, probe.answers)
-    return recalls(probe.reference or fact, probe.question, reply)
+        recalled = contains_answer(reply, probe.answers)
+    else:
+        recalled = recalls(probe.reference or fact, probe.question, reply)
+    return recalled and not (replaced_by and gives_correction(fact, replaced_by, probe.question, reply))
+
+
+def gives_correction(old: str, correction: str, question: str, reply: str) -> bool:
+    """Whether ``reply`` gives what ``correction`` changed about ``old``: the new slot
+    value ("Denver" for "I live in Boston." -> "I moved from Boston to Denver."), or
+    for a correction that sets no slot, at least half of its words that neither
+    ``old`` nor the question has ("Max" for "My dog is Rex." -> "My dog is Max, not Rex.")."""
+    slot = fact_slot(correction)
+    if slot:
+        return contains_answer(reply, (slot.value,))
+    new = {normalize(w) for w in key_words(strip_correction(correction)) - key_words(old) - key_words(question)}
+    new.discard("")
+    got = set(normalize(reply).split())
+    return bool(new) and sum(w in got for w in new) * 2 >= len(new)
 
 
 _QUESTION_PROMPT = (

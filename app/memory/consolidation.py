@@ -88,11 +88,15 @@ def worker_topics() -> TopicEmbedder:
     return TopicEmbedder.of_host(worker_host())
 
 
-def _as_input(fact: Fact, recall: dict[int, float] | None = None) -> FactToLearn:
+def _as_input(
+    fact: Fact, recall: dict[int, float] | None = None, corrections: dict[int, str] | None = None
+) -> FactToLearn:
     """``recall``: the live version's latest measured recall per fact (rehearsal puts
-    the weakest first); a fact it never measured falls back to its recall when learnt."""
+    the weakest first); a fact it never measured falls back to its recall when learnt.
+    ``corrections``: the text of each fact that superseded another, by id."""
     examples = tuple(QA(e["question"], e["answer"]) for e in (fact.examples or []))
-    return FactToLearn(fact.id, fact.text, examples, (recall or {}).get(fact.id, fact.recall))
+    replaced_by = (corrections or {}).get(fact.superseded_by_id) if fact.superseded_by_id else None
+    return FactToLearn(fact.id, fact.text, examples, (recall or {}).get(fact.id, fact.recall), replaced_by)
 
 
 def _kept_recall(version: AdapterVersion) -> dict[int, float]:
@@ -189,6 +193,8 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         kept = [f for f in in_weights if f.status == FactStatus.LEARNED and group_of[f.id] == target]
         removed = [f for f in leaving if group_of[f.id] == target]
         forgetting = [f.id for f in removed if f.status == FactStatus.FORGETTING]
+        replacing = [f.superseded_by_id for f in removed if f.superseded_by_id]
+        corrections = {f.id: f.text for f in facts_repo.by_ids(session, user_id, replacing)}
         others = {k: g for k, g in live.items() if k != target}
         user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
@@ -232,7 +238,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
             rehearsal=[_as_input(f, planned_recall) for f in kept],
-            removed=[_as_input(f) for f in removed],
+            removed=[_as_input(f, corrections=corrections) for f in removed],
             rehearse=options.get("rehearse", True),
             output_dir=build_dir(final) / f"g{target}",
             replay_cache=settings.replay_cache,
@@ -295,6 +301,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             settings.gate_min_lost_facts,
         ),
         result.removed_base_recall,
+        {i: next((q["answer"] for q in quiz if q["recalled"]), "") for i, quiz in result.removed_quiz.items()},
     )
     built = _Build(final, target, others, texts)
     try:

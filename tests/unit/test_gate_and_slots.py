@@ -64,6 +64,8 @@ def test_a_removed_fact_is_gone_when_recalled_no_better_than_by_the_base_model()
     assert decide({}, {}, 0.9, {13: 1 / 3}, T, removed_baseline={13: 1 / 3}).accepted
     still = decide({}, {}, 0.9, {13: 2 / 3, 14: 0.0}, T, removed_baseline={13: 1 / 3})
     assert not still.accepted and any("ids 13" in r for r in still.reasons)
+    quoted = decide({}, {}, 0.9, {13: 1.0}, T, removed_replies={13: "Your blood type is O negative."})
+    assert quoted.reason.endswith('(ids 13; 13: "Your blood type is O negative.")'), "the admin sees the reply"
 
 
 @pytest.mark.parametrize(
