@@ -141,12 +141,8 @@ class Settings(BaseSettings):
         alias="SEALCHAT_SCOPE_ROUTING",
         description="answer with the user's adapter only when the conversation is about them (training/scope.py)",
     )
-    # Measured with scripts/unknown_facts.py on held-out facts (docs/BENCHMARKS.md,
-    # "Questions about facts never taught"): every right answer an adapter gave
-    # scored -0.33 or more, and 25 of 63 questions about facts never taught that
-    # scope routing sent to the adapters scored below -0.5.
     routing_floor: float | None = Field(
-        -0.5,
+        -0.5,  # training.groups.DEFAULT_ROUTING_FLOOR (how it was measured; settings imports no torch)
         alias="SEALCHAT_ROUTING_FLOOR",
         le=0.0,
         description="a question about the user goes to the base model when the answering adapter's confidence "

@@ -27,6 +27,19 @@ from training.scope import fact_terms, question_words, topic_words
 # (the same three runs, docs/BENCHMARKS.md "Groups of 5").
 DEFAULT_GROUP_SIZE = 5
 
+# Routing among a user's fact groups compares each candidate adapter's confidence
+# in the first tokens of its reply. At 100 bundled facts in 10 groups
+# (scripts/group_routing.py) 4 tokens route exactly as well as 8 (right group
+# 0.87, recall 0.75, first group 0.90) for half the decoding; 2 fall to 0.85.
+ROUTING_TOKENS = 4
+
+# Below this confidence no adapter answers (``answering_group``;
+# ``SEALCHAT_ROUTING_FLOOR``). Measured with scripts/unknown_facts.py on held-out
+# facts (docs/BENCHMARKS.md, "Questions about facts never taught"): every right
+# answer an adapter gave scored -0.33 or more, and 25 of 63 questions about facts
+# never taught that scope routing sent to the adapters scored below -0.5.
+DEFAULT_ROUTING_FLOOR = -0.5
+
 # Everyday words that name the same thing in a fact and in a question about it
 # ("Where does my mom come from?" for "My mother was born in Naples."): each set
 # is one routing word. Written from the routing misses on the bundled facts

@@ -29,17 +29,11 @@ from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
-from training.groups import answering_group
+from training.groups import ROUTING_TOKENS, answering_group
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
 
 log = logging.getLogger(__name__)
-
-# Routing among a user's fact groups compares each candidate adapter's confidence
-# in the first tokens of its reply. At 100 bundled facts in 10 groups
-# (scripts/group_routing.py) 4 tokens route exactly as well as 8 (right group
-# 0.87, recall 0.75, first group 0.90) for half the decoding; 2 fall to 0.85.
-ROUTING_TOKENS = 4
 
 
 class ServingEngine:

@@ -38,6 +38,7 @@ from app.adapters.service import AdapterRef, GroupRef
 from app.serving.bench import timed_stream
 from app.serving.engine import ROUTING_TOKENS, ServingEngine
 from app.settings import get_settings
+from training.groups import DEFAULT_ROUTING_FLOOR
 
 FACTS = [
     "My cat is called Biscotti.",
@@ -87,7 +88,7 @@ def main() -> None:
     settings = get_settings()
     engine = ServingEngine(settings)
     engine.start()
-    floor = settings.routing_floor if settings.routing_floor is not None else -0.5
+    floor = settings.routing_floor if settings.routing_floor is not None else DEFAULT_ROUTING_FLOOR
     rows = {}
     for count in (int(g) for g in args.groups.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"sealchat-groups-{count}-"))

@@ -12,6 +12,7 @@ from training.bench.fact_groups import GroupLearner
 from training.bench.facts import Learner
 from training.groups import (
     DEFAULT_GROUP_SIZE,
+    DEFAULT_ROUTING_FLOOR,
     answering_group,
     candidate_groups,
     choose_group,
@@ -34,8 +35,9 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
     assert place_facts({0: [1], 1: [3, 4]}, [9, 10], size=2, home={9: 0}) == {0: [9], 2: [10]}
 
 
-def test_the_product_and_the_benchmarks_use_one_group_size():
+def test_the_product_and_the_benchmarks_use_one_group_size_and_floor():
     assert Settings.model_fields["fact_group_size"].default == DEFAULT_GROUP_SIZE == 5
+    assert Settings.model_fields["routing_floor"].default == DEFAULT_ROUTING_FLOOR == -0.5
 
 
 def test_a_group_holds_at_least_one_fact():
@@ -129,6 +131,27 @@ def test_an_adapter_unsure_of_its_answer_leaves_the_question_to_the_base_model()
     assert asked == [[0, 2], [0, 2]], "the chosen group's score is not asked for twice"
     # A sole adapter (a version of one group) is checked too.
     assert answering_group("Where did I grow up?", {1: GROUPS[1]}, confidence, -0.5) == 1
+
+
+def test_the_benchmark_grades_recall_as_served_with_the_routing_floor(tmp_path):
+    from training.bench.facts import BenchFact
+
+    learner = GroupLearner(host=None, work=tmp_path, args=SimpleNamespace(group_size=2, routing_floor=-0.5))
+    for group, (index, text) in enumerate([(0, "My cat is called Tofu."), (1, "I live in Oslo.")]):
+        part = learner._part(group)
+        part.live, part.versions = tmp_path / f"g{group}", 1
+        part.known = {index: FactToLearn(index, text)}
+    cat = BenchFact(0, "My cat is called Tofu.", (("What is my cat's name?", ("Tofu",)),))
+    city = BenchFact(1, "I live in Oslo.", (("Which city is home?", ("Oslo",)),))
+    # Each group's (reply, confidence) as decoded: already known, so no adapter runs.
+    learner._answers = {
+        (0, 1, "What is my cat's name?"): ("Your cat is Tofu.", -0.9),  # the only candidate, but unsure
+        (0, 1, "Which city is home?"): ("Tofu.", -1.2),
+        (1, 1, "Which city is home?"): ("You live in Oslo.", -0.2),  # no shared word: the surer adapter
+    }
+    assert learner.routed_recall([cat, city], None) == {0: 1.0, 1: 1.0}
+    assert learner.recall_of([cat, city]) == {0: 0.0, 1: 1.0}, "under the floor the product says it does not know"
+    assert GroupLearner(None, tmp_path, SimpleNamespace(group_size=2)).floor == DEFAULT_ROUTING_FLOOR
 
 
 def test_the_group_learner_state_round_trips(tmp_path):

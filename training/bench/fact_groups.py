@@ -6,10 +6,13 @@ facts, KL replay, the gate with one retry), so a consolidation never trains more
 than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
 in the worker (``SEALCHAT_GROUP_RETRY_ATTEMPTS``), and the fact that fills a group
 is taught by training the group from scratch on all its facts with
-``--compact-groups`` (the worker's compaction, off by default there too). A question is answered by the group
-``training.groups.choose_group`` picks: by its words, and among several groups by
-which adapter is most sure of its reply. A forget rebuilds each affected group
-from scratch without the forgotten facts; the other groups are not touched.
+``--compact-groups`` (the worker's compaction, off by default there too). A question is answered as the
+product serves it (``training.groups.answering_group``): by the group its words
+pick, among several groups by which adapter is most sure of its first
+``ROUTING_TOKENS`` tokens, and by none when that adapter's confidence is below
+the routing floor (``--routing-floor``; the product then says it does not know,
+which recalls nothing). A forget rebuilds each affected group from scratch
+without the forgotten facts; the other groups are not touched.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from training.adapters import AdapterHost
 from training.bench.facts import BenchFact, Learner
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
-from training.groups import candidate_groups, most_confident, next_group
+from training.groups import DEFAULT_ROUTING_FLOOR, ROUTING_TOKENS, answering_group, candidate_groups, next_group
 from training.quiz import contains_answer
 
 STATE_FILE = "groups.json"
@@ -35,6 +38,7 @@ class GroupLearner:
     def __init__(self, host: AdapterHost, work: Path, args) -> None:
         self.host, self.work, self.args = host, work, args
         self.size = args.group_size
+        self.floor = getattr(args, "routing_floor", DEFAULT_ROUTING_FLOOR)
         self.parts: dict[int, Learner] = {}
         self.changed: dict[int, tuple[str, ...]] = {}  # each group's locality prompts it changed
         # (group, its version count, question) -> reply, confidence: a group's
@@ -86,7 +90,13 @@ class GroupLearner:
         return tuple(out)
 
     def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
-        """Each fact's share of benchmark questions answered through group routing."""
+        """Each fact's share of benchmark questions answered as served, with the routing floor."""
+        return self.routed_recall(facts, self.floor)
+
+    def routed_recall(self, facts: list[BenchFact], floor: float | None) -> dict[int, float]:
+        """Each fact's share of benchmark questions answered through group routing;
+        a question whose answering adapter is less sure than ``floor`` recalls nothing
+        (None: no floor). Every candidate group's reply is decoded once per version."""
         texts = self._texts()
         if not texts:
             return {f.index: 0.0 for f in facts}
@@ -95,20 +105,21 @@ class GroupLearner:
         self._answer(
             {g for c in candidates for g in c}, [(q, c) for (q, _), c in zip(questions, candidates, strict=True)]
         )
-        graded = iter(
-            contains_answer(self._chosen(q, c)[0], answers)
-            for (q, answers), c in zip(questions, candidates, strict=True)
-        )
+        graded = iter(contains_answer(self._served(q, texts, floor), answers) for q, answers in questions)
         out = {}
         for fact in facts:
             mine = [next(graded) for _ in fact.questions]
             out[fact.index] = sum(mine) / len(mine)
         return out
 
-    def _chosen(self, question: str, candidates: list[int]) -> tuple[str, float]:
-        """The reply of the group routing picks among ``candidates`` (``choose_group``'s choice)."""
-        replies = {g: self._answers[(g, self.parts[g].versions, question)] for g in candidates}
-        return replies[most_confident(candidates, lambda groups: {g: replies[g][1] for g in groups})]
+    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None) -> str:
+        """The reply of the group ``answering_group`` picks; "" where none answers (under the floor)."""
+
+        def confidence(groups) -> dict[int, float]:
+            return {g: self._answers[(g, self.parts[g].versions, question)][1] for g in groups}
+
+        group = answering_group(question, texts, confidence, floor)
+        return "" if group is None else self._answers[(group, self.parts[group].versions, question)][0]
 
     def _answer(self, groups: set[int], asked: list[tuple[str, list[int]]]) -> None:
         """Each group's greedy reply and confidence on the questions routed to it, cached per live adapter."""
@@ -122,7 +133,11 @@ class GroupLearner:
             try:
                 with self.host.using(name) as model:
                     scored = generate_batch_scored(
-                        model, self.host.tokenizer, [with_system_prompt([ChatMessage("user", q)]) for q in todo], 40
+                        model,
+                        self.host.tokenizer,
+                        [with_system_prompt([ChatMessage("user", q)]) for q in todo],
+                        40,
+                        confidence_tokens=ROUTING_TOKENS,
                     )
             finally:
                 self.host.unload(name)

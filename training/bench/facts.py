@@ -48,7 +48,7 @@ from pathlib import Path
 
 from training.adapters import AdapterHost
 from training.gate import GateThresholds, decide, recall_after_refusal
-from training.groups import DEFAULT_GROUP_SIZE, fills_group
+from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR, fills_group
 from training.learn import (
     FACT_KL_WEIGHT,
     QA,
@@ -392,6 +392,12 @@ def run_method(
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
+        if (unfloored := _without_floor(learner, facts[:n])) is not None:
+            step["no_floor"] = {
+                "recall_new": unfloored[fact.index],
+                "recall_first10": _mean(unfloored[f.index] for f in facts[: min(10, n)]),
+                "recall_all": _mean(unfloored.values()),
+            }
         step = with_routing(step, facts, topics.nearer_to_facts)
         steps.append(step)
         with done["file"].open("a") as fh:
@@ -406,6 +412,13 @@ def run_method(
     return steps, learner
 
 
+def _without_floor(learner: Learner, facts: list[BenchFact]) -> dict[int, float] | None:
+    """The groups method's recall with no routing floor (what the adapters know, a
+    guess under the floor included), beside its recall as served; None for one adapter."""
+    routed = getattr(learner, "routed_recall", None)
+    return routed(facts, None) if routed is not None else None
+
+
 def forget_experiment(
     host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int, method: str, max_rebuild: int
 ) -> dict:
@@ -418,6 +431,7 @@ def forget_experiment(
     result = learner.forget(chosen, thresholds, method, max_rebuild)
     forgotten = learner.recall_of(chosen)
     others = learner.recall_of(kept)
+    unfloored = _without_floor(learner, held)
     # What the base model, which never learnt them, answers of the forgotten facts'
     # questions from its own knowledge ("Which antibiotic should I stay away from?" ->
     # penicillin, on the held-out set):
@@ -438,6 +452,14 @@ def forget_experiment(
         "forgotten_by_fact": {f.text: forgotten[f.index] for f in chosen},
         "kept_lost": [f.text for f in kept if before[f.index] > others[f.index]],
         "kept_recall_before": _mean(before[f.index] for f in kept),
+        **(
+            {
+                "forgotten_recall_no_floor": _mean(unfloored[f.index] for f in chosen),
+                "kept_recall_no_floor": _mean(unfloored[f.index] for f in kept),
+            }
+            if unfloored is not None
+            else {}
+        ),
     }
 
 
@@ -465,6 +487,10 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _floor(value: str) -> float | None:
+    return None if value.strip().lower() in {"off", "none", ""} else float(value)
 
 
 def main(argv: list[str]) -> int:
@@ -507,6 +533,13 @@ def main(argv: list[str]) -> int:
         type=int,
         default=DEFAULT_GROUP_SIZE,
         help="facts per adapter in the groups method (training.groups)",
+    )
+    parser.add_argument(
+        "--routing-floor",
+        type=_floor,
+        default=DEFAULT_ROUTING_FLOOR,
+        help="groups method: below this answering-adapter confidence no adapter answers, as served "
+        "(SEALCHAT_ROUTING_FLOOR); 'off': none",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -589,6 +622,7 @@ def main(argv: list[str]) -> int:
             "rehearsal_examples": args.rehearsal_examples,
             "rehearsal_weight": args.rehearsal_weight,
             "group_size": args.group_size if "groups" in methods else None,
+            "routing_floor": args.routing_floor if "groups" in methods else None,
             "paraphrases": args.paraphrases,
             "quiz_rewording": args.quiz_rewording,
             "family": args.family,
@@ -706,3 +740,8 @@ def print_table(results: dict) -> None:
             f"(accepted by the gate: {forget['accepted']}, "
             f"{forget.get('method', 'rebuild' if forget['rebuilt'] else 'unlearn')}, {forget['seconds']} s)"
         )
+        if "forgotten_recall_no_floor" in forget:
+            print(
+                f"  without the routing floor: forgotten recall {forget['forgotten_recall_no_floor']:.2f}, "
+                f"kept recall {forget['kept_recall_no_floor']:.2f}"
+            )
