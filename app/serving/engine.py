@@ -50,6 +50,9 @@ class ServingEngine:
     def start(self) -> None:
         folder = prepare_base_model(self.settings.base_model, self.settings.models_dir)
         self._host = AdapterHost(load_model(folder))
+        # Scope routing's general requests, embedded now (about a second) rather than
+        # in the first reply about a user.
+        self._topics = TopicEmbedder.of_host(self._host)
         log.info("serving %s", folder)
 
     @property
@@ -149,8 +152,9 @@ class ServingEngine:
 
     def topical(self, message: str, facts: Sequence[str]) -> bool:
         """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than
-        to any general request? On the base model, under the lock (one short forward
-        pass per text not seen before; the first call also embeds the 60 replay prompts)."""
+        to any general request? On the base model, under the lock (one batched
+        forward pass over the texts not seen before; the general requests were
+        embedded at start)."""
         with self._lock:
             if self._topics is None:
                 self._topics = TopicEmbedder.of_host(self.host)
