@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         "(mean log-probability of its first words) is below this; empty or 'off': no floor",
     )
 
+    grounding_check: bool = Field(
+        True,
+        alias="SEALCHAT_GROUNDING_CHECK",
+        description="a question about the user goes unanswered by the adapter when the first sentence of its "
+        "reply names things none of the user's facts holds (training.groups.grounded)",
+    )
+
     @field_validator("routing_floor", mode="before")
     @classmethod
     def _floor_off(cls, value: object) -> object:

@@ -13,10 +13,12 @@ routing confidence (the mean log-probability of its first ``ROUTING_TOKENS``
 greedy tokens, the score group routing compares) is recorded with its reply and
 the base model's.
 
-For each floor (below it the product answers "I don't know that about you yet")
-the table gives the taught questions answered right as served (and, beside it,
-if the base model answered instead of that reply) and the share of questions
-about untaught facts the adapters still answer: what a floor keeps and what it stops.
+For each floor (below it the product answers "I don't know that about you yet"),
+without and with the grounding check (``training.groups.grounded``: the reply's
+first sentence must say what the taught facts say), the table gives the taught
+questions answered right as served (and, beside it, if the base model answered
+instead of that reply) and the share of questions about untaught facts the
+adapters still answer: what a floor keeps and what it stops.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import argparse
 import json
 from pathlib import Path
 
-from app.serving.engine import ROUTING_TOKENS
 from training.adapters import AdapterHost
 from training.bench.facts import load_facts
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
-from training.groups import choose_group
+from training.groups import ROUTING_TOKENS, choose_group, grounded
 from training.model import load_model, prepare_base_model
 from training.quiz import contains_answer
 from training.scope import Scope, TopicEmbedder
@@ -59,9 +60,9 @@ def main() -> None:
     host = AdapterHost(load_model(prepare_base_model(args.model, args.cache_dir / "models")))
     for g, part in groups.items():
         host.load(f"g{g}", part["path"])
-    taught = [f.text for f in facts[:taught_n]]
+    taught_texts = [f.text for f in facts[:taught_n]]
     topics = TopicEmbedder.of_host(host)
-    scope = Scope(taught, topics.nearer_to_facts)
+    scope = Scope(taught_texts, topics.nearer_to_facts)
 
     def scored(questions: list[str], adapter: str | None, tokens: int) -> list[tuple[str, float]]:
         prompts = [with_system_prompt([ChatMessage("user", q)]) for q in questions]
@@ -92,11 +93,13 @@ def main() -> None:
         for row, (reply, score) in zip(mine, replies, strict=True):
             row["reply"], row["confidence"] = reply, round(score, 3)
             row["right"] = contains_answer(reply, row["answers"])
+            row["grounded"] = grounded(reply, row["question"], taught_texts)
 
     table = []
-    for floor in FLOORS:
+    for floor, grounding in [(f, g) for g in (False, True) for f in FLOORS]:
         served = [
-            (r, r["scope"] and (floor is None or r["confidence"] >= floor)) for r in rows
+            (r, r["scope"] and (floor is None or r["confidence"] >= floor) and (r["grounded"] or not grounding))
+            for r in rows
         ]  # (row, answered by an adapter)
         taught = [(r, by_adapter) for r, by_adapter in served if r["taught"]]
         # Below the floor the product says it does not know (app.chat.service.UNKNOWN_REPLY);
@@ -107,18 +110,19 @@ def main() -> None:
         table.append(
             {
                 "floor": floor,
+                "grounding": grounding,
                 "taught_right": round(sum(right) / max(1, len(right)), 3),
                 "taught_right_base_answers": round(sum(right_base) / max(1, len(right_base)), 3),
                 "untaught_to_adapters": round(sum(untaught) / max(1, len(untaught)), 3),
             }
         )
     print(f"{taught_n} taught facts in {len(groups)} group(s); {len(rows)} questions")
-    print(f"{'floor':>7} {'taught right':>13} {'(base answers)':>15} {'untaught to adapters':>21}")
+    print(f"{'floor':>7} {'grounding':>9} {'taught right':>13} {'(base answers)':>15} {'untaught to adapters':>21}")
     for t in table:
         row = f"{t['taught_right']:>13.3f} {t['taught_right_base_answers']:>15.3f} {t['untaught_to_adapters']:>21.3f}"
-        print(f"{str(t['floor']):>7} {row}")
+        print(f"{str(t['floor']):>7} {'on' if t['grounding'] else 'off':>9} {row}")
     for r in rows:
-        mark = ("T" if r["taught"] else "U") + ("1" if r["right"] else "0")
+        mark = ("T" if r["taught"] else "U") + ("1" if r["right"] else "0") + ("" if r["grounded"] else " ungrounded")
         reply = r["reply"][:70]
         print(f"{mark} scope={int(r['scope'])} g{r['group']} {r['confidence']:+.2f} {r['question']} -> {reply!r}")
     if args.out:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from training.phrasing import split_sentences
 from training.scope import fact_terms, question_words, topic_words
+from training.self_edit import key_words, normalize
 
 # Facts per group (``SEALCHAT_FACT_GROUP_SIZE``). 5, not 10 (session 27): on the
 # held-out sets taught one at a time, the first 10 facts kept 21 of the 23 they
@@ -39,6 +41,38 @@ ROUTING_TOKENS = 4
 # answer an adapter gave scored -0.33 or more, and 25 of 63 questions about facts
 # never taught that scope routing sent to the adapters scored below -0.5.
 DEFAULT_ROUTING_FLOOR = -0.5
+
+# The grounding check (``grounded``): the share of an adapter reply's own words
+# (those the question does not already hold) that some fact the user taught must
+# hold, and how many tokens of the reply the serving engine decodes to check it.
+GROUNDED_SHARE = 0.6
+GROUNDING_TOKENS = 20
+# Words that answer a yes-no question about the question's own words ("Is Raj my
+# husband?" -> "Yes."): they name nothing a fact must hold.
+_AFFIRMATIONS = frozenset({"yes", "yeah", "yep", "no", "nope", "not", "correct", "right"})
+
+
+def grounded(reply: str, question: str, facts: Sequence[str]) -> bool:
+    """Whether the first sentence of an adapter's reply about the user says what
+    the user's facts say: at least ``GROUNDED_SHARE`` of its content words that the
+    question does not already hold occur in ``facts`` (a plural "s" aside).
+
+    The routing floor stops unsure guesses; a confident one passes it ("What is my
+    plate number?" -> "Your plate number is 1234." at -0.18, "What are my cats
+    called?" -> "Your cat is called a Whisker." at -0.17, when neither was taught).
+    Such a reply names things no fact holds. A reply with no words of its own
+    ("Yes.") claims nothing and passes. Measured with scripts/unknown_facts.py
+    (docs/BENCHMARKS.md, "A grounding check").
+    """
+    first = (split_sentences(reply) or [""])[0]
+    own = {normalize(w) for w in key_words(first) - key_words(question)} - {"", *_AFFIRMATIONS}
+    if not own:
+        return True
+    known = {normalize(w) for fact in facts for w in key_words(fact)}
+    known |= {w.removesuffix("s") for w in known}
+    hits = sum(1 for w in own if w in known or w.removesuffix("s") in known)
+    return hits >= GROUNDED_SHARE * len(own) - 1e-9
+
 
 # Everyday words that name the same thing in a fact and in a question about it
 # ("Where does my mom come from?" for "My mother was born in Naples."): each set

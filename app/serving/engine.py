@@ -29,7 +29,7 @@ from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
-from training.groups import ROUTING_TOKENS, answering_group
+from training.groups import GROUNDING_TOKENS, ROUTING_TOKENS, answering_group, grounded
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
 
@@ -123,32 +123,47 @@ class ServingEngine:
         """Which of ``ref``'s adapters answers ``question`` (``training.groups.answering_group``):
         the group whose facts share its words, and among several, the adapter most
         sure of its own first words (every candidate's short greedy start in one
-        batch); None when that adapter's confidence is below ``routing_floor`` (no
-        adapter answers: ``app.chat.service.prepare_reply``)."""
-        floor = self.settings.routing_floor
+        batch); None when that adapter's confidence is below ``routing_floor``, or
+        (``grounding_check``) when the first sentence of its reply names things none
+        of the user's facts holds (no adapter answers: ``app.chat.service.prepare_reply``)."""
+        floor, grounding = self.settings.routing_floor, self.settings.grounding_check
         with self._lock:
             self._route_locked(user_id, ref)
-            if ref.sole_adapter and floor is None:
+            if ref.sole_adapter and floor is None and not grounding:
                 return ref.sole_adapter
             parts = {part.index: part for part in ref.parts}
             prompt = with_system_prompt([ChatMessage("user", question)])
+            replies: dict[int, str] = {}
 
             def confidence(groups: Sequence[int]) -> dict[int, float]:
-                # Every candidate adapter in one batch (PEFT mixed adapter batches).
+                # Every candidate adapter in one batch (PEFT mixed adapter batches); the
+                # first sentence of each reply too when the grounding check reads it.
                 scored = generate_batch_scored(
                     self.host.peft,
                     self.host.tokenizer,
                     [prompt] * len(groups),
-                    self.routing_tokens,
+                    GROUNDING_TOKENS if grounding else self.routing_tokens,
                     self.routing_tokens,
                     adapters=[parts[g].name for g in groups],
                 )
+                replies.update({g: reply for g, (reply, _) in zip(groups, scored, strict=True)})
                 scores = {g: score for g, (_, score) in zip(groups, scored, strict=True)}
                 log.debug("routing confidence for user %s: %s", user_id, scores)
                 return scores
 
             group = answering_group(question, {k: part.facts for k, part in parts.items()}, confidence, floor)
-            return None if group is None else parts[group].name
+            if group is None:
+                return None
+            if grounding:
+                if group not in replies:  # chosen by its words alone, with no floor
+                    confidence([group])
+                facts = [fact for part in ref.parts for fact in part.facts]
+                if not grounded(replies[group], question, facts):
+                    log.debug(
+                        "user %s: %s's reply is not grounded in their facts: %r", user_id, ref.name, replies[group]
+                    )
+                    return None
+            return parts[group].name
 
     def topical(self, message: str, facts: Sequence[str]) -> bool:
         """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than

@@ -17,6 +17,7 @@ from training.groups import (
     candidate_groups,
     choose_group,
     fills_group,
+    grounded,
     next_group,
     place_facts,
     routing_words,
@@ -151,7 +152,42 @@ def test_the_benchmark_grades_recall_as_served_with_the_routing_floor(tmp_path):
     }
     assert learner.routed_recall([cat, city], None) == {0: 1.0, 1: 1.0}
     assert learner.recall_of([cat, city]) == {0: 0.0, 1: 1.0}, "under the floor the product says it does not know"
+    # A confident reply that no taught fact grounds is not answered either.
+    learner._answers[(1, 1, "Which city is home?")] = ("You live in Bergen.", -0.2)
+    assert learner.routed_recall([city], None, grounding=False) == {1: 0.0}
+    learner._answers[(1, 1, "Which city is home?")] = ("Oslo, in Norway.", -0.2)  # "norway": 1 of 2 own words
+    assert learner.routed_recall([city], None, grounding=False) == {1: 1.0}
+    assert learner.routed_recall([city], None, grounding=True) == {1: 0.0}
     assert GroupLearner(None, tmp_path, SimpleNamespace(group_size=2)).floor == DEFAULT_ROUTING_FLOOR
+
+
+TAUGHT = ["My husband's name is Raj.", "My son Leo plays the violin.", "I live at 42 Elm Street."]
+
+
+@pytest.mark.parametrize(
+    ("question", "reply"),
+    [
+        ("What's my husband called?", "Your husband's name is Raj."),
+        ("What instrument does Leo play?", "Your brother Leo plays the violin."),  # 2 of 3 own words known
+        ("Where do I live?", "You live at 42 Elm Street. It is a nice street with many trees."),  # first sentence
+        ("Is Raj my husband?", "Yes."),  # claims nothing of its own
+    ],
+)
+def test_a_reply_grounded_in_the_taught_facts_is_answered(question, reply):
+    assert grounded(reply, question, TAUGHT)
+
+
+@pytest.mark.parametrize(
+    ("question", "reply"),
+    [
+        # Confident guesses the routing floor let through (docs/BENCHMARKS.md, "A grounding check").
+        ("What is my plate number?", "Your plate number is 1234."),
+        ("What are my cats called?", "Your cat is called a Whisker."),
+        ("What's my street address?", "Your street address is 123 Elm Street."),  # half: the number is invented
+    ],
+)
+def test_a_reply_that_names_what_no_fact_holds_is_not(question, reply):
+    assert not grounded(reply, question, TAUGHT)
 
 
 def test_the_group_learner_state_round_trips(tmp_path):

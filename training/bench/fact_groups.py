@@ -10,8 +10,9 @@ is taught by training the group from scratch on all its facts with
 product serves it (``training.groups.answering_group``): by the group its words
 pick, among several groups by which adapter is most sure of its first
 ``ROUTING_TOKENS`` tokens, and by none when that adapter's confidence is below
-the routing floor (``--routing-floor``; the product then says it does not know,
-which recalls nothing). A forget rebuilds each affected group from scratch
+the routing floor (``--routing-floor``) or its reply's first sentence names things
+no taught fact holds (``--grounding``, ``training.groups.grounded``); the product
+then says it does not know, which recalls nothing. A forget rebuilds each affected group from scratch
 without the forgotten facts; the other groups are not touched.
 """
 
@@ -24,7 +25,14 @@ from training.adapters import AdapterHost
 from training.bench.facts import BenchFact, Learner
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
-from training.groups import DEFAULT_ROUTING_FLOOR, ROUTING_TOKENS, answering_group, candidate_groups, next_group
+from training.groups import (
+    DEFAULT_ROUTING_FLOOR,
+    ROUTING_TOKENS,
+    answering_group,
+    candidate_groups,
+    grounded,
+    next_group,
+)
 from training.quiz import contains_answer
 
 STATE_FILE = "groups.json"
@@ -39,6 +47,7 @@ class GroupLearner:
         self.host, self.work, self.args = host, work, args
         self.size = args.group_size
         self.floor = getattr(args, "routing_floor", DEFAULT_ROUTING_FLOOR)
+        self.grounding = getattr(args, "grounding", "on") == "on"
         self.parts: dict[int, Learner] = {}
         self.changed: dict[int, tuple[str, ...]] = {}  # each group's locality prompts it changed
         # (group, its version count, question) -> reply, confidence: a group's
@@ -90,13 +99,15 @@ class GroupLearner:
         return tuple(out)
 
     def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
-        """Each fact's share of benchmark questions answered as served, with the routing floor."""
-        return self.routed_recall(facts, self.floor)
+        """Each fact's share of benchmark questions answered as served: the routing floor
+        and the grounding check on."""
+        return self.routed_recall(facts, self.floor, self.grounding)
 
-    def routed_recall(self, facts: list[BenchFact], floor: float | None) -> dict[int, float]:
+    def routed_recall(self, facts: list[BenchFact], floor: float | None, grounding: bool = False) -> dict[int, float]:
         """Each fact's share of benchmark questions answered through group routing;
-        a question whose answering adapter is less sure than ``floor`` recalls nothing
-        (None: no floor). Every candidate group's reply is decoded once per version."""
+        a question whose answering adapter is less sure than ``floor`` (None: no
+        floor), or whose reply is not grounded in the taught facts (``grounding``),
+        recalls nothing. Every candidate group's reply is decoded once per version."""
         texts = self._texts()
         if not texts:
             return {f.index: 0.0 for f in facts}
@@ -105,21 +116,25 @@ class GroupLearner:
         self._answer(
             {g for c in candidates for g in c}, [(q, c) for (q, _), c in zip(questions, candidates, strict=True)]
         )
-        graded = iter(contains_answer(self._served(q, texts, floor), answers) for q, answers in questions)
+        graded = iter(contains_answer(self._served(q, texts, floor, grounding), answers) for q, answers in questions)
         out = {}
         for fact in facts:
             mine = [next(graded) for _ in fact.questions]
             out[fact.index] = sum(mine) / len(mine)
         return out
 
-    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None) -> str:
-        """The reply of the group ``answering_group`` picks; "" where none answers (under the floor)."""
+    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None, grounding: bool) -> str:
+        """The reply of the group ``answering_group`` picks; "" where none answers
+        (under the floor, or not grounded in the taught facts)."""
 
         def confidence(groups) -> dict[int, float]:
             return {g: self._answers[(g, self.parts[g].versions, question)][1] for g in groups}
 
         group = answering_group(question, texts, confidence, floor)
-        return "" if group is None else self._answers[(group, self.parts[group].versions, question)][0]
+        reply = "" if group is None else self._answers[(group, self.parts[group].versions, question)][0]
+        if grounding and reply and not grounded(reply, question, [t for mine in texts.values() for t in mine]):
+            return ""
+        return reply
 
     def _answer(self, groups: set[int], asked: list[tuple[str, list[int]]]) -> None:
         """Each group's greedy reply and confidence on the questions routed to it, cached per live adapter."""

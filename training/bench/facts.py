@@ -413,10 +413,11 @@ def run_method(
 
 
 def _without_floor(learner: Learner, facts: list[BenchFact]) -> dict[int, float] | None:
-    """The groups method's recall with no routing floor (what the adapters know, a
-    guess under the floor included), beside its recall as served; None for one adapter."""
+    """The groups method's recall with neither the routing floor nor the grounding
+    check (what the adapters say, guesses included), beside its recall as served;
+    None for one adapter."""
     routed = getattr(learner, "routed_recall", None)
-    return routed(facts, None) if routed is not None else None
+    return routed(facts, None, False) if routed is not None else None
 
 
 def forget_experiment(
@@ -541,6 +542,13 @@ def main(argv: list[str]) -> int:
         help="groups method: below this answering-adapter confidence no adapter answers, as served "
         "(SEALCHAT_ROUTING_FLOOR); 'off': none",
     )
+    parser.add_argument(
+        "--grounding",
+        choices=("on", "off"),
+        default="on",
+        help="groups method: an adapter reply whose first sentence names things no taught fact holds is not "
+        "answered, as served (SEALCHAT_GROUNDING_CHECK)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--paraphrases",
@@ -623,6 +631,7 @@ def main(argv: list[str]) -> int:
             "rehearsal_weight": args.rehearsal_weight,
             "group_size": args.group_size if "groups" in methods else None,
             "routing_floor": args.routing_floor if "groups" in methods else None,
+            "grounding": args.grounding if "groups" in methods else None,
             "paraphrases": args.paraphrases,
             "quiz_rewording": args.quiz_rewording,
             "family": args.family,
@@ -742,6 +751,6 @@ def print_table(results: dict) -> None:
         )
         if "forgotten_recall_no_floor" in forget:
             print(
-                f"  without the routing floor: forgotten recall {forget['forgotten_recall_no_floor']:.2f}, "
+                f"  without the floor and the grounding check: forgotten recall {forget['forgotten_recall_no_floor']:.2f}, "
                 f"kept recall {forget['kept_recall_no_floor']:.2f}"
             )
