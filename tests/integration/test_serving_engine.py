@@ -37,7 +37,9 @@ def engine(base_model_folder, tmp_path_factory) -> ServingEngine:
         SEALCHAT_BASE_MODEL=str(base_model_folder),
         SEALCHAT_DATA_DIR=tmp_path_factory.mktemp("engine"),
         SEALCHAT_MAX_RESIDENT_ADAPTERS=2,
-        SEALCHAT_ROUTING_FLOOR="off",  # untrained adapters: routing by words is tested; the floor has its own test
+        # Untrained adapters: routing by words is tested; the floor and the grounding check have their own tests.
+        SEALCHAT_ROUTING_FLOOR="off",
+        SEALCHAT_GROUNDING_CHECK="false",
     )
     engine = ServingEngine(settings)
     engine.start()
@@ -147,3 +149,25 @@ def test_an_adapter_below_the_routing_floor_leaves_the_question_to_the_base_mode
     assert engine.choose(1, v1, question) is None, "unsure: no adapter answers"
     monkeypatch.setattr(engine.settings, "routing_floor", None)
     assert engine.choose(1, v1, question) == "u1-v1"
+
+
+def test_a_reply_no_fact_grounds_leaves_the_question_unanswered(engine, versions, monkeypatch):
+    """The grounding check reads the first sentence of the answering adapter's reply
+    (an untrained adapter: the base model's own) against the version's fact texts."""
+    from app.adapters.service import GroupRef
+    from training.groups import GROUNDING_TOKENS, grounded
+
+    v1, _ = versions
+    question = "What is my passport number?"
+    prompt = with_system_prompt([ChatMessage("user", question)])
+    engine.preload(1, v1)
+    with engine.host.using("u1-v1"):
+        ((reply, _),) = generate_batch_scored(engine.host.peft, engine.host.tokenizer, [prompt], GROUNDING_TOKENS, 4)
+    unrelated = AdapterRef("u1-v1", v1.path, (GroupRef(0, "u1-v1", v1.path, ("My cat is called Tom.",)),))
+    saying_it = AdapterRef("u1-v1", v1.path, (GroupRef(0, "u1-v1", v1.path, (reply,)),))
+    assert not grounded(reply, question, unrelated.facts) and grounded(reply, question, saying_it.facts), reply
+    monkeypatch.setattr(engine.settings, "grounding_check", True)
+    assert engine.choose(1, unrelated, question) is None, f"not grounded: {reply!r}"
+    assert engine.choose(1, saying_it, question) == "u1-v1", "what the facts say is answered"
+    monkeypatch.setattr(engine.settings, "grounding_check", False)
+    assert engine.choose(1, unrelated, question) == "u1-v1"
