@@ -12,6 +12,9 @@ to the first token of the same question on one adapter, in the same run:
   with no routing floor (no adapter runs), and ``words_floor``: the same with the
   floor (``SEALCHAT_ROUTING_FLOOR``, -0.5 when it is off), so the chosen
   adapter's confidence is computed (one adapter's ``ROUTING_TOKENS`` tokens);
+  ``words_grounded``: the same with the grounding check too (the product's
+  default, ``SEALCHAT_GROUNDING_CHECK``: the adapter decodes ``GROUNDING_TOKENS``
+  tokens, the first sentence of its reply); the other rows run without it;
 - ``confidence``: the same for a question sharing no word with any fact, so every
   group's adapter starts a reply (``engine.ROUTING_TOKENS`` tokens) and the surest answers;
 - ``confidence_by_tokens``: the same with other numbers of routing tokens
@@ -38,7 +41,7 @@ from app.adapters.service import AdapterRef, GroupRef
 from app.serving.bench import timed_stream
 from app.serving.engine import ROUTING_TOKENS, ServingEngine
 from app.settings import get_settings
-from training.groups import DEFAULT_ROUTING_FLOOR
+from training.groups import DEFAULT_ROUTING_FLOOR, GROUNDING_TOKENS
 
 FACTS = [
     "My cat is called Biscotti.",
@@ -89,12 +92,14 @@ def main() -> None:
     engine = ServingEngine(settings)
     engine.start()
     floor = settings.routing_floor if settings.routing_floor is not None else DEFAULT_ROUTING_FLOOR
+    settings.grounding_check = False
     rows = {}
     for count in (int(g) for g in args.groups.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"sealchat-groups-{count}-"))
         live = make_version(engine, root, 1, count, None)
         engine.preload(1, live)
         baseline, words, words_floor, confidence, swap_one, swap_all = [], [], [], [], [], []
+        words_grounded, confidence_grounded = [], []
         others = {int(t): [] for t in args.routing_tokens.split(",") if t}
         for rep in range(args.reps):
             baseline.append(timed_stream(engine, live, True, BY_WORDS, 1, adapter=live.parts[0].name)[0])
@@ -103,6 +108,10 @@ def main() -> None:
             settings.routing_floor = floor
             words_floor.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
             confidence.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
+            settings.grounding_check = True
+            words_grounded.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
+            confidence_grounded.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
+            settings.grounding_check = False
             for tokens, times in others.items():
                 engine.routing_tokens = tokens
                 times.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
@@ -117,6 +126,8 @@ def main() -> None:
             "choose_by_words_s": round(statistics.median(words), 4),
             "choose_by_confidence_s": round(statistics.median(confidence), 3),
             "choose_by_words_with_floor_s": round(statistics.median(words_floor), 3),
+            "choose_by_words_with_floor_and_grounding_s": round(statistics.median(words_grounded), 3),
+            "choose_by_confidence_with_grounding_s": round(statistics.median(confidence_grounded), 3),
             "swap_one_changed_s": round(statistics.median(swap_one), 3),
             "swap_all_s": round(statistics.median(swap_all), 3),
             "routing_tokens": ROUTING_TOKENS,
@@ -126,6 +137,7 @@ def main() -> None:
         engine.preload(1, None)
     summary = {
         "routing_floor": floor,
+        "grounding_tokens": GROUNDING_TOKENS,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
         "groups": rows,
     }
@@ -135,6 +147,10 @@ def main() -> None:
         values = [count, *(row[k] for k in list(row)[:5])]
         print("".join(f"{v:>20}" for v in values))
         print(f"{'':>20}{'':>20}{'with floor: ' + str(row['choose_by_words_with_floor_s']):>20}")
+        print(
+            f"{'':>20}{'':>20}{'and grounding: ' + str(row['choose_by_words_with_floor_and_grounding_s']):>20}"
+            f"{'grounding: ' + str(row['choose_by_confidence_with_grounding_s']):>20}"
+        )
         for tokens, seconds in row["confidence_by_tokens_s"].items():
             print(f"{'':>20}{'':>20}{'':>20}{f'{tokens} tokens: {seconds}':>20}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
