@@ -149,6 +149,7 @@ def generate_batch_scored(
     confidence_tokens: int = 8,
     batch_size: int = 16,
     adapters: Sequence[str] | None = None,
+    stop_strings: Sequence[str] | None = None,
 ) -> list[tuple[str, float]]:
     """``generate_batch`` with each reply's confidence: the mean log-probability
     of its first ``confidence_tokens`` tokens (up to the end of the reply).
@@ -156,8 +157,11 @@ def generate_batch_scored(
     ``adapters``: the LoRA adapter each conversation runs with, all in one batch
     (PEFT's mixed adapter batches; ``model`` is the PEFT wrapper): the serving
     engine asks every candidate group's adapter at once for about the cost of one.
+    ``stop_strings``: a reply ends after the first of them (the first sentence).
     """
-    return _greedy_batches(model, tokenizer, conversations, max_new_tokens, batch_size, confidence_tokens, adapters)
+    return _greedy_batches(
+        model, tokenizer, conversations, max_new_tokens, batch_size, confidence_tokens, adapters, stop_strings
+    )
 
 
 def _greedy_batches(
@@ -168,6 +172,7 @@ def _greedy_batches(
     batch_size: int,
     confidence_tokens: int,
     adapters: Sequence[str] | None = None,
+    stop_strings: Sequence[str] | None = None,
 ):
     if adapters is not None and len(adapters) != len(conversations):
         raise ValueError(f"{len(adapters)} adapter names for {len(conversations)} conversations")
@@ -184,6 +189,8 @@ def _greedy_batches(
             ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
             mask[row, width - len(encoded[i]) :] = 1
         mixed = {"adapter_names": [adapters[i] for i in chunk]} if adapters is not None else {}
+        if stop_strings:
+            mixed.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
         out = model.generate(
             input_ids=ids.to(model.device),
             attention_mask=mask.to(model.device),

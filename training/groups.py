@@ -44,9 +44,12 @@ DEFAULT_ROUTING_FLOOR = -0.5
 
 # The grounding check (``grounded``): the share of an adapter reply's own words
 # (those the question does not already hold) that some fact the user taught must
-# hold, and how many tokens of the reply the serving engine decodes to check it.
+# hold, and at most how many tokens of the reply the serving engine decodes to
+# check it, stopping at the end of its first sentence (``SENTENCE_ENDS``): the
+# first sentences of 82 adapter replies measured 9 tokens (median), 12 (p90).
 GROUNDED_SHARE = 0.6
 GROUNDING_TOKENS = 20
+SENTENCE_ENDS = (".", "!", "?", "\n")
 # Words that answer a yes-no question about the question's own words ("Is Raj my
 # husband?" -> "Yes."): they name nothing a fact must hold.
 _AFFIRMATIONS = frozenset({"yes", "yeah", "yep", "no", "nope", "not", "correct", "right"})

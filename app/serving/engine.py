@@ -29,7 +29,7 @@ from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
-from training.groups import GROUNDING_TOKENS, ROUTING_TOKENS, answering_group, grounded
+from training.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
 
@@ -133,20 +133,17 @@ class ServingEngine:
                 return ref.sole_adapter
             parts = {part.index: part for part in ref.parts}
             prompt = with_system_prompt([ChatMessage("user", question)])
-            replies: dict[int, str] = {}
 
             def confidence(groups: Sequence[int]) -> dict[int, float]:
-                # Every candidate adapter in one batch (PEFT mixed adapter batches); the
-                # first sentence of each reply too when the grounding check reads it.
+                # Every candidate adapter in one batch (PEFT mixed adapter batches).
                 scored = generate_batch_scored(
                     self.host.peft,
                     self.host.tokenizer,
                     [prompt] * len(groups),
-                    GROUNDING_TOKENS if grounding else self.routing_tokens,
+                    self.routing_tokens,
                     self.routing_tokens,
                     adapters=[parts[g].name for g in groups],
                 )
-                replies.update({g: reply for g, (reply, _) in zip(groups, scored, strict=True)})
                 scores = {g: score for g, (_, score) in zip(groups, scored, strict=True)}
                 log.debug("routing confidence for user %s: %s", user_id, scores)
                 return scores
@@ -155,13 +152,18 @@ class ServingEngine:
             if group is None:
                 return None
             if grounding:
-                if group not in replies:  # chosen by its words alone, with no floor
-                    confidence([group])
-                facts = [fact for part in ref.parts for fact in part.facts]
-                if not grounded(replies[group], question, facts):
-                    log.debug(
-                        "user %s: %s's reply is not grounded in their facts: %r", user_id, ref.name, replies[group]
-                    )
+                # The chosen adapter's first sentence only (not every candidate's).
+                ((reply, _),) = generate_batch_scored(
+                    self.host.peft,
+                    self.host.tokenizer,
+                    [prompt],
+                    GROUNDING_TOKENS,
+                    0,
+                    adapters=[parts[group].name],
+                    stop_strings=SENTENCE_ENDS,
+                )
+                if not grounded(reply, question, ref.facts):
+                    log.debug("user %s: %s's reply is not grounded in their facts: %r", user_id, ref.name, reply)
                     return None
             return parts[group].name
 

@@ -13,8 +13,9 @@ to the first token of the same question on one adapter, in the same run:
   floor (``SEALCHAT_ROUTING_FLOOR``, -0.5 when it is off), so the chosen
   adapter's confidence is computed (one adapter's ``ROUTING_TOKENS`` tokens);
   ``words_grounded``: the same with the grounding check too (the product's
-  default, ``SEALCHAT_GROUNDING_CHECK``: the adapter decodes ``GROUNDING_TOKENS``
-  tokens, the first sentence of its reply); the other rows run without it;
+  default, ``SEALCHAT_GROUNDING_CHECK``: the chosen adapter decodes the first
+  sentence of its reply, at most ``GROUNDING_TOKENS`` tokens), under a floor every
+  reply passes so that the check always runs; the other rows run without it;
 - ``confidence``: the same for a question sharing no word with any fact, so every
   group's adapter starts a reply (``engine.ROUTING_TOKENS`` tokens) and the surest answers;
 - ``confidence_by_tokens``: the same with other numbers of routing tokens
@@ -55,6 +56,7 @@ FACTS = [
     "My daughter is called Emma.",
     "I run every morning.",
 ]
+PASSED_BY_ALL = -1e9  # a routing floor no reply is below
 BY_WORDS = "What is my cat's name?"  # shares "cat" with group 0 only
 NO_SHARED_WORD = "What do you know about me?"
 
@@ -108,10 +110,12 @@ def main() -> None:
             settings.routing_floor = floor
             words_floor.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
             confidence.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
-            settings.grounding_check = True
+            # The untrained adapters are unsure of everything: a floor every reply
+            # passes, so that the grounding check always runs after it.
+            settings.grounding_check, settings.routing_floor = True, PASSED_BY_ALL
             words_grounded.append(timed(lambda ref=live: engine.choose(1, ref, BY_WORDS)))
             confidence_grounded.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
-            settings.grounding_check = False
+            settings.grounding_check, settings.routing_floor = False, floor
             for tokens, times in others.items():
                 engine.routing_tokens = tokens
                 times.append(timed(lambda ref=live: engine.choose(1, ref, NO_SHARED_WORD)))
@@ -144,7 +148,8 @@ def main() -> None:
     header = ("groups", "TTFT 1 adapter", "choose: words", "choose: confidence", "swap: 1 changed", "swap: all")
     print("".join(f"{h:>20}" for h in header))
     for count, row in rows.items():
-        values = [count, *(row[k] for k in list(row)[:5])]
+        keys = ("ttft_one_adapter_s", "choose_by_words_s", "choose_by_confidence_s", "swap_one_changed_s", "swap_all_s")
+        values = [count, *(row[k] for k in keys)]
         print("".join(f"{v:>20}" for v in values))
         print(f"{'':>20}{'':>20}{'with floor: ' + str(row['choose_by_words_with_floor_s']):>20}")
         print(

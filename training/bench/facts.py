@@ -751,6 +751,6 @@ def print_table(results: dict) -> None:
         )
         if "forgotten_recall_no_floor" in forget:
             print(
-                f"  without the floor and the grounding check: forgotten recall {forget['forgotten_recall_no_floor']:.2f}, "
-                f"kept recall {forget['kept_recall_no_floor']:.2f}"
+                "  without the floor and the grounding check: forgotten recall "
+                f"{forget['forgotten_recall_no_floor']:.2f}, kept recall {forget['kept_recall_no_floor']:.2f}"
             )
