@@ -42,7 +42,12 @@ def answer_words(fact: str, question: str) -> set[str]:
 
 
 def recalls(fact: str, question: str, reply: str) -> bool:
-    wanted = {normalize(w) for w in answer_words(fact, question)}
+    return _gives_half(answer_words(fact, question), reply)
+
+
+def _gives_half(words: set[str], reply: str) -> bool:
+    """Whether ``reply`` holds at least half of ``words`` (normalised; none: False)."""
+    wanted = {normalize(w) for w in words}
     wanted.discard("")
     got = set(normalize(reply).split())
     # Tolerate the possessive/plural form the model chose ("tofu's" vs "tofu").
@@ -235,10 +240,7 @@ def gives_correction(old: str, correction: str, question: str, reply: str) -> bo
     slot = fact_slot(correction)
     if slot:
         return contains_answer(reply, (slot.value,))
-    new = {normalize(w) for w in key_words(strip_correction(correction)) - key_words(old) - key_words(question)}
-    new.discard("")
-    got = set(normalize(reply).split())
-    return bool(new) and sum(w in got for w in new) * 2 >= len(new)
+    return _gives_half(key_words(strip_correction(correction)) - key_words(old) - key_words(question), reply)
 
 
 _QUESTION_PROMPT = (
