@@ -172,9 +172,9 @@ class ServingEngine:
         to any general request? On the base model, under the lock (one batched
         forward pass over the texts not seen before; the general requests were
         embedded at start)."""
+        if self._topics is None:
+            raise RuntimeError("serving engine not started")
         with self._lock:
-            if self._topics is None:
-                self._topics = TopicEmbedder.of_host(self.host)
             return self._topics.nearer_to_facts(message, facts)
 
     def stream(

@@ -116,23 +116,24 @@ class GroupLearner:
         self._answer(
             {g for c in candidates for g in c}, [(q, c) for (q, _), c in zip(questions, candidates, strict=True)]
         )
-        graded = iter(contains_answer(self._served(q, texts, floor, grounding), answers) for q, answers in questions)
+        taught = [t for mine in texts.values() for t in mine] if grounding else None
+        graded = iter(contains_answer(self._served(q, texts, floor, taught), answers) for q, answers in questions)
         out = {}
         for fact in facts:
             mine = [next(graded) for _ in fact.questions]
             out[fact.index] = sum(mine) / len(mine)
         return out
 
-    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None, grounding: bool) -> str:
+    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None, taught: list[str] | None) -> str:
         """The reply of the group ``answering_group`` picks; "" where none answers
-        (under the floor, or not grounded in the taught facts)."""
+        (under the floor, or not grounded in ``taught``, the facts' texts: None, no check)."""
 
         def confidence(groups) -> dict[int, float]:
             return {g: self._answers[(g, self.parts[g].versions, question)][1] for g in groups}
 
         group = answering_group(question, texts, confidence, floor)
         reply = "" if group is None else self._answers[(group, self.parts[group].versions, question)][0]
-        if grounding and reply and not grounded(reply, question, [t for mine in texts.values() for t in mine]):
+        if taught is not None and reply and not grounded(reply, question, taught):
             return ""
         return reply
 
