@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         description="facts per LoRA adapter: a user's facts are split into groups of at most this many, "
         "one adapter each, and a consolidation trains only the group it touches (0: one adapter for all)",
     )
+    rebuild_epochs: int = Field(
+        4,  # training.learn.REBUILD_EPOCHS (settings imports no torch; a unit test keeps them equal)
+        alias="SEALCHAT_REBUILD_EPOCHS",
+        ge=1,
+        le=64,
+        description="epochs of each kept fact's stored examples when a group is trained from scratch "
+        "(a rebuild to forget or correct, a compaction)",
+    )
     # Off: measured with groups trained on all their facts at once (a proxy for the
     # compacted state), recall of all 20 held-out facts was 0.70 against 0.85
     # taught one at a time (heldout) and 0.50 against 0.45 (heldout2); the first

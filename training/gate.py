@@ -36,6 +36,9 @@ class GateDecision:
     reasons: tuple[str, ...]
     previous_recall: float | None
     kept_recall: float | None
+    # Earlier facts it no longer recalls (refused for them, or too few to refuse:
+    # an accepted version's lost facts are what a repair re-teaches).
+    lost: tuple[int, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -47,12 +50,18 @@ class GateDecision:
             "reasons": list(self.reasons),
             "previous_recall": self.previous_recall,
             "kept_recall": self.kept_recall,
+            "lost": list(self.lost),
         }
 
 
 def _mean(values) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
+
+
+def lost_facts(previous: Mapping[int, float], kept: Mapping[int, float]) -> list[int]:
+    """The earlier facts ``previous`` recalled and ``kept`` (a new version's quiz) does not."""
+    return sorted(i for i, r in kept.items() if i in previous and previous[i] >= RECALLED and r < RECALLED)
 
 
 def decide(
@@ -77,7 +86,7 @@ def decide(
     before = _mean(float(previous[i] >= RECALLED) for i in common)
     after = _mean(float(kept[i] >= RECALLED) for i in common)
     had = [i for i in common if previous[i] >= RECALLED]
-    lost = sorted(i for i in had if kept[i] < RECALLED)
+    lost = lost_facts(previous, kept)
     reasons = []
     if (
         before is not None
@@ -98,7 +107,7 @@ def decide(
         reasons.append(
             f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))}{quoted})"
         )
-    return GateDecision(not reasons, tuple(reasons), before, after)
+    return GateDecision(not reasons, tuple(reasons), before, after, tuple(lost))
 
 
 def recall_after_refusal(recall: Mapping[int, float], refused: Iterable[Mapping[int, float]]) -> dict[int, float]:

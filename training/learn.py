@@ -150,6 +150,13 @@ class LearnRequest:
     # survives only in its trained wording. Off: at N=30 no gain (first 10 0.90
     # against 0.96 over steps 20-30, docs/BENCHMARKS.md).
     quiz_rewording: bool = False
+    # Epochs of every kept fact's stored examples when the adapter is trained from
+    # scratch (a rebuild to forget, a compaction).
+    rebuild_epochs: int = REBUILD_EPOCHS
+    # A repair (warm start, no new fact): the ids of ``rehearsal`` facts an earlier
+    # version lost, trained in full (every stored example, ``rebuild_epochs`` epochs)
+    # while the others are rehearsed as usual, and quizzed first.
+    relearn: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -492,26 +499,36 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         request = replace(request, train=replace(request.train, max_steps=steps))
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
-    risky = at_risk(request.new_facts, request.rehearsal)
+    risky = at_risk(request.new_facts, request.rehearsal) | set(request.relearn)
     if request.init_adapter is None:
         # A fresh adapter (first version, or a rebuild without removed facts) must
         # learn every kept fact in full: all its examples, for as many epochs as new
         # facts get, with the step budget grown to match. Linear in the facts kept,
         # which only forgetting and corrections pay.
         earlier = [e for fact in rehearsed for e in training_examples(fact.examples, "rehearsal")]
-        earlier_epochs = REBUILD_EPOCHS
+        earlier_epochs = request.rebuild_epochs
     else:
         # Bounded cost: rehearse at most max_rehearsal_facts earlier facts, the
         # weakest first; a fact not fully recalled at its last quiz gets twice the
         # visits. (Putting the facts at risk first as well was measured at N=30 and
         # gained nothing: docs/BENCHMARKS.md.)
-        rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
+        relearnt = [
+            e
+            for fact in rehearsed
+            if fact.fact_id in request.relearn
+            for e in training_examples(fact.examples, "rehearsal")
+        ] * request.rebuild_epochs
+        rehearsed = weakest_first([f for f in rehearsed if f.fact_id not in request.relearn], rng)
+        rehearsed = rehearsed[: request.max_rehearsal_facts]
         n_new = (sum(len(f.examples) or 8 for f in request.new_facts) + len(unlearn)) * max(
             c.epochs for c in request.grid
-        )
+        ) + len(relearnt)
         earlier, earlier_epochs = rehearsal_examples(
             rehearsed, request.rehearsal_examples_per_fact, n_new, request.rehearsal_weight
         )
+        if relearnt:
+            # Passed as one pass already repeated for its epochs (the relearnt facts' own).
+            earlier, earlier_epochs = earlier * earlier_epochs + relearnt, 1
     # Each candidate's reward also quizzes up to 4 earlier facts, those at risk first.
     shuffled = rng.sample(list(request.rehearsal), len(request.rehearsal))
     rehearsal_probes = sorted(shuffled, key=lambda f: f.fact_id not in risky)[:4]
@@ -585,6 +602,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "init_adapter": str(request.init_adapter) if request.init_adapter else None,
             "facts": [{"id": f.fact_id, "text": f.text} for f in request.new_facts],
             "rehearsed_facts": [{"id": f.fact_id, "text": f.text} for f in rehearsed],
+            "relearned_facts": sorted(request.relearn),
             "at_risk_facts": sorted(risky),
             "kept_facts": [f.fact_id for f in request.rehearsal],
             "removed_facts": [{"id": f.fact_id, "text": f.text} for f in request.removed],
@@ -742,7 +760,7 @@ def _run_candidate(
         host.add_fresh(name)
     host.make_trainable(name)
     config = replace(request.train, learning_rate=choice.learning_rate, epochs=1, seed=seed)
-    if request.init_adapter is None and earlier_examples:
+    if (request.init_adapter is None and earlier_examples) or request.relearn:
         config = rebuild_config(config, len(examples))
     total = planned_steps(len(examples), config)
     losses = train_lora(

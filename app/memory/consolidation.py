@@ -255,6 +255,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
             max_rehearsal_facts=settings.max_rehearsal_facts,
+            rebuild_epochs=settings.rebuild_epochs,
             paraphrases=settings.train_paraphrases,
             quiz_rewording=settings.quiz_rewording,
         )

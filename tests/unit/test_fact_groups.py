@@ -22,7 +22,7 @@ from training.groups import (
     place_facts,
     routing_words,
 )
-from training.learn import QA, FactToLearn
+from training.learn import QA, REBUILD_EPOCHS, FactToLearn, LearnRequest
 
 
 def test_new_facts_fill_the_newest_group_then_open_another():
@@ -36,9 +36,10 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
     assert place_facts({0: [1], 1: [3, 4]}, [9, 10], size=2, home={9: 0}) == {0: [9], 2: [10]}
 
 
-def test_the_product_and_the_benchmarks_use_one_group_size_and_floor():
+def test_the_product_and_the_benchmarks_use_one_group_size_floor_and_rebuild():
     assert Settings.model_fields["fact_group_size"].default == DEFAULT_GROUP_SIZE == 5
     assert Settings.model_fields["routing_floor"].default == DEFAULT_ROUTING_FLOOR == -0.5
+    assert Settings.model_fields["rebuild_epochs"].default == REBUILD_EPOCHS == LearnRequest.rebuild_epochs
 
 
 def test_a_group_holds_at_least_one_fact():

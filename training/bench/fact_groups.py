@@ -69,6 +69,10 @@ class GroupLearner:
     def refused(self) -> int:
         return sum(part.refused for part in self.parts.values())
 
+    @property
+    def repairs(self) -> list[dict]:
+        return [{**r, "group": g} for g, part in sorted(self.parts.items()) for r in part.repairs]
+
     def _texts(self) -> dict[int, list[str]]:
         return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
 

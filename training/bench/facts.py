@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.gate import GateThresholds, decide, recall_after_refusal
+from training.gate import RECALLED, GateThresholds, decide, lost_facts, recall_after_refusal
 from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR, fills_group
 from training.learn import (
     FACT_KL_WEIGHT,
@@ -102,6 +102,7 @@ class Learner:
         self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
         self.versions = 0
         self.refused = 0
+        self.repairs: list[dict] = []  # each repair run (``repair``), accepted or not
         # A group's learner (``fact_groups``): the fact that brings it to this many
         # facts is taught by training from scratch on all of them (the worker's
         # compaction, ``SEALCHAT_COMPACT_FULL_GROUPS``); None: always warm-start.
@@ -120,7 +121,13 @@ class Learner:
         return getattr(self.args, "family", None) or LearnRequest.self_edit_family
 
     def _request(
-        self, new, removed=(), seed_offset: int = 0, rebuild: bool = False, recall: dict[int, float] | None = None
+        self,
+        new,
+        removed=(),
+        seed_offset: int = 0,
+        rebuild: bool = False,
+        recall: dict[int, float] | None = None,
+        relearn: frozenset[int] = frozenset(),
     ) -> LearnRequest:
         self.versions += 1
         memory = self.method == "memory"
@@ -149,6 +156,8 @@ class Learner:
             paraphrases=self._paraphrases,
             quiz_rewording=self._quiz_rewording,
             self_edit_family=self._family,
+            rebuild_epochs=getattr(self.args, "rebuild_epochs", LearnRequest.rebuild_epochs),
+            relearn=relearn,
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
@@ -188,13 +197,44 @@ class Learner:
             result = learn_facts(self.host, request)
             refused.append(result.kept_recall)
             if self._accept(result, thresholds):
+                lost = lost_facts(self.recall, result.kept_recall)
                 self.live = result.output_dir
                 outcome = result.facts[0]
                 self.known[fact.index] = replace(item, examples=outcome.examples)
                 self.recall.update(result.kept_recall)
                 self.recall[fact.index] = outcome.recall
-                return time.perf_counter() - started, result.locality, result.locality_changed
+                locality, changed = result.locality, result.locality_changed
+                if lost and getattr(self.args, "repair", False):
+                    repaired = self.repair(lost, thresholds)
+                    if repaired is not None:
+                        locality, changed = repaired.locality, repaired.locality_changed
+                return time.perf_counter() - started, locality, changed
         return time.perf_counter() - started, float("nan"), ()
+
+    def repair(self, lost: list[int], thresholds: GateThresholds) -> LearnResult | None:
+        """As the worker does after a version the gate accepted although it lost
+        earlier facts (too few to refuse it): one more warm-started run re-teaches
+        them in full (``LearnRequest.relearn``), the others rehearsed; it replaces the
+        live version only if the gate accepts it and it recalls a lost fact again."""
+        started = time.perf_counter()
+        result = learn_facts(self.host, self._request([], seed_offset=104729, relearn=frozenset(lost)))
+        recovered = [i for i in lost if result.kept_recall.get(i, 0.0) >= RECALLED]
+        accepted = bool(recovered) and self._accept(result, thresholds)
+        self.repairs.append(
+            {
+                "version": self.versions,
+                "lost": lost,
+                "recovered": recovered,
+                "accepted": accepted,
+                "kept_recall": result.kept_recall,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        if not accepted:
+            return None
+        self.live = result.output_dir
+        self.recall.update(result.kept_recall)
+        return result
 
     def save_state(self, folder: Path, n: int) -> None:
         """Write what a resumed run needs after ``n`` facts; the previous state stays valid until the end."""
@@ -215,6 +255,7 @@ class Learner:
             "family": self._family,
             "versions": self.versions,
             "refused": self.refused,
+            "repairs": self.repairs,
             "adapter": adapter,
             "recall": {str(i): r for i, r in self.recall.items()},
             "known": [
@@ -247,6 +288,7 @@ class Learner:
         if state.get("family", "rewrite") != self._family:
             raise ValueError(f"{path} was written with --family {state.get('family', 'rewrite')}: resume with it")
         self.versions, self.refused = state["versions"], state["refused"]
+        self.repairs = state.get("repairs", [])
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
         self.known = {
@@ -266,6 +308,7 @@ class Learner:
         and "rebuild" make one try of that kind."""
         removed = [self.known.pop(f.index) for f in facts]
         attempts = []
+        lost: list[int] = []
         while True:
             refused = bool(attempts)
             if method == "auto":
@@ -287,9 +330,15 @@ class Learner:
                 }
             )
             if accepted:
+                lost = lost_facts(self.recall, result.kept_recall)
                 self.live = result.output_dir
+                self.recall.update(result.kept_recall)
             if accepted or method != "auto" or kind == "rebuild":
                 break
+        repaired = None
+        if accepted and lost and getattr(self.args, "repair", False):
+            self.repair(lost, thresholds)
+            repaired = self.repairs[-1]
         return {
             "accepted": accepted,
             "method": kind,
@@ -297,7 +346,8 @@ class Learner:
             "attempts": attempts,
             "self_quiz_removed_recall": result.removed_recall,
             "self_quiz_removed_base_recall": result.removed_base_recall,
-            "seconds": round(sum(a["seconds"] for a in attempts), 1),
+            "repair": repaired,
+            "seconds": round(sum(a["seconds"] for a in attempts) + (repaired or {}).get("seconds", 0.0), 1),
         }
 
 
@@ -390,6 +440,7 @@ def run_method(
             "locality_n": len(LOCALITY_PROMPTS),
             "seconds": round(seconds, 1),
             "refused_so_far": learner.refused,
+            "repairs_so_far": len(learner.repairs),
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
         if (unfloored := _without_floor(learner, facts[:n])) is not None:
@@ -549,6 +600,19 @@ def main(argv: list[str]) -> int:
         help="groups method: an adapter reply whose first sentence names things no taught fact holds is not "
         "answered, as served (SEALCHAT_GROUNDING_CHECK)",
     )
+    parser.add_argument(
+        "--rebuild-epochs",
+        type=int,
+        default=LearnRequest.rebuild_epochs,
+        help="epochs of each kept fact's stored examples when a group is trained from scratch "
+        "(a forget's rebuild, a compaction; SEALCHAT_REBUILD_EPOCHS)",
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="after a version the gate accepts although it lost earlier facts, re-teach them in one more run "
+        "(the worker's SEALCHAT_REPAIR_LOST_FACTS)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--paraphrases",
@@ -629,6 +693,8 @@ def main(argv: list[str]) -> int:
             "max_rehearsal_facts": args.max_rehearsal,
             "rehearsal_examples": args.rehearsal_examples,
             "rehearsal_weight": args.rehearsal_weight,
+            "rebuild_epochs": args.rebuild_epochs,
+            "repair": args.repair,
             "group_size": args.group_size if "groups" in methods else None,
             "routing_floor": args.routing_floor if "groups" in methods else None,
             "grounding": args.grounding if "groups" in methods else None,
