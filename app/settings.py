@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="epochs of each kept fact's stored examples when a group is trained from scratch "
         "(a rebuild to forget or correct, a compaction)",
     )
+    repair_lost_facts: bool = Field(
+        True,
+        alias="SEALCHAT_REPAIR_LOST_FACTS",
+        description="after a version the gate accepts although it lost earlier facts (too few to refuse it), "
+        "one more run re-teaches them in full; it goes live only if it recalls one of them again",
+    )
     # Off: measured with groups trained on all their facts at once (a proxy for the
     # compacted state), recall of all 20 held-out facts was 0.70 against 0.85
     # taught one at a time (heldout) and 0.50 against 0.45 (heldout2); the first

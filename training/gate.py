@@ -12,7 +12,7 @@ the base model, which never learnt it, does).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 RECALLED = 0.5  # a fact is recalled when at least half of its quiz probes are
 
@@ -108,6 +108,17 @@ def decide(
             f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))}{quoted})"
         )
     return GateDecision(not reasons, tuple(reasons), before, after, tuple(lost))
+
+
+def judge_repair(decision: GateDecision, relearn: Iterable[int], kept: Mapping[int, float]) -> GateDecision:
+    """A repair (a run re-teaching facts an accepted version lost) goes live only if,
+    besides passing the gate, it recalls one of them again: else it changed nothing
+    worth a version."""
+    relearn = sorted(relearn)
+    if not decision.accepted or any(kept.get(i, 0.0) >= RECALLED for i in relearn):
+        return decision
+    reason = f"the repair recalls none of the lost fact(s) again (ids {', '.join(map(str, relearn))})"
+    return replace(decision, accepted=False, reasons=(*decision.reasons, reason))
 
 
 def recall_after_refusal(recall: Mapping[int, float], refused: Iterable[Mapping[int, float]]) -> dict[int, float]:

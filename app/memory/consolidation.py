@@ -7,7 +7,9 @@ must leave the weights), puts it through the gate (``training.gate``: earlier
 facts' recall, locality, removed facts really gone) and promotes it, or records
 it as ``rejected`` with the reason while the previous version stays live. Facts
 that arrive meanwhile stay pending and are picked up by the next run, which this
-run enqueues when it finishes.
+run enqueues when it finishes. A version the gate accepted although it lost an
+earlier fact (one of several) is followed by a repair run that re-teaches it
+(``_repair_plan``, ``SEALCHAT_REPAIR_LOST_FACTS``).
 
 Crash safety: the version directory appears atomically and its DB row is written
 after it, so a crash leaves at most an orphan directory, never a live half-written
@@ -36,7 +38,7 @@ from app.redis_client import get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
-from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
+from training.gate import GateDecision, GateThresholds, decide, judge_repair, recall_after_refusal
 from training.groups import fills_group, next_group
 from training.learn import (
     FACT_GRID,
@@ -135,8 +137,9 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
     lock = get_redis().lock(f"sealchat:consolidate:{user_id}", timeout=settings.task_time_limit_s + 60, blocking=False)
     if not lock.acquire():
         raise Busy(user_id)
+    ran: dict[str, bool] = {}
     try:
-        return _consolidate_locked(user_id, options or {})
+        return _consolidate_locked(user_id, options or {}, ran)
     finally:
         lock.release()
         # Facts taught while we ran (or put back after a failure or a refusal) are
@@ -147,13 +150,19 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
                 for f in facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))
                 if f.attempts < settings.max_attempts
             ]
+            # A repair follows a version that lost facts; never a repair (once per
+            # version, and one that crashed is not retried in a loop).
+            if not more and settings.repair_lost_facts and not ran.get("repair"):
+                user = session.get(User, user_id)
+                active = versions.get(session, user.active_adapter_id) if user and user.active_adapter_id else None
+                more = _repair_plan(session, active) is not None
         if more:
             from app.memory.tasks import enqueue_consolidation
 
             enqueue_consolidation(user_id)
 
 
-def _consolidate_locked(user_id: int, options: dict) -> str:
+def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> str:
     settings = get_settings()
     with session_scope() as session:
         user = session.get(User, user_id)
@@ -182,8 +191,13 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             home={f.superseded_by_id: group_of[f.id] for f in leaving if f.superseded_by_id in set(claimed)},
             fresh=[f.id for f in new_all if f.attempts >= settings.group_retry_attempts],
         )
+        relearn: frozenset[int] = frozenset()
         if plan is None:
-            return "nothing to learn"
+            repair = _repair_plan(session, active) if settings.repair_lost_facts else None
+            if repair is None:
+                return "nothing to learn"
+            (target, relearn), plan = repair, (repair[0], [])
+            ran["repair"] = True
         target, placed = plan
         # Facts placed in other groups wait for their group's run (enqueued when this one ends).
         facts_repo.release(session, [i for i in claimed if i not in placed])
@@ -251,11 +265,13 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
             ),
             self_edit_family=settings.self_edit_family,
             policy=policy_service.active_ref(session),
-            k=int(options.get("k") or settings.self_edit_k),
+            # A repair writes no self-edit (its candidates would differ only in learning rate).
+            k=1 if relearn else int(options.get("k") or settings.self_edit_k),
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
             max_rehearsal_facts=settings.max_rehearsal_facts,
             rebuild_epochs=settings.rebuild_epochs,
+            relearn=relearn,
             paraphrases=settings.train_paraphrases,
             quiz_rewording=settings.quiz_rewording,
         )
@@ -275,7 +291,7 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         len(kept),
         len(removed),
         request.adapter_name,
-        _mode(rebuild, bool(removed), warm, compact) + (" (retry)" if retry else ""),
+        ("repair" if relearn else _mode(rebuild, bool(removed), warm, compact)) + (" (retry)" if retry else ""),
     )
 
     if not request.new_facts and not request.rehearsal:
@@ -304,6 +320,8 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         result.removed_base_recall,
         {i: next((q["answer"] for q in quiz if q["recalled"]), "") for i, quiz in result.removed_quiz.items()},
     )
+    if relearn:
+        decision = judge_repair(decision, relearn, result.kept_recall)
     built = _Build(final, target, others, texts)
     try:
         version_id = _record_version(
@@ -315,7 +333,32 @@ def _consolidate_locked(user_id: int, options: dict) -> str:
         log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
         return f"{request.adapter_name}: refused ({decision.reason})"
     notify_promoted(user_id, version_id)
+    if relearn:
+        return f"{request.adapter_name}: repaired group {target} (fact(s) {', '.join(map(str, sorted(relearn)))})"
     return f"{request.adapter_name}: {len(claimed)} new fact(s) in group {target}, recall {result.recall:.2f}"
+
+
+def _repair_plan(session: Session, active: AdapterVersion | None) -> tuple[int, frozenset[int]] | None:
+    """The group to repair and the facts to re-teach there, or None.
+
+    A version the gate accepted although it lost earlier facts (too few to refuse
+    it: ``GateThresholds.min_lost_facts``) leaves them lost for good once its group
+    is full, as no later fact trains it again. One repair run follows it: warm
+    started from it, the lost facts trained in full from their stored self-edits,
+    the group's others rehearsed. Only once per version: not after a repair, nor
+    after a refused repair of it (``training.gate.judge_repair``)."""
+    if active is None:
+        return None
+    metrics = active.metrics or {}
+    lost = set((metrics.get("gate") or {}).get("lost") or [])
+    if not lost or metrics.get("repair_of") is not None or metrics.get("group") is None:
+        return None
+    if any((v.metrics or {}).get("repair_of") == active.id for v in versions.refused_children(session, active.id)):
+        return None
+    group = version_groups(active).get(metrics["group"])
+    learned = {f.id for f in facts_repo.by_ids(session, active.user_id, lost) if f.status == FactStatus.LEARNED}
+    relearn = frozenset(lost & learned & set(group.fact_ids if group else ()))
+    return (metrics["group"], relearn) if relearn else None
 
 
 def _abandon(user_id: int, claimed: list[int], final: Path, exc: Stale) -> str:
@@ -517,6 +560,9 @@ def _record_version(
                     "self_edit_family": request.self_edit_family,
                     "rebuilt": rebuild,
                     "compacted": compacted,
+                    # A repair (``_repair_plan``): the version it repairs, the facts it re-taught.
+                    "repair_of": predecessor.id if request.relearn else None,
+                    "relearned": sorted(request.relearn),
                     "unlearned": bool(request.removed) and not rebuild,
                     "rehearse": request.rehearse,
                     "removed_facts": [f.fact_id for f in request.removed],

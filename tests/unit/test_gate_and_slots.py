@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.gate import GateThresholds, decide
+from training.gate import GateThresholds, decide, judge_repair, lost_facts
 from training.phrasing import fact_slot, strip_correction
 from training.quiz import fact_quiz
 
@@ -39,6 +39,23 @@ def test_a_minimum_count_of_lost_facts_lets_one_lost_fact_of_a_few_through():
     # The share threshold still applies on top: 2 of 20 lost is 10 %.
     many = {i: 1.0 for i in range(20)}
     assert decide(many, {**many, 0: 0.0, 1: 0.0}, 0.9, {}, few).accepted
+
+
+def test_an_accepted_version_reports_the_facts_it_lost():
+    few = GateThresholds(max_recall_drop=0.2, min_locality=0.5, max_removed_recall=0.0, min_lost_facts=2)
+    d = decide({1: 1.0, 2: 1.0, 3: 0.0}, {1: 1 / 3, 2: 1.0, 3: 0.0}, 0.9, {}, few)
+    assert d.accepted and d.lost == (1,) and d.to_dict()["lost"] == [1]
+    # Never recalled (3) is not lost; unmeasured before (4) is not either.
+    assert lost_facts({1: 1.0, 3: 0.0}, {1: 0.0, 3: 0.0, 4: 0.0}) == [1]
+
+
+def test_a_repair_goes_live_only_if_it_recalls_a_lost_fact_again():
+    accepted = decide({2: 1.0}, {1: 0.0, 2: 1.0}, 0.9, {}, T)
+    assert judge_repair(accepted, {1}, {1: 2 / 3, 2: 1.0}) is accepted
+    useless = judge_repair(accepted, {1, 5}, {1: 1 / 3, 2: 1.0})
+    assert not useless.accepted and "recalls none of the lost fact(s) again (ids 1, 5)" in useless.reason
+    refused = decide({2: 1.0}, {1: 1.0, 2: 0.0}, 0.9, {}, T)
+    assert judge_repair(refused, {1}, {1: 1.0}) is refused, "the gate's refusal stands"
 
 
 def test_gate_allows_a_drop_within_the_threshold():

@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.gate import RECALLED, GateThresholds, decide, lost_facts, recall_after_refusal
+from training.gate import RECALLED, GateThresholds, decide, judge_repair, lost_facts, recall_after_refusal
 from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR, fills_group
 from training.learn import (
     FACT_KL_WEIGHT,
@@ -160,13 +160,15 @@ class Learner:
             relearn=relearn,
         )
 
-    def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
+    def _accept(self, result: LearnResult, thresholds: GateThresholds, relearn: frozenset[int] = frozenset()) -> bool:
         if self.method != "memory":
             return True
         previous = {i: self.recall[i] for i in result.kept_recall if i in self.recall}
         decision = decide(
             previous, result.kept_recall, result.locality, result.removed_recall, thresholds, result.removed_base_recall
         )
+        if relearn:
+            decision = judge_repair(decision, relearn, result.kept_recall)
         if not decision.accepted:
             log.warning(
                 "%s: refused: %s (recall before %s, after %s)",
@@ -218,13 +220,12 @@ class Learner:
         live version only if the gate accepts it and it recalls a lost fact again."""
         started = time.perf_counter()
         result = learn_facts(self.host, self._request([], seed_offset=104729, relearn=frozenset(lost)))
-        recovered = [i for i in lost if result.kept_recall.get(i, 0.0) >= RECALLED]
-        accepted = bool(recovered) and self._accept(result, thresholds)
+        accepted = self._accept(result, thresholds, frozenset(lost))
         self.repairs.append(
             {
                 "version": self.versions,
                 "lost": lost,
-                "recovered": recovered,
+                "recovered": [i for i in lost if result.kept_recall.get(i, 0.0) >= RECALLED],
                 "accepted": accepted,
                 "kept_recall": result.kept_recall,
                 "seconds": round(time.perf_counter() - started, 1),
