@@ -112,12 +112,19 @@ def decide(
 
 def judge_repair(decision: GateDecision, relearn: Iterable[int], kept: Mapping[int, float]) -> GateDecision:
     """A repair (a run re-teaching facts an accepted version lost) goes live only if,
-    besides passing the gate, it recalls one of them again: else it changed nothing
-    worth a version."""
+    besides passing the gate, it recalls one of them again (else it changed nothing
+    worth a version) and loses no other fact, not even the one the gate lets a
+    version lose (session 8's repair inside a run traded the newest fact for an
+    earlier one: docs/BENCHMARKS.md)."""
     relearn = sorted(relearn)
-    if not decision.accepted or any(kept.get(i, 0.0) >= RECALLED for i in relearn):
+    if not decision.accepted:
         return decision
-    reason = f"the repair recalls none of the lost fact(s) again (ids {', '.join(map(str, relearn))})"
+    if decision.lost:
+        reason = f"the repair lost other fact(s) (ids {', '.join(map(str, decision.lost))})"
+    elif not any(kept.get(i, 0.0) >= RECALLED for i in relearn):
+        reason = f"the repair recalls none of the lost fact(s) again (ids {', '.join(map(str, relearn))})"
+    else:
+        return decision
     return replace(decision, accepted=False, reasons=(*decision.reasons, reason))
 
 
