@@ -71,6 +71,9 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # Forgetting: a fact forgotten while one other is kept is unlearnt (the bounded
         # path users with many facts take), a correction with none kept is rebuilt.
         "SEALCHAT_FORGET_REBUILD_MAX_FACTS": "0",
+        # The repair after a version that lost a fact (off by default) is what
+        # test_gate_and_corrections checks; no other test builds such a version.
+        "SEALCHAT_REPAIR_LOST_FACTS": "true",
         # Policy rounds in tests: one held-out fact, a few LoRA steps.
         "SEALCHAT_POLICY_EVAL_INPUTS": "1",
         "SEALCHAT_POLICY_INNER_STEPS": "6",

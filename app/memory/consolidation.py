@@ -9,7 +9,7 @@ it as ``rejected`` with the reason while the previous version stays live. Facts
 that arrive meanwhile stay pending and are picked up by the next run, which this
 run enqueues when it finishes. A version the gate accepted although it lost an
 earlier fact (one of several) is followed by a repair run that re-teaches it
-(``_repair_plan``, ``SEALCHAT_REPAIR_LOST_FACTS``).
+(``_repair_plan``, ``SEALCHAT_REPAIR_LOST_FACTS``, off by default).
 
 Crash safety: the version directory appears atomically and its DB row is written
 after it, so a crash leaves at most an orphan directory, never a live half-written
