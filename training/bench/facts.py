@@ -217,7 +217,8 @@ class Learner:
         """As the worker does after a version the gate accepted although it lost
         earlier facts (too few to refuse it): one more warm-started run re-teaches
         them in full (``LearnRequest.relearn``), the others rehearsed; it replaces the
-        live version only if the gate accepts it and it recalls a lost fact again."""
+        live version only if the gate accepts it, it recalls a lost fact again and it
+        loses no other (``training.gate.judge_repair``)."""
         started = time.perf_counter()
         result = learn_facts(self.host, self._request([], seed_offset=104729, relearn=frozenset(lost)))
         accepted = self._accept(result, thresholds, frozenset(lost))
