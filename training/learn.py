@@ -59,6 +59,9 @@ MANIFEST_FILE = "manifest.json"
 # Epochs for kept facts when an adapter is rebuilt from scratch.
 REBUILD_EPOCHS = 4
 
+# At most this many epochs of a warm start's rehearsal (``rehearsal_examples``).
+REHEARSAL_MAX_EPOCHS = 8
+
 # Rewordings of a fact's own questions trained with it (``fact_examples``).
 MAX_PARAPHRASES = 5
 
@@ -422,7 +425,7 @@ def rehearsal_examples(
     epochs of them, so that they get at least ``weight`` times ``new_visits`` (the
     new facts' example visits; a single pass over a few examples lets a similar new
     fact overwrite them: "my dog's name" displacing "my cat's name"). At most
-    ``2 * REBUILD_EPOCHS`` epochs; the step cap bounds the total."""
+    ``REHEARSAL_MAX_EPOCHS`` epochs; the step cap bounds the total."""
     earlier = [
         e
         for fact in rehearsed
@@ -430,7 +433,7 @@ def rehearsal_examples(
     ]
     if not earlier:
         return [], 1
-    return earlier, max(1, min(REBUILD_EPOCHS * 2, math.ceil(new_visits * weight / len(earlier))))
+    return earlier, max(1, min(REHEARSAL_MAX_EPOCHS, math.ceil(new_visits * weight / len(earlier))))
 
 
 def _share(flags: Sequence[bool]) -> float:

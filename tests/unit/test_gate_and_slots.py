@@ -167,7 +167,7 @@ def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
 
 
 def test_rehearsal_takes_each_earlier_facts_first_examples_and_enough_epochs():
-    from training.learn import QA, REBUILD_EPOCHS, FactToLearn, rehearsal_examples
+    from training.learn import QA, REHEARSAL_MAX_EPOCHS, FactToLearn, rehearsal_examples
 
     def fact(i: int, n: int, recall: float | None) -> FactToLearn:
         return FactToLearn(i, f"fact {i}", tuple(QA(f"q{i}.{j}?", f"a{i}") for j in range(n)), recall)
@@ -180,7 +180,7 @@ def test_rehearsal_takes_each_earlier_facts_first_examples_and_enough_epochs():
     assert [e.prompt[-1].content for e in examples[:8]] == [f"q1.{j}?" for j in range(8)], "the first eight, in order"
     assert epochs == 2, "27 examples x 2 epochs >= half of 96 visits"
     assert rehearsal_examples([strong, weak, short], 8, new_visits=96, weight=1.0)[1] == 4
-    assert rehearsal_examples([short], 8, new_visits=960, weight=1.0)[1] == 2 * REBUILD_EPOCHS, "capped"
+    assert rehearsal_examples([short], 8, new_visits=960, weight=1.0)[1] == REHEARSAL_MAX_EPOCHS == 8, "capped"
     assert rehearsal_examples([strong], 4, new_visits=1, weight=0.5)[1] == 1, "at least one pass"
     assert rehearsal_examples([], 8, new_visits=96, weight=0.5) == ([], 1)
 
