@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         "one adapter each, and a consolidation trains only the group it touches (0: one adapter for all)",
     )
     rebuild_epochs: int = Field(
-        4,  # training.learn.REBUILD_EPOCHS (settings imports no torch; a unit test keeps them equal)
+        8,  # training.learn.REBUILD_EPOCHS (settings imports no torch; a unit test keeps them equal)
         alias="SEALCHAT_REBUILD_EPOCHS",
         ge=1,
         le=64,
