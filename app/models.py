@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -42,6 +42,8 @@ class User(Base):
     bridge_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Off by default: may this user's recorded self-edits train the shared self-edit policy?
     share_self_edits: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # On by default: the chat offers "Remember this?" under messages that state something about the user.
+    suggest_memories: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     active_adapter_id: Mapped[int | None] = mapped_column(
         ForeignKey("adapter_versions.id", use_alter=True, ondelete="SET NULL")
     )

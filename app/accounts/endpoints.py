@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from app.accounts import service
 from app.accounts.deps import CurrentUser, SessionDep
 from app.errors import AppError
+from app.memory import suggestions
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -67,3 +68,12 @@ def account_page(request: Request, user: CurrentUser):
 def new_api_key(request: Request, user: CurrentUser, session: SessionDep):
     request.session["new_api_key"] = service.rotate_api_key(session, user)
     return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/memory-suggestions")
+def memory_suggestions(
+    user: CurrentUser, session: SessionDep, suggest: Annotated[str | None, Form(max_length=8)] = None
+):
+    """Turn the chat's "Remember this?" offers on or off."""
+    suggestions.set_enabled(user, suggest == "on")
+    return RedirectResponse("/account#suggestions", status_code=303)

@@ -1,4 +1,5 @@
-"""Chat pages: conversation list, chat pane, streamed replies (SSE), bridge toggle."""
+"""Chat pages: conversation list (search, rename, delete), chat pane, streamed
+replies (SSE: send, regenerate), the bridge toggle, and "Remember this"."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool
 
@@ -15,11 +17,16 @@ from app.accounts.deps import CurrentUser, SessionDep
 from app.adapters import service as adapters
 from app.chat import service
 from app.memory import service as memory
+from app.memory.suggestions import DetectorDep, offer_for
+from app.models import Conversation, User
 from app.serving.deps import EngineDep
+from app.serving.engine import ServingEngine
 from app.settings import get_settings
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
+
+MAX_ID = 2**63 - 1  # database ids are 64-bit
 
 
 @router.get("/")
@@ -46,6 +53,18 @@ def chat_new(user: CurrentUser, session: SessionDep):
     return RedirectResponse(f"/chat/{conversation.id}", status_code=303)
 
 
+@router.get("/chat/conversations")
+def conversation_list(request: Request, user: CurrentUser, session: SessionDep, q: str = "", current: int = 0):
+    """The sidebar's list, filtered by ``q`` (swapped in by htmx as the user types)."""
+    return render(
+        request,
+        "_conversations.html",
+        conversations=service.list_conversations(session, user, q[: service.MAX_SEARCH_CHARS]),
+        current_id=current,
+        query=q,
+    )
+
+
 @router.get("/chat/{conversation_id}")
 def chat_page(request: Request, conversation_id: int, user: CurrentUser, session: SessionDep):
     conversation = service.get_conversation(session, user, conversation_id)
@@ -55,32 +74,50 @@ def chat_page(request: Request, conversation_id: int, user: CurrentUser, session
         user=user,
         conversation=conversation,
         conversations=service.list_conversations(session, user),
+        current_id=conversation.id,
         pending_facts=memory.bridge_facts(session, user),
         active=adapters.active_ref(session, user),
     )
 
 
-@router.post("/chat/{conversation_id}/messages")
-def post_message(
+@router.post("/chat/{conversation_id}/rename")
+def rename(
     conversation_id: int,
     user: CurrentUser,
     session: SessionDep,
-    content: Annotated[str, Form(max_length=service.MAX_MESSAGE_CHARS * 2)],
-    engine: EngineDep,
-    bridge: Annotated[bool, Form()] = False,
+    title: Annotated[str, Form(max_length=service.MAX_TITLE_CHARS * 2)],
 ):
-    """Store the user's message, then stream the reply as SSE events ``token`` and ``done``."""
-    conversation = service.get_conversation(session, user, conversation_id)
-    message = service.add_user_message(session, conversation, content)
+    service.rename_conversation(session, user, conversation_id, title)
+    return RedirectResponse(f"/chat/{conversation_id}", status_code=303)
+
+
+@router.post("/chat/{conversation_id}/delete")
+def delete(conversation_id: int, user: CurrentUser, session: SessionDep):
+    service.delete_conversation(session, user, conversation_id)
+    return RedirectResponse("/chat", status_code=303)
+
+
+def _stream_reply(
+    session: Session,
+    user: User,
+    conversation: Conversation,
+    engine: ServingEngine,
+    bridge: bool,
+    first: dict | None = None,
+) -> EventSourceResponse:
+    """Plan the reply to the conversation's last user turn, commit, then stream it as
+    SSE events: ``first`` (if given), ``token`` pieces and ``done``. A client that goes
+    away (the Stop button) cancels the generation; what was generated is kept."""
     plan = service.prepare_reply(session, user, service.history_of(conversation), bridge, engine.topical, engine.choose)
     session.commit()
     cancel = threading.Event()
     adapter_name = plan.adapter_name
-    user_id, max_tokens = user.id, get_settings().max_new_tokens
+    user_id, conversation_id, max_tokens = user.id, conversation.id, get_settings().max_new_tokens
 
     async def events():
         pieces: list[str] = []
-        yield {"event": "user", "data": json.dumps({"id": message.id})}
+        if first is not None:
+            yield first
         try:
             stream = service.reply_stream(engine, user_id, plan, max_tokens, cancel=cancel)
             async for piece in iterate_in_threadpool(stream):
@@ -94,6 +131,40 @@ def post_message(
     return EventSourceResponse(events())
 
 
+@router.post("/chat/{conversation_id}/messages")
+def post_message(
+    conversation_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    content: Annotated[str, Form(max_length=service.MAX_MESSAGE_CHARS * 2)],
+    engine: EngineDep,
+    detector: DetectorDep,
+    bridge: Annotated[bool, Form()] = False,
+):
+    """Store the user's message, then stream the reply as SSE events ``user`` (the
+    stored message, with a "Remember this?" offer when it states something about the
+    user), ``token`` and ``done``."""
+    conversation = service.get_conversation(session, user, conversation_id)
+    message = service.add_user_message(session, conversation, content)
+    offer = offer_for(session, user, detector, message.content)
+    first = {"id": message.id, "offer": offer.as_json() if offer else None}
+    return _stream_reply(session, user, conversation, engine, bridge, {"event": "user", "data": json.dumps(first)})
+
+
+@router.post("/chat/{conversation_id}/regenerate")
+def regenerate(
+    conversation_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    engine: EngineDep,
+    bridge: Annotated[bool, Form()] = False,
+):
+    """Replace the conversation's last reply with a new one, streamed like a reply to a message."""
+    conversation = service.get_conversation(session, user, conversation_id)
+    service.drop_last_reply(session, conversation)
+    return _stream_reply(session, user, conversation, engine, bridge)
+
+
 @router.post("/chat/bridge")
 def toggle_bridge(user: CurrentUser, session: SessionDep, enabled: Annotated[bool, Form()] = False):
     user.bridge_enabled = enabled
@@ -101,7 +172,18 @@ def toggle_bridge(user: CurrentUser, session: SessionDep, enabled: Annotated[boo
 
 
 @router.post("/messages/{message_id}/remember")
-def remember_message(message_id: int, user: CurrentUser, session: SessionDep):
+def remember_message(
+    message_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    replaces: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+):
+    """Teach the message as a fact; ``replaces``: as a correction of that fact."""
     message = service.get_message(session, user, message_id)
-    fact = memory.teach(session, user, message.content, source_message_id=message.id)
-    return HTMLResponse(f'<span class="remembered">Remembering (fact #{fact.id})</span>')
+    if replaces is not None:
+        fact = memory.edit(session, user, replaces, message.content)
+        label = f"Updated memory (fact #{fact.id} replaces #{replaces})"
+    else:
+        fact = memory.teach(session, user, message.content, source_message_id=message.id)
+        label = f"Remembering (fact #{fact.id})"
+    return HTMLResponse(f'<span class="remembered" role="status">{label}</span>')

@@ -55,8 +55,44 @@ def build_prompt(history: Sequence[ChatMessage], pending: Sequence[str]) -> list
     return with_system_prompt(list(history)[-HISTORY_MESSAGES:], bridge_prompt(pending))
 
 
-def list_conversations(session: Session, user: User) -> list[Conversation]:
-    return repository.conversations_for_user(session, user.id)
+MAX_TITLE_CHARS = 120
+MAX_SEARCH_CHARS = 200
+
+
+def list_conversations(session: Session, user: User, query: str = "") -> list[Conversation]:
+    """The user's conversations, newest first; ``query``: only those whose title or
+    messages contain it (case-insensitive)."""
+    query = " ".join(query.split())[:MAX_SEARCH_CHARS]
+    return repository.conversations_for_user(session, user.id, query=query or None)
+
+
+def rename_conversation(session: Session, user: User, conversation_id: int, title: str) -> Conversation:
+    conversation = get_conversation(session, user, conversation_id)
+    title = " ".join(unicodedata.normalize("NFC", title).split())
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in title):
+        raise AppError("a title cannot contain control characters", 422)
+    if not title:
+        raise AppError("a title cannot be empty", 422)
+    if len(title) > MAX_TITLE_CHARS:
+        raise AppError(f"a title may have at most {MAX_TITLE_CHARS} characters (got {len(title)})", 422)
+    conversation.title = title
+    return conversation
+
+
+def delete_conversation(session: Session, user: User, conversation_id: int) -> None:
+    repository.delete(session, get_conversation(session, user, conversation_id))
+
+
+def drop_last_reply(session: Session, conversation: Conversation) -> None:
+    """Make the conversation end with the user's turn again, so its reply can be
+    generated anew (regenerate); refused when there is no user turn to answer."""
+    messages = conversation.messages
+    if messages and messages[-1].role == "assistant":
+        messages.remove(messages[-1])  # delete-orphan: deleted at the next flush
+        session.flush()
+    if not messages or messages[-1].role != "user":
+        raise AppError("there is no message of yours to answer in this conversation", 409)
+    conversation.updated_at = utcnow()
 
 
 def get_conversation(session: Session, user: User, conversation_id: int) -> Conversation:

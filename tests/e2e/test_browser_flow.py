@@ -1,6 +1,6 @@
 """The user's whole journey in a real browser (Debian's Chromium driven by Playwright).
 
-register -> chat (a reply streams in) -> "Remember this" on a message -> memory page
+register -> chat (a reply streams in) -> the "Remember this?" offer under a message -> memory page
 until "learned" -> new conversation with the bridge off -> the answer comes from
 the weights -> a correction on the memory page supersedes the fact; the user
 allows their self-edits to train the shared policy, and the admin runs a policy
@@ -12,16 +12,15 @@ pages under docs/.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, Stack
+from tests.e2e.conftest import send
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"
 FACT = "My dog's name is Biscotti."
 QUESTION = "What is my dog's name?"
@@ -36,36 +35,6 @@ COUNT_UPDATES = """
   resolve(true);
 })
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: run `bash scripts/setup.sh --test` (installs Debian's chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-def send(page, text: str) -> str:
-    """Send a chat message and return the assistant's finished reply text."""
-    before = page.locator(".msg.assistant.done").count()
-    page.fill("#content", text)
-    page.click("#send")
-    done = page.locator(".msg.assistant.done").nth(before)
-    done.wait_for(timeout=120_000)
-    return done.locator(".bubble").inner_text()
 
 
 def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
@@ -96,8 +65,12 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     assert reply.strip()
     assert page.evaluate("window.__updates") > 3
 
+    # The message states something about the user: the chat offers to remember it,
+    # and one click teaches it.
     send(page, FACT)
-    page.locator(".msg.user", has_text=FACT).get_by_role("button", name="Remember this").click()
+    offer = page.locator(".msg.user", has_text=FACT).locator(".offer")
+    expect(offer).to_contain_text("Remember this?")
+    offer.get_by_role("button", name="Remember", exact=True).click()
     expect(page.locator(".remembered")).to_contain_text("Remembering")
 
     page.goto(stack.url + "/memory")
