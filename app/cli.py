@@ -5,12 +5,13 @@ sealchat web [--host ...] [--port ...]          # the web process alone
 sealchat worker                                  # a Celery worker alone
 sealchat migrate                                 # apply database migrations
 sealchat prepare-model                           # convert the bundled GGUF once
-sealchat create-user EMAIL [--admin] [--password PW]   # prints an API key last
+sealchat create-user EMAIL [--admin] [--password]   # prints an API key last; the password is read from stdin
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -63,12 +64,21 @@ def cmd_prepare_model(_: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password() -> str:
+    """Asked at the terminal, or the first line of standard input: never an argument,
+    which every user of the machine could read in the process list."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
     from app.accounts.service import create_user
     from app.db import session_scope
 
+    password = _read_password() if args.password else None
     with session_scope() as session:
-        user, key = create_user(session, args.email, args.password, is_admin=args.admin or None)
+        user, key = create_user(session, args.email, password, is_admin=args.admin or None)
         print(f"created user {user.id} <{user.email}>{' (admin)' if user.is_admin else ''}; API key:")
     print(key)
     return 0
@@ -192,6 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything sealchat writes (database, secret key, adapters, sockets) is its owner's alone.
+    os.umask(0o077)
     _setup_logging()
     parser = argparse.ArgumentParser(prog="sealchat", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("create-user", help="create a user and print an API key on the last line")
     p.add_argument("email")
     p.add_argument("--admin", action="store_true")
-    p.add_argument("--password", default=None, help="optional: lets the user log in to the web UI")
+    p.add_argument(
+        "--password",
+        action="store_true",
+        help="set a password so the user can log in to the web UI (asked for, or read from standard input)",
+    )
     p.set_defaults(func=cmd_create_user)
     p = sub.add_parser("consolidate", help="queue (or with --now, run) a consolidation of a user's facts")
     p.add_argument("email")

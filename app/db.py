@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.settings import get_settings
@@ -49,6 +50,11 @@ def get_engine() -> Engine:
     settings = get_settings()
     if settings.sqlalchemy_url.startswith("sqlite"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
+        # The database holds every user's facts and conversations: its owner's alone.
+        database = make_url(settings.sqlalchemy_url).database
+        if database and database != ":memory:":
+            Path(database).touch(mode=0o600, exist_ok=True)
+            Path(database).chmod(0o600)
     return make_engine(settings.sqlalchemy_url)
 
 

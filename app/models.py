@@ -29,6 +29,7 @@ class VersionStatus(enum.StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"  # superseded or rolled back; can be promoted again
     REJECTED = "rejected"  # refused by the gate; never served unless an admin promotes it
+    ERASED = "erased"  # held a forgotten or corrected fact: files deleted, never served again
 
 
 class User(Base):

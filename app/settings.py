@@ -7,6 +7,7 @@ switches to PostgreSQL and an external Redis with the same code.
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -240,8 +241,15 @@ class Settings(BaseSettings):
         path = self.data_path / "secret_key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            # Created readable by the owner only, never world-readable for a moment;
+            # O_EXCL: of two processes starting at once, one writes it and both read it.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(48))
         return path.read_text().strip()
 
 

@@ -8,6 +8,7 @@ the lifespan, so importing this module has no side effects beyond building the a
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis as AsyncRedis
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp
+from starsessions import SessionAutoloadMiddleware, SessionMiddleware
+from starsessions.stores.redis import RedisStore
 
 from app.accounts.deps import LoginRequired
 from app.accounts.endpoints import router as account_pages
@@ -29,6 +33,7 @@ from app.memory.endpoints import api as facts_api
 from app.memory.endpoints import pages as memory_pages
 from app.openai_api.endpoints import router as openai_router
 from app.policy.endpoints import pages as policy_pages
+from app.security import RequestGuard, SecurityHeaders
 from app.serving.engine import ServingEngine
 from app.serving.listener import PromotionListener
 from app.settings import get_settings
@@ -39,6 +44,7 @@ from training.statements import StatementDetector
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 API_PREFIXES = ("/api/", "/v1/")
+SESSION_LIFETIME_S = 14 * 24 * 3600
 
 
 @asynccontextmanager
@@ -75,12 +81,17 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    # Sessions live on the server (Redis), keyed by a random id in the cookie: logging
+    # out deletes them, and the cookie holds nothing but that id.
+    app.add_middleware(SessionAutoloadMiddleware, paths=[re.compile(r"^/(?!static/)")])
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.session_secret,
-        same_site="lax",
-        session_cookie="sealchat_session",
-        max_age=14 * 24 * 3600,
+        store=RedisStore(connection=AsyncRedis.from_url(settings.effective_redis_url), prefix="sealchat:session:"),
+        lifetime=SESSION_LIFETIME_S,
+        rolling=True,
+        cookie_name="sealchat_session",
+        cookie_same_site="lax",
+        cookie_https_only=settings.env == "production",
     )
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     for router in (
@@ -124,9 +135,22 @@ def _skip_csrf(scope: dict) -> bool:
     return scope["path"].startswith(API_PREFIXES)
 
 
-app = asgi_csrf(
-    create_app(),
-    signing_secret=get_settings().session_secret,
-    skip_if_scope=_skip_csrf,
-    cookie_name="sealchat_csrf",
-)
+# Signing in and out is always checked, cookies or not: a login CSRF would sign a
+# victim into the attacker's account.
+ALWAYS_PROTECTED = {"/login", "/register", "/logout"}
+
+
+def build_asgi_app() -> ASGIApp:
+    """The app inside its middleware: security headers, the request guard, then CSRF."""
+    settings = get_settings()
+    protected = asgi_csrf(
+        create_app(),
+        signing_secret=settings.session_secret,
+        skip_if_scope=_skip_csrf,
+        cookie_name="sealchat_csrf",
+        always_protect=ALWAYS_PROTECTED,
+    )
+    return SecurityHeaders(RequestGuard(protected), production=settings.env == "production")
+
+
+app = build_asgi_app()

@@ -138,21 +138,22 @@ class Stack:
     data_dir: Path
     logs: Path
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """Run ``sealchat`` with the stack's settings (``env``: some changed)."""
+    def cli(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+        """Run ``sealchat`` with the stack's settings (``env``: some changed; ``stdin``: its input)."""
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", *args],
             env={**self.env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
             text=True,
+            input=stdin,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout
 
     def create_user(self, email: str, admin: bool = False, password: str | None = None) -> str:
-        args = ["create-user", email] + (["--admin"] if admin else []) + (["--password", password] if password else [])
-        return self.cli(*args).strip().splitlines()[-1]
+        args = ["create-user", email] + (["--admin"] if admin else []) + (["--password"] if password else [])
+        return self.cli(*args, stdin=f"{password}\n" if password else None).strip().splitlines()[-1]
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -16,11 +17,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+@lru_cache
+def _decoy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
-    if not password_hash:
-        return False
+    """Check a password; with no hash (unknown account, or one without a password)
+    a decoy is verified instead, so the answer takes as long either way."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or _decoy_hash(), password) and password_hash is not None
     except VerificationError:
         return False
 

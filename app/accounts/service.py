@@ -11,9 +11,11 @@ from app.accounts.security import hash_api_key, hash_password, new_api_key, veri
 from app.errors import AppError, Unauthorized
 from app.models import User
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}\.[^@\s\x00-\x1f\x7f]{1,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+WRONG_CREDENTIALS = "wrong email or password"
+REGISTER_REFUSED = "could not create an account with this email address and password; if you have one, log in"
 
 
 def validate_email(email: str) -> str:
@@ -34,7 +36,10 @@ def create_user(
     if password is not None and not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
         raise AppError(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters", 422)
     if repository.by_email(session, email):
-        raise AppError(f"an account for {email} already exists", 409)
+        # The same answer, after the same work (a password hash), as any other refusal:
+        # the form does not tell who has an account.
+        hash_password(password or "")
+        raise AppError(REGISTER_REFUSED, 422)
     if is_admin is None:
         is_admin = repository.count(session) == 0
     key = new_api_key()
@@ -52,9 +57,12 @@ def create_user(
 
 
 def authenticate(session: Session, email: str, password: str) -> User:
-    user = repository.by_email(session, email.strip())
-    if user is None or not verify_password(user.password_hash, password):
-        raise Unauthorized("wrong email or password")
+    """The user with these credentials. Unknown emails cost a password check too, so
+    the time taken does not tell whether an account exists."""
+    email = email.strip()
+    user = repository.by_email(session, email) if EMAIL.match(email) else None
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        raise Unauthorized(WRONG_CREDENTIALS)
     return user
 
 

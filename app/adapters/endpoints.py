@@ -11,6 +11,7 @@ from app.adapters import repository, service
 from app.adapters.schemas import AdapterVersionOut
 from app.errors import NotFound
 from app.memory import repository as facts
+from app.params import RowId
 from app.policy.endpoints import panel_context
 from app.templating import render
 
@@ -48,7 +49,7 @@ def queue_status() -> dict:
 
 
 @pages.post("/admin/versions/{version_id}/promote")
-def admin_promote(version_id: int, admin: AdminUser, session: SessionDep):
+def admin_promote(version_id: RowId, admin: AdminUser, session: SessionDep):
     version = repository.get(session, version_id)
     if version is None:
         raise NotFound(f"adapter version {version_id} not found")
@@ -57,7 +58,7 @@ def admin_promote(version_id: int, admin: AdminUser, session: SessionDep):
 
 
 @pages.post("/admin/users/{user_id}/rollback")
-def admin_rollback(user_id: int, admin: AdminUser, session: SessionDep):
+def admin_rollback(user_id: RowId, admin: AdminUser, session: SessionDep):
     user = users.get(session, user_id)
     if user is None:
         raise NotFound(f"user {user_id} not found")

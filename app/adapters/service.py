@@ -93,6 +93,8 @@ def promote(session: Session, user: User, version_id: int) -> AdapterVersion:
     version = repository.get(session, version_id)
     if version is None or version.user_id != user.id:
         raise NotFound(f"adapter version {version_id} not found for user {user.id}")
+    if version.status == VersionStatus.ERASED:
+        raise AppError(f"{version.name} was erased (it held a forgotten or corrected fact) and cannot be served", 409)
     if not Path(version.path).is_dir():
         raise AppError(f"adapter files for {version.name} are missing at {version.path}", 409)
     if user.active_adapter_id and user.active_adapter_id != version.id:
@@ -112,9 +114,14 @@ def rollback(session: Session, user: User) -> AdapterVersion:
     if user.active_adapter_id is None:
         raise AppError(f"user {user.id} has no active adapter to roll back", 409)
     current = repository.get(session, user.active_adapter_id)
-    if current is None or current.parent_id is None:
-        raise AppError(f"{current.name if current else 'this version'} has no earlier version", 409)
-    return promote(session, user, current.parent_id)
+    # The nearest earlier version that was not erased: a rollback never brings back a forgotten fact.
+    earlier = repository.get(session, current.parent_id) if current and current.parent_id else None
+    while earlier is not None and earlier.status == VersionStatus.ERASED:
+        earlier = repository.get(session, earlier.parent_id) if earlier.parent_id else None
+    if earlier is None:
+        name = current.name if current else "this version"
+        raise AppError(f"{name} has no earlier version that can be served (erased ones cannot)", 409)
+    return promote(session, user, earlier.id)
 
 
 def notify_promoted(user_id: int, version_id: int) -> None:

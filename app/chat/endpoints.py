@@ -19,15 +19,13 @@ from app.chat import service
 from app.memory import service as memory
 from app.memory.suggestions import DetectorDep, offer_for
 from app.models import Conversation, User
+from app.params import FormRowId, QueryRowId, RowId
 from app.serving.deps import EngineDep
 from app.serving.engine import ServingEngine
 from app.settings import get_settings
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
-
-MAX_ID = 2**63 - 1  # database ids are 64-bit
-
 
 @router.get("/")
 def home(user: CurrentUser):
@@ -54,7 +52,7 @@ def chat_new(user: CurrentUser, session: SessionDep):
 
 
 @router.get("/chat/conversations")
-def conversation_list(request: Request, user: CurrentUser, session: SessionDep, q: str = "", current: int = 0):
+def conversation_list(request: Request, user: CurrentUser, session: SessionDep, q: str = "", current: QueryRowId = 0):
     """The sidebar's list, filtered by ``q`` (swapped in by htmx as the user types)."""
     return render(
         request,
@@ -66,7 +64,7 @@ def conversation_list(request: Request, user: CurrentUser, session: SessionDep, 
 
 
 @router.get("/chat/{conversation_id}")
-def chat_page(request: Request, conversation_id: int, user: CurrentUser, session: SessionDep):
+def chat_page(request: Request, conversation_id: RowId, user: CurrentUser, session: SessionDep):
     conversation = service.get_conversation(session, user, conversation_id)
     return render(
         request,
@@ -82,7 +80,7 @@ def chat_page(request: Request, conversation_id: int, user: CurrentUser, session
 
 @router.post("/chat/{conversation_id}/rename")
 def rename(
-    conversation_id: int,
+    conversation_id: RowId,
     user: CurrentUser,
     session: SessionDep,
     title: Annotated[str, Form(max_length=service.MAX_TITLE_CHARS * 2)],
@@ -92,7 +90,7 @@ def rename(
 
 
 @router.post("/chat/{conversation_id}/delete")
-def delete(conversation_id: int, user: CurrentUser, session: SessionDep):
+def delete(conversation_id: RowId, user: CurrentUser, session: SessionDep):
     service.delete_conversation(session, user, conversation_id)
     return RedirectResponse("/chat", status_code=303)
 
@@ -133,7 +131,7 @@ def _stream_reply(
 
 @router.post("/chat/{conversation_id}/messages")
 def post_message(
-    conversation_id: int,
+    conversation_id: RowId,
     user: CurrentUser,
     session: SessionDep,
     content: Annotated[str, Form(max_length=service.MAX_MESSAGE_CHARS * 2)],
@@ -153,7 +151,7 @@ def post_message(
 
 @router.post("/chat/{conversation_id}/regenerate")
 def regenerate(
-    conversation_id: int,
+    conversation_id: RowId,
     user: CurrentUser,
     session: SessionDep,
     engine: EngineDep,
@@ -173,10 +171,10 @@ def toggle_bridge(user: CurrentUser, session: SessionDep, enabled: Annotated[boo
 
 @router.post("/messages/{message_id}/remember")
 def remember_message(
-    message_id: int,
+    message_id: RowId,
     user: CurrentUser,
     session: SessionDep,
-    replaces: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    replaces: FormRowId = None,
 ):
     """Teach the message as a fact; ``replaces``: as a correction of that fact."""
     message = service.get_message(session, user, message_id)

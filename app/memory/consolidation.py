@@ -31,6 +31,7 @@ from app.adapters.groups import Group, assemble, build_dir, combined_sha256, gro
 from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
+from app.memory.erasure import erase_retired
 from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.policy import service as policy_service
 from app.progress import ThrottledProgress
@@ -179,7 +180,7 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> st
         # A fact forgotten before any live version held it (while it was being
         # learnt, or after a rollback) is in no adapter that serves: nothing to remove.
         forgotten = facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))
-        _finish_forgetting(session, user_id, [f.id for f in forgotten if f not in in_weights])
+        _finish_forgetting(session, user_id, [f.id for f in forgotten if f not in in_weights], active)
         new_all = facts_repo.by_ids(session, user_id, claimed)
         plan = next_group(
             {k: [i for i in g.fact_ids if i not in {f.id for f in leaving}] for k, g in live.items()},
@@ -409,7 +410,7 @@ def _drop_group(
             if user.active_adapter_id:
                 versions.get(session, user.active_adapter_id).status = VersionStatus.INACTIVE
             user.active_adapter_id = None
-            _finish_forgetting(session, user_id, forgetting)
+            _finish_forgetting(session, user_id, forgetting, None)
         notify_promoted(user_id, 0)
         return "forgot every fact; serving the base model"
     build = _Build(final, target, others, texts)
@@ -443,7 +444,7 @@ def _drop_group(
             ),
         )
         _promote_locked(session, user, version)
-        _finish_forgetting(session, user_id, forgetting)
+        _finish_forgetting(session, user_id, forgetting, version)
         version_id = version.id
     notify_promoted(user_id, version_id)
     return f"{final.name}: dropped group {target} (its {len(forgetting)} fact(s) forgotten)"
@@ -474,10 +475,14 @@ class _Predecessor:
         return out
 
 
-def _finish_forgetting(session: Session, user_id: int, forgetting: list[int]) -> None:
+def _finish_forgetting(session: Session, user_id: int, forgetting: list[int], live: AdapterVersion | None) -> None:
+    """The facts are out of the ``live`` weights: forgotten, and erased with every
+    other forgotten or corrected fact that ``live`` does not hold."""
     for fact in facts_repo.by_ids(session, user_id, forgetting):
         if fact.status == FactStatus.FORGETTING:
             fact.status, fact.stage, fact.progress, fact.error = FactStatus.FORGOTTEN, None, 1.0, None
+    session.flush()
+    erase_retired(session, user_id, live)
 
 
 def _mode(rebuild: bool, removing: bool, warm: bool, compact: bool) -> str:
@@ -619,7 +624,7 @@ def _record_version(
             if fact.status == FactStatus.LEARNED:
                 fact.recall = result.kept_recall[fact.id]
         _promote_locked(session, user, version)
-        _finish_forgetting(session, user_id, forgetting)
+        _finish_forgetting(session, user_id, forgetting, version)
         return version.id
 
 

@@ -13,6 +13,7 @@ from app.errors import AppError
 from app.memory import service
 from app.memory.schemas import FactCreate, FactOut
 from app.models import FactStatus, VersionStatus
+from app.params import RowId
 from app.templating import render
 
 pages = APIRouter(include_in_schema=False)
@@ -78,7 +79,7 @@ def memory_teach(request: Request, user: CurrentUser, session: SessionDep, text:
 
 
 @pages.post("/memory/{fact_id}/forget")
-def memory_forget(request: Request, fact_id: int, user: CurrentUser, session: SessionDep):
+def memory_forget(request: Request, fact_id: RowId, user: CurrentUser, session: SessionDep):
     service.forget(session, user, fact_id)
     return _updated_facts(request, session, user)
 
@@ -86,7 +87,7 @@ def memory_forget(request: Request, fact_id: int, user: CurrentUser, session: Se
 @pages.post("/memory/{fact_id}/edit")
 def memory_edit(
     request: Request,
-    fact_id: int,
+    fact_id: RowId,
     user: CurrentUser,
     session: SessionDep,
     text: Annotated[str, Form(max_length=4000)],
@@ -112,18 +113,18 @@ def api_list_facts(user: ApiUser, session: SessionDep):
 
 
 @api.get("/{fact_id}", response_model=FactOut, summary="Get one fact")
-def api_get_fact(fact_id: int, user: ApiUser, session: SessionDep):
+def api_get_fact(fact_id: RowId, user: ApiUser, session: SessionDep):
     return service.get(session, user, fact_id)
 
 
 @api.put("/{fact_id}", response_model=FactOut, status_code=201, summary="Correct a fact")
-def api_edit_fact(fact_id: int, body: FactCreate, user: ApiUser, session: SessionDep):
+def api_edit_fact(fact_id: RowId, body: FactCreate, user: ApiUser, session: SessionDep):
     """The new text becomes a new fact (returned) that supersedes this one; the old one stays in history."""
     return service.edit(session, user, fact_id, body.text)
 
 
 @api.delete("/{fact_id}", response_model=FactOut, summary="Forget a fact")
-def api_forget_fact(fact_id: int, user: ApiUser, session: SessionDep, response: Response):
+def api_forget_fact(fact_id: RowId, user: ApiUser, session: SessionDep, response: Response):
     """A fact already in the weights becomes ``forgetting`` until a version without it is live."""
     response.status_code = 202
     return service.forget(session, user, fact_id)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import Fact, FactStatus
+from app.models import Fact, FactStatus, SelfEditCandidate
 
 UNFINISHED = (FactStatus.PENDING, FactStatus.LEARNING, FactStatus.FORGETTING)
 
@@ -105,3 +105,22 @@ def no_longer_learning(session: Session, user_id: int, ids: Iterable[int], lock:
 
 def set_progress(session: Session, ids: list[int], stage: str, progress: float) -> None:
     session.execute(update(Fact).where(Fact.id.in_(ids)).values(stage=stage, progress=progress))
+
+
+def erased(session: Session, user_id: int) -> list[Fact]:
+    """Forgotten or corrected facts whose content is already erased (their tombstones)."""
+    return list(
+        session.scalars(
+            select(Fact).where(
+                Fact.user_id == user_id,
+                Fact.status.in_([FactStatus.FORGOTTEN, FactStatus.SUPERSEDED]),
+                Fact.text == "",
+            )
+        )
+    )
+
+
+def candidates_mentioning(session: Session, user_id: int, fact_id: int) -> list[SelfEditCandidate]:
+    """The user's recorded candidates with a self-edit for ``fact_id`` (filtered here: JSON is not indexed)."""
+    rows = session.scalars(select(SelfEditCandidate).where(SelfEditCandidate.user_id == user_id))
+    return [c for c in rows if any(edit.get("fact_id") == fact_id for edit in c.self_edits or [])]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import AppError, NotFound
 from app.memory import repository
+from app.memory.erasure import erase_retired
 from app.models import Fact, FactStatus, User
 from training.phrasing import fact_slot
 
@@ -65,6 +66,7 @@ def teach(
         if old.status in ACTIVE:
             old.status, old.superseded_by_id, old.stage = FactStatus.SUPERSEDED, fact.id, None
             log.info("user %s: fact %s supersedes fact %s", user.id, fact.id, old.id)
+    _erase_what_no_weights_hold(session, user)
     session.commit()
     request_consolidation(user.id)
     return fact
@@ -78,6 +80,13 @@ def edit(session: Session, user: User, fact_id: int, text: str) -> Fact:
     if clean_fact_text(text) == old.text:
         return old
     return teach(session, user, text, replaces=old)
+
+
+def _erase_what_no_weights_hold(session: Session, user: User) -> None:
+    """A fact forgotten or corrected before any live version held it is erased at once
+    (the others when the version without them goes live: app/memory/erasure.py)."""
+    session.flush()
+    erase_retired(session, user.id, user.active_adapter)
 
 
 def request_consolidation(user_id: int) -> None:
@@ -113,6 +122,7 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
     )
     fact.status = FactStatus.FORGETTING if in_weights else FactStatus.FORGOTTEN
     fact.stage = "waiting to be taken out of the weights" if in_weights else None
+    _erase_what_no_weights_hold(session, user)
     session.commit()
     if in_weights:
         request_consolidation(user.id)

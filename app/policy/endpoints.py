@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse
 
 from app.accounts.deps import AdminUser, CurrentUser, SessionDep
 from app.errors import AppError
+from app.params import RowId
 from app.policy import repository, service
 from app.templating import render
 
@@ -57,7 +58,7 @@ def improve_policy(
 
 
 @pages.post("/admin/policy/versions/{version_id}/promote")
-def promote_policy(version_id: int, admin: AdminUser, session: SessionDep):
+def promote_policy(version_id: RowId, admin: AdminUser, session: SessionDep):
     service.promote(session, version_id)
     return _back_to_admin()
 

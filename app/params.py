@@ -1,0 +1,17 @@
+"""Request parameter types shared by the routes.
+
+Database ids are 64-bit: a larger number in a path or form is answered 422, never
+passed to the driver (which raised OverflowError, a 500).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Form, Path, Query
+
+MAX_ID = 2**63 - 1
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+FormRowId = Annotated[int | None, Form(ge=1, le=MAX_ID)]
+QueryRowId = Annotated[int, Query(ge=0, le=MAX_ID)]
