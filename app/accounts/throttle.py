@@ -24,7 +24,7 @@ from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-LOGIN_PER_ADDRESS = parse("30/10 minutes")
+LOGIN_PER_ADDRESS = parse("60/10 minutes")
 FAILED_LOGINS_PER_ACCOUNT = parse("5/15 minutes")
 REGISTRATIONS_PER_ADDRESS = parse("10/hour")
 

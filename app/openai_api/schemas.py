@@ -24,6 +24,10 @@ class InputMessage(BaseModel):
     @classmethod
     def _flatten(cls, value: str | list[ContentPart]) -> str:
         text = value if isinstance(value, str) else "".join(part.text for part in value)
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise ValueError("content contains a lone surrogate (\\ud800-\\udfff), which is not text")
+        if "\x00" in text:
+            raise ValueError("content contains a NUL character")
         if len(text) > MAX_MESSAGE_CHARS:
             raise ValueError(f"a message may have at most {MAX_MESSAGE_CHARS} characters (got {len(text)})")
         return text

@@ -2,8 +2,9 @@
 
 A fact taught while another is being learnt waits for the next run (not lost,
 not trained twice); the next version keeps the first fact (rehearsal); forgetting
-builds a version without the fact (unlearning it, warm-started); an admin
-rollback hot-swaps the old version back in without a restart.
+builds a version without the fact (unlearning it, warm-started) and erases it,
+with the versions that held it; an admin rollback hot-swaps the nearest version
+that did not hold it back in without a restart.
 """
 
 from __future__ import annotations
@@ -89,14 +90,28 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     assert "denver" not in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?")
 
-    # An admin rolls back to v2: the pointer moves and serving swaps without a restart.
+    # Forgetting erased: the fact is a tombstone, and no recorded self-edit keeps it.
+    tombstone = api.get(f"/api/facts/{home['id']}").json()
+    assert tombstone["status"] == "forgotten" and tombstone["text"] == ""
+    assert all(HOME not in str(v["metrics"]) for v in api.get("/api/adapters").json())
+
+    # An admin cannot bring it back: v2 held the forgotten fact, so it was erased
+    # (files deleted); a rollback goes to the nearest version that was not, v1,
+    # and serving swaps to it without a restart.
     admin = admin_browser(stack)
     page = admin.get("/admin")
     assert live["name"] in page.text and v2["name"] in page.text
-    assert page.text.count('class="chosen"') >= 3, "each version shows its chosen self-edit candidate"
+    assert HOME not in page.text, "the admin page shows no trace of the forgotten fact"
+    assert page.text.count('class="chosen"') >= 1, "versions show their chosen self-edit candidate"
     token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
-    promoted = admin.post(f"/admin/versions/{v2['id']}/promote", data={"csrftoken": token})
-    assert promoted.status_code == 200
+    erased = next(v for v in api.get("/api/adapters").json() if v["id"] == v2["id"])
+    assert erased["status"] == "erased"
+    refused = admin.post(f"/admin/versions/{v2['id']}/promote", data={"csrftoken": token})
+    assert refused.status_code == 409 and "erased" in refused.text
+    user_id = re.search(r'data-user="(\d+)">\s*<h2>carol@example.com', page.text).group(1)
+    rolled = admin.post(f"/admin/users/{user_id}/rollback", data={"csrftoken": token})
+    assert rolled.status_code == 200
     admin.close()
-    assert next(v for v in api.get("/api/adapters").json() if v["id"] == v2["id"])["status"] == "active"
-    assert "denver" in ask(ai, "Where do I live?"), "the promoted version is served at once"
+    assert next(v for v in api.get("/api/adapters").json() if v["id"] == v1["id"])["status"] == "active"
+    assert "denver" not in ask(ai, "Where do I live?"), "a rollback never brings a forgotten fact back"
+    assert "marguerite" in ask(ai, "What is my sister's name?"), "the rolled-back version is served at once"
