@@ -15,7 +15,6 @@ import getpass
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -147,6 +146,8 @@ def worker_command() -> list[str]:
         "--loglevel=INFO",
         "--concurrency=1",
         "--pool=prefork",
+        # the embedded beat: the recovery sweep every minute (app/worker.py)
+        "--beat",
         "-Q",
         "consolidation",
         "--without-gossip",
@@ -165,40 +166,35 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from app.supervisor import Child, Supervisor
+
     settings = get_settings()
     started_redis = _ensure_redis()
     cmd_migrate(args)
     cmd_prepare_model(args)
-    children = [subprocess.Popen(worker_command()), subprocess.Popen(web_command(args.host, args.port))]
+    supervisor = Supervisor(
+        [Child("worker", worker_command()), Child("web", web_command(args.host, args.port))],
+        # The embedded Redis is ours to keep up too; an external one is its operator's.
+        keep_alive=_ensure_redis if settings.redis_url is None else None,
+    )
+    supervisor.start()
     print(
         f"\nsealchat is starting at http://{args.host}:{args.port}/  (data in {settings.data_path})"
         "\nRegister there; the first account is the admin. Ctrl-C stops everything.\n",
         flush=True,
     )
-
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
+        supervisor.run()
     except KeyboardInterrupt:
         pass
     finally:
-        stop()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        code = supervisor.stop()
         if started_redis:
             from app.embedded_redis import stop as stop_redis
 
             stop_redis(settings.redis_socket)
-    return max((child.returncode or 0) for child in children)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

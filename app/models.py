@@ -91,7 +91,8 @@ class Fact(Base):
     stage: Mapped[str | None] = mapped_column(String(64))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # runs that failed or were refused
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # runs that died mid-way
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     learned_version_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_versions.id", ondelete="SET NULL"))
     recall: Mapped[float | None] = mapped_column(Float)

@@ -16,6 +16,7 @@ from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+RECOVERY_INTERVAL_S = 60.0
 
 celery_app = Celery("sealchat", broker=settings.celery_broker_url, include=["app.memory.tasks", "app.policy.tasks"])
 celery_app.conf.update(
@@ -29,6 +30,10 @@ celery_app.conf.update(
     broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # The recovery sweep (app.memory.tasks.recover_unfinished_task), run by the
+    # worker's embedded beat (`celery worker -B`).
+    beat_schedule={"recover-unfinished": {"task": "sealchat.recover_unfinished", "schedule": RECOVERY_INTERVAL_S}},
+    beat_schedule_filename=str(settings.data_path / "celerybeat-schedule"),
 )
 
 if settings.redis_url is None:

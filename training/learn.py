@@ -17,10 +17,12 @@ manifest recording every candidate, to a directory that appears atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -162,6 +164,11 @@ class LearnRequest:
     # version lost, trained in full (every stored example, ``rebuild_epochs`` epochs)
     # while the others are rehearsed as usual, and quizzed first.
     relearn: frozenset[int] = frozenset()
+    # Where finished candidates are kept while the run goes on (their outcomes and
+    # the best one's weights): a rerun of the same request after a crash or a time
+    # limit resumes after the last finished candidate instead of starting again.
+    # None: a scratch directory, removed whatever happens.
+    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -540,13 +547,11 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
     verify = verify_sample(request.rehearsal, request.verify_facts, rng, risky)
     replay_pool = [QA(r.prompt, r.answer) for r in replay["replay"]]
 
-    work = request.output_dir.with_name(f".tmp-{request.output_dir.name}-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    candidates: list[CandidateOutcome] = []
-    best: CandidateOutcome | None = None
+    work, candidates, best_dir = _open_checkpoint(request)
+    best = max(candidates, key=lambda c: c.reward) if candidates else None
+    finished = False
     try:
-        for index in range(request.k):
+        for index in range(len(candidates), request.k):
             outcome = _run_candidate(
                 host,
                 request,
@@ -564,13 +569,20 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             if best is None or outcome.reward > best.reward:
                 best = outcome
                 report(index, "saving", 0.98)
-                shutil.rmtree(work / "best", ignore_errors=True)
-                host.save(_candidate_name(request, index), work / "best")
+                # A new directory, then the checkpoint names it: a crash in between
+                # leaves the previous best and its checkpoint intact.
+                previous, best_dir = best_dir, f"best-{index}"
+                host.save(_candidate_name(request, index), work / best_dir)
+                _save_checkpoint(request, work, candidates, best_dir)
+                if previous:
+                    shutil.rmtree(work / previous, ignore_errors=True)
+            else:
+                _save_checkpoint(request, work, candidates, best_dir)
             host.unload(_candidate_name(request, index))
-        assert best is not None
+        assert best is not None and best_dir is not None
 
         report(request.k - 1, "checking earlier facts", 0.99)
-        host.load("verify", work / "best")
+        host.load("verify", work / best_dir)
         try:
             with host.using("verify"):
                 # Earlier facts, then the removed ones, quizzed in one batched call.
@@ -592,7 +604,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         # Locality was measured on these very weights when the candidate was scored
         # (the saved file holds them bit for bit): not measured twice.
         local = locality.Locality(best.locality, best.locality_kl, best.locality_changed)
-        weights = work / "best" / "adapter_model.safetensors"
+        weights = work / best_dir / "adapter_model.safetensors"
         digest = sha256_file(weights)
         seconds = {"total": time.perf_counter() - started}
         manifest = {
@@ -626,12 +638,14 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             },
             "weights_sha256": digest,
         }
-        (work / "best" / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-        os.replace(work / "best", request.output_dir)
+        (work / best_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        os.replace(work / best_dir, request.output_dir)
+        finished = True
     finally:
         for index in range(request.k):
             host.unload(_candidate_name(request, index))
-        shutil.rmtree(work, ignore_errors=True)
+        if finished or request.checkpoint_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
     report(request.k - 1, "done", 1.0)
     return LearnResult(
         request.output_dir,
@@ -645,6 +659,46 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         removed_base,
         removed_quiz,
     )
+
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+
+
+def _request_key(request: LearnRequest) -> str:
+    """Identifies what a checkpoint was made for: the whole request but where it is kept."""
+    return hashlib.sha256(repr(replace(request, checkpoint_dir=None)).encode()).hexdigest()
+
+
+def _open_checkpoint(request: LearnRequest) -> tuple[Path, list[CandidateOutcome], str | None]:
+    """The run's working directory, with the candidates a previous run of the same
+    request finished (and the directory of the best one's weights), if any."""
+    if request.checkpoint_dir is None:
+        work = request.output_dir.with_name(f".tmp-{request.output_dir.name}-{os.getpid()}")
+    else:
+        work = request.checkpoint_dir
+        try:
+            saved = pickle.loads((work / CHECKPOINT_FILE).read_bytes())
+            if saved["key"] == _request_key(request) and (work / saved["best_dir"]).is_dir():
+                log.info("%s: resuming after %d finished candidate(s)", request.adapter_name, len(saved["candidates"]))
+                return work, list(saved["candidates"]), saved["best_dir"]
+        except FileNotFoundError:
+            pass
+        except Exception:  # noqa: BLE001 - a checkpoint from other code or a torn write: start afresh
+            log.warning("%s: checkpoint at %s unreadable; starting afresh", request.adapter_name, work, exc_info=True)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work, [], None
+
+
+def _save_checkpoint(
+    request: LearnRequest, work: Path, candidates: list[CandidateOutcome], best_dir: str | None
+) -> None:
+    if request.checkpoint_dir is None or best_dir is None:
+        return
+    state = {"key": _request_key(request), "candidates": candidates, "best_dir": best_dir}
+    partial = work / (CHECKPOINT_FILE + ".partial")
+    partial.write_bytes(pickle.dumps(state))
+    os.replace(partial, work / CHECKPOINT_FILE)
 
 
 def _written_probe(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,10 +33,11 @@ from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
 from app.memory.erasure import erase_retired
+from app.memory.keys import queued_mark, user_lock_name
 from app.models import AdapterVersion, Fact, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.policy import service as policy_service
 from app.progress import ThrottledProgress
-from app.redis_client import get_redis
+from app.redis_client import HeartbeatLock, get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
@@ -70,6 +72,14 @@ class Stale(Exception):
 
     def __init__(self, fact_ids: list[int]) -> None:
         super().__init__(f"fact(s) {', '.join(map(str, fact_ids))} changed while being learnt")
+
+
+class LockLost(Stale):
+    """The user's lock expired under this run (Redis restarted, or renewals failed):
+    another run may start, so this one stops and keeps nothing (its checkpoint stays)."""
+
+    def __init__(self, user_id: int) -> None:
+        Exception.__init__(self, f"the consolidation lock of user {user_id} was lost")
 
 
 def _check_current(session: Session, user_id: int, learning: list[int], lock: bool = False) -> None:
@@ -114,11 +124,16 @@ def _next_version_number(session: Session, user_id: int, user_dir: Path) -> int:
     return max([versions.max_version(session, user_id), *on_disk]) + 1
 
 
-def _fact_progress(user_id: int, fact_ids: list[int], learning: list[int]) -> ThrottledProgress:
+def _fact_progress(
+    user_id: int, fact_ids: list[int], learning: list[int], lock_lost: threading.Event
+) -> ThrottledProgress:
     """Progress shown on the facts being learnt or forgotten (the memory page's bars);
-    each report also checks that the facts being learnt still are (else `Stale`)."""
+    each report also checks that the facts being learnt still are (else `Stale`) and
+    that this run still holds the user's lock (else `LockLost`)."""
 
     def write(stage: str, fraction: float) -> None:
+        if lock_lost.is_set():
+            raise LockLost(user_id)
         with session_scope() as session:
             facts_repo.set_progress(session, fact_ids, stage, fraction)
             _check_current(session, user_id, learning)
@@ -135,12 +150,13 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
     self-edit candidates instead of ``SEALCHAT_SELF_EDIT_K`` (``sealchat consolidate --k``).
     """
     settings = get_settings()
-    lock = get_redis().lock(f"sealchat:consolidate:{user_id}", timeout=settings.task_time_limit_s + 60, blocking=False)
+    lock = HeartbeatLock(user_lock_name(user_id))
     if not lock.acquire():
         raise Busy(user_id)
+    get_redis().delete(queued_mark(user_id))
     ran: dict[str, bool] = {}
     try:
-        return _consolidate_locked(user_id, options or {}, ran)
+        return _consolidate_locked(user_id, options or {}, ran, lock.lost)
     finally:
         lock.release()
         # Facts taught while we ran (or put back after a failure or a refusal) are
@@ -163,13 +179,13 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
             enqueue_consolidation(user_id)
 
 
-def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> str:
+def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_lost: threading.Event) -> str:
     settings = get_settings()
     with session_scope() as session:
         user = session.get(User, user_id)
         if user is None:
             return f"user {user_id} no longer exists"
-        facts_repo.reset_orphans(session, user_id)
+        facts_repo.reset_orphans(session, user_id, settings.max_attempts)
         claimed = facts_repo.claim_pending(session, user_id)
         active = versions.get(session, user.active_adapter_id) if user.active_adapter_id else None
         live = version_groups(active)
@@ -249,6 +265,7 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> st
             refused = [v for v in versions.refused_children(session, active.id) if retried & set(v.fact_ids or [])]
             planned_recall = recall_after_refusal(live_recall, (_kept_recall(v) for v in refused))
         final = user_dir / f"v{number}"
+        checkpoint = user_dir / f".checkpoint-v{number}-g{target}"
         request = LearnRequest(
             adapter_name=f"u{user_id}-v{number}",
             new_facts=[_as_input(f) for f in new],
@@ -275,6 +292,7 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> st
             relearn=relearn,
             paraphrases=settings.train_paraphrases,
             quiz_rewording=settings.quiz_rewording,
+            checkpoint_dir=checkpoint,
         )
         predecessor = _Predecessor(
             active.id if active else None,
@@ -284,6 +302,9 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> st
         texts = {f.id: f.text for f in facts_repo.by_ids(session, user_id, [*group_of, *claimed])}
     user_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(build_dir(final), ignore_errors=True)  # a crashed run's leftovers
+    for stale in user_dir.glob(".checkpoint-*"):  # of runs planned otherwise; this one's may resume
+        if stale != checkpoint:
+            shutil.rmtree(stale, ignore_errors=True)
     log.info(
         "user %s: group %d: learning %d fact(s), keeping %d, removing %d -> %s (%s)",
         user_id,
@@ -301,7 +322,8 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool]) -> st
         return _drop_group(user_id, active, target, others, final, forgetting, texts)
 
     try:
-        result = learn_facts(worker_host(), request, progress=_fact_progress(user_id, claimed or forgetting, claimed))
+        progress = _fact_progress(user_id, claimed or forgetting, claimed, lock_lost)
+        result = learn_facts(worker_host(), request, progress=progress)
     except Stale as exc:
         return _abandon(user_id, claimed, final, exc)
     except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Fact, FactStatus, SelfEditCandidate
@@ -49,6 +49,16 @@ def users_with_unfinished(session: Session) -> list[int]:
     return list(session.scalars(select(Fact.user_id).where(Fact.status.in_(UNFINISHED)).distinct()))
 
 
+def users_to_recover(session: Session, max_attempts: int) -> list[int]:
+    """Users with work a run should pick up: pending facts, facts left learning, and
+    forgets not yet verified that have attempts left."""
+    waiting = or_(
+        Fact.status.in_([FactStatus.PENDING, FactStatus.LEARNING]),
+        and_(Fact.status == FactStatus.FORGETTING, Fact.attempts < max_attempts),
+    )
+    return list(session.scalars(select(Fact.user_id).where(waiting).distinct()))
+
+
 def claim_pending(session: Session, user_id: int) -> list[int]:
     """Atomically move the user's pending facts to ``learning``; return their ids.
 
@@ -69,14 +79,25 @@ def claim_pending(session: Session, user_id: int) -> list[int]:
     return ids
 
 
-def reset_orphans(session: Session, user_id: int) -> int:
-    """Facts left ``learning`` by a crashed run go back to pending (caller holds the user lock)."""
-    result = session.execute(
-        update(Fact)
-        .where(Fact.user_id == user_id, Fact.status == FactStatus.LEARNING)
-        .values(status=FactStatus.PENDING, progress=0.0, stage=None)
+def reset_orphans(session: Session, user_id: int, max_crashes: int) -> int:
+    """Facts left ``learning`` by a run that died (caller holds the user lock): the
+    crash is counted, so a fact that takes the worker down every time fails with the
+    reason after ``max_crashes`` instead of being retried forever; the others go back
+    to pending, and the next run, planned the same, resumes from its checkpoint.
+    (Crashes are counted apart from ``attempts``, the gate's refusals, which change
+    the plan.)"""
+    orphans = list(
+        session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.status == FactStatus.LEARNING))
     )
-    return result.rowcount or 0
+    for fact in orphans:
+        fact.crashes += 1
+        fact.progress = 0.0
+        fact.error = f"the worker stopped while learning it ({fact.crashes} time{'s' if fact.crashes > 1 else ''})"
+        if fact.crashes >= max_crashes:
+            fact.status, fact.stage = FactStatus.FAILED, None
+        else:
+            fact.status, fact.stage = FactStatus.PENDING, "resuming after a worker stopped"
+    return len(orphans)
 
 
 def release(session: Session, ids: list[int], stage: str = "waiting for its group") -> None:

@@ -6,6 +6,9 @@ import logging
 
 from app.db import session_scope
 from app.memory import repository
+from app.memory.keys import queued_mark, user_lock_name
+from app.redis_client import HeartbeatLock, get_redis
+from app.settings import get_settings
 from app.worker import celery_app
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,13 @@ def consolidate_user_facts_task(self, user_id: int, options: dict | None = None)
         raise self.retry(countdown=30) from None
 
 
+QUEUED_MARK_TTL_S = 15 * 60
+
+
 def enqueue_consolidation(user_id: int, options: dict | None = None) -> None:
     kwargs = {"options": options} if options else {}
     consolidate_user_facts_task.apply_async(args=[user_id], kwargs=kwargs, queue="consolidation")
+    get_redis().set(queued_mark(user_id), "1", ex=QUEUED_MARK_TTL_S)
 
 
 def enqueue_unfinished() -> int:
@@ -39,3 +46,19 @@ def enqueue_unfinished() -> int:
     for user_id in user_ids:
         enqueue_consolidation(user_id)
     return len(user_ids)
+
+
+@celery_app.task(name="sealchat.recover_unfinished", ignore_result=True)
+def recover_unfinished_task() -> int:
+    """Every minute (Celery beat): queue a run for each user whose facts wait and whom
+    no run holds. Whatever got lost (a task dropped with a dead Redis, retries used up
+    behind a dead worker's lock), no fact stays pending or learning for long."""
+    with session_scope() as session:
+        user_ids = repository.users_to_recover(session, get_settings().max_attempts)
+    redis = get_redis()
+    idle = [u for u in user_ids if not HeartbeatLock.held(user_lock_name(u)) and not redis.exists(queued_mark(u))]
+    for user_id in idle:
+        enqueue_consolidation(user_id)
+    if idle:
+        log.info("recovery: queued consolidation for %d user(s) with waiting facts", len(idle))
+    return len(idle)

@@ -19,7 +19,7 @@ from app.memory.consolidation import worker_host
 from app.models import PolicyRound, PolicyVersion, RoundStatus, VersionStatus, utcnow
 from app.policy import repository, service
 from app.progress import ThrottledProgress
-from app.redis_client import get_redis
+from app.redis_client import HeartbeatLock
 from app.settings import get_settings
 from training.bench.facts import DEFAULT_FACTS, load_facts
 from training.improve_policy import as_input, split_passages
@@ -48,8 +48,7 @@ def _round_progress(round_id: int) -> ThrottledProgress:
 
 
 def run_policy_round(round_id: int) -> str:
-    settings = get_settings()
-    lock = get_redis().lock("sealchat:policy-round", timeout=settings.policy_time_limit_s + 60, blocking=False)
+    lock = HeartbeatLock("sealchat:policy-round")
     if not lock.acquire():
         raise RoundBusy(round_id)
     try:

@@ -36,13 +36,21 @@ def test_a_run_claims_only_facts_pending_at_that_moment(session):
 
 def test_orphaned_learning_facts_return_to_pending(session):
     user = _user(session, "orphans@example.com")
-    fact = Fact(user_id=user.id, text="My car is a red Volvo.", status=FactStatus.LEARNING, progress=0.5)
+    fact = Fact(user_id=user.id, text="My car is a red Volvo.", status=FactStatus.LEARNING, progress=0.5, crashes=0)
     session.add(fact)
     session.flush()
-    assert repository.reset_orphans(session, user.id) == 1
+    assert repository.reset_orphans(session, user.id, max_crashes=2) == 1
     session.expire_all()
     assert session.get(Fact, fact.id).status == FactStatus.PENDING
     assert user.id in repository.users_with_unfinished(session)
+    # Each crash counts: a fact that takes the worker down every time fails, with the reason.
+    session.get(Fact, fact.id).status = FactStatus.LEARNING
+    session.flush()
+    assert repository.reset_orphans(session, user.id, max_crashes=2) == 1
+    session.expire_all()
+    failed = session.get(Fact, fact.id)
+    assert failed.status == FactStatus.FAILED and failed.crashes == 2 and failed.attempts == 0
+    assert "worker stopped while learning it (2 times)" in failed.error
 
 
 def test_a_run_sees_which_of_its_facts_were_corrected_or_forgotten_meanwhile(session):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -137,3 +138,46 @@ def test_scored_replies_are_the_greedy_replies_with_their_confidence(host):
     assert [reply for reply, _ in scored] == plain
     assert all(-30.0 < confidence <= 0.0 for _, confidence in scored), scored
     assert len({confidence for _, confidence in scored}) > 1, "confidence depends on the reply"
+
+
+def test_a_run_that_dies_resumes_after_its_last_finished_candidate(host, tmp_path):
+    """A crash (or time limit) after candidate 1 of 2: the rerun of the same request
+    trains only candidate 2, and its result holds candidate 1 as it was."""
+    request = LearnRequest(
+        adapter_name="resume-v1",
+        new_facts=[FactToLearn(7, "My bicycle is called Rocinante.")],
+        rehearsal=[],
+        output_dir=tmp_path / "v1",
+        replay_cache=REPLAY_CACHE,
+        train=TrainConfig(max_steps=6, seed=3),
+        k=2,
+        checkpoint_dir=tmp_path / ".checkpoint-v1",
+    )
+
+    class WorkerDied(Exception):
+        pass
+
+    def die_at_the_second_candidate(stage: str, _fraction: float) -> None:
+        if stage.startswith("candidate 2/2"):
+            raise WorkerDied(stage)
+
+    with pytest.raises(WorkerDied):
+        learn_facts(host, request, progress=die_at_the_second_candidate)
+    assert not (tmp_path / "v1").exists(), "nothing half-written at the version's path"
+    assert (tmp_path / ".checkpoint-v1" / "checkpoint.pkl").is_file()
+
+    stages: list[str] = []
+    result = learn_facts(host, request, progress=lambda stage, _f: stages.append(stage))
+    assert not any(s.startswith("candidate 1/2: training") for s in stages), "candidate 1 was not trained again"
+    assert any(s.startswith("candidate 2/2: training") for s in stages)
+    assert [c.index for c in result.candidates] == [0, 1]
+    assert (tmp_path / "v1" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / ".checkpoint-v1").exists(), "the checkpoint goes once the version is written"
+
+    # A different request (another seed) does not take that checkpoint's candidates.
+    other = replace(request, output_dir=tmp_path / "v2", train=TrainConfig(max_steps=6, seed=4))
+    with pytest.raises(WorkerDied):
+        learn_facts(host, other, progress=die_at_the_second_candidate)
+    stages.clear()
+    learn_facts(host, replace(other, train=TrainConfig(max_steps=6, seed=5)), progress=lambda s, _f: stages.append(s))
+    assert any(s.startswith("candidate 1/2: training") for s in stages), "a changed plan starts afresh"
