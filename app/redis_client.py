@@ -31,11 +31,12 @@ class HeartbeatLock:
     outliving the worker by the whole task time limit. ``lost`` is set if a renewal
     fails (the lock expired or Redis restarted): the holder should stop."""
 
-    def __init__(self, name: str, ttl_s: float = 60.0) -> None:
+    def __init__(self, name: str, ttl_s: float = 60.0, client: redis.Redis | None = None) -> None:
         self.name = name
         self.ttl_s = ttl_s
         self.lost = threading.Event()
-        self._lock = get_redis().lock(name, timeout=ttl_s, blocking=False)
+        # thread_local=False: the renewing thread must see the token the holder acquired with.
+        self._lock = (client or get_redis()).lock(name, timeout=ttl_s, blocking=False, thread_local=False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -65,5 +66,5 @@ class HeartbeatLock:
             log.warning("lock %s was already gone at release", self.name)
 
     @staticmethod
-    def held(name: str) -> bool:
-        return bool(get_redis().exists(name))
+    def held(name: str, client: redis.Redis | None = None) -> bool:
+        return bool((client or get_redis()).exists(name))

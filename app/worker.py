@@ -29,7 +29,8 @@ celery_app.conf.update(
     task_soft_time_limit=settings.task_time_limit_s - 30,
     broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2},
     broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
+    # The root logger at the worker's --loglevel, so the app's own logs (training, recovery) show.
+    worker_hijack_root_logger=True,
     # The recovery sweep (app.memory.tasks.recover_unfinished_task), run by the
     # worker's embedded beat (`celery worker -B`).
     beat_schedule={"recover-unfinished": {"task": "sealchat.recover_unfinished", "schedule": RECOVERY_INTERVAL_S}},

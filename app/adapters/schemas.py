@@ -12,7 +12,9 @@ class AdapterVersionOut(BaseModel):
     id: int
     version: int
     name: str
-    status: str = Field(description="active, inactive or rejected (refused by the gate)")
+    status: str = Field(
+        description="active, inactive, rejected (refused by the gate) or erased (held a forgotten fact)"
+    )
     rejection_reason: str | None = Field(description="why the gate refused this version")
     parent_id: int | None
     fact_ids: list[int]

@@ -1,0 +1,124 @@
+"""`sealchat run` as an operator starts it (embedded default: SQLite, its own Redis),
+with the worker killed (SIGKILL, the whole process tree) in the middle of learning
+a fact: the web process keeps answering, the worker is started again, the crash is
+counted, the rerun resumes after the candidate that had finished, and the fact is
+learnt; no half-written adapter is ever live."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPLAY_CACHE, ROOT, _free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def worker_tree(run_pid: int) -> list[int]:
+    """The Celery worker started by `sealchat run`, with its pool processes."""
+    roots = [p for p in children_of(run_pid) if "celery" in command_of(p)]
+    return roots + [c for r in roots for c in children_of(r)]
+
+
+def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_path, base_model_folder):
+    data = tmp_path / "d"  # short: the embedded Redis socket path is limited to 107 bytes
+    (data / "replay").mkdir(parents=True)
+    if REPLAY_CACHE.is_file():
+        shutil.copyfile(REPLAY_CACHE, data / "replay" / "base-answers.json")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        SEALCHAT_DATA_DIR=str(data),
+        SEALCHAT_BASE_MODEL=str(base_model_folder),
+        SEALCHAT_SELF_EDIT_K="2",
+        SEALCHAT_TRAIN_STEPS="16",
+        SEALCHAT_LEARNING_RATE="1e-3",
+        PYTHONUNBUFFERED="1",
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(url + "/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and run.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        made = subprocess.run(
+            [sys.executable, "-m", "app.cli", "create-user", "ops@example.com"],
+            env=env, cwd=ROOT, capture_output=True, text=True, check=True,
+        )
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {made.stdout.split()[-1]}"}, timeout=60)
+        fact = api.post("/api/facts", json={"text": "My boat is called Sea Biscuit."}).json()
+
+        # Kill the worker once the first of its two candidates has finished.
+        deadline = time.monotonic() + 600
+        while not (api.get(f"/api/facts/{fact['id']}").json()["stage"] or "").startswith("candidate 2/2"):
+            assert time.monotonic() < deadline, api.get(f"/api/facts/{fact['id']}").json()
+            time.sleep(0.5)
+        killed = worker_tree(run.pid)
+        assert killed, "the worker runs under sealchat run"
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+
+        # The web process keeps answering; the worker comes back.
+        assert httpx.get(url + "/login", timeout=5).status_code == 200
+        deadline = time.monotonic() + 60
+        while not set(worker_tree(run.pid)) - set(killed):
+            assert time.monotonic() < deadline, "the worker was not restarted"
+            time.sleep(0.5)
+        assert httpx.get(url + "/login", timeout=5).status_code == 200
+
+        # The fact is learnt, after one counted crash, by a run that resumed.
+        deadline = time.monotonic() + 900
+        while (status := api.get(f"/api/facts/{fact['id']}").json())["status"] not in ("learned", "failed"):
+            assert time.monotonic() < deadline, status
+            time.sleep(1)
+        assert status["status"] == "learned", status
+        with sqlite3.connect(data / "sealchat.db") as db:
+            assert db.execute("SELECT crashes FROM facts WHERE id = ?", (fact["id"],)).fetchone() == (1,)
+        assert "resuming after 1 finished candidate(s)" in log_path.read_text()
+        versions = api.get("/api/adapters").json()
+        assert [v["status"] for v in versions] == ["active"]
+        user_dir = next((data / "adapters").glob("user_*"))
+        assert (user_dir / f"v{versions[0]['version']}" / "groups.json").is_file(), "the live version is complete"
+        assert not list(user_dir.glob(".build-*")) and not list(user_dir.glob(".checkpoint-*")), "nothing left over"
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
