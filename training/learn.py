@@ -639,6 +639,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "weights_sha256": digest,
         }
         (work / best_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        request.output_dir.parent.mkdir(parents=True, exist_ok=True)
         os.replace(work / best_dir, request.output_dir)
         finished = True
     finally:
