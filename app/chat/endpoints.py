@@ -22,7 +22,6 @@ from app.models import Conversation, User
 from app.params import FormRowId, QueryRowId, RowId
 from app.serving.deps import EngineDep
 from app.serving.engine import ServingEngine
-from app.settings import get_settings
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -106,11 +105,15 @@ def _stream_reply(
     """Plan the reply to the conversation's last user turn, commit, then stream it as
     SSE events: ``first`` (if given), ``token`` pieces and ``done``. A client that goes
     away (the Stop button) cancels the generation; what was generated is kept."""
-    plan = service.prepare_reply(session, user, service.history_of(conversation), bridge, engine.topical, engine.choose)
+    max_tokens = service.reply_tokens(None)
+    history = service.history_of(conversation)
+    plan = service.prepare_reply(
+        session, user, history, bridge, engine.topical, engine.choose, engine.count_tokens, max_tokens
+    )
     session.commit()
     cancel = threading.Event()
     adapter_name = plan.adapter_name
-    user_id, conversation_id, max_tokens = user.id, conversation.id, get_settings().max_new_tokens
+    user_id, conversation_id = user.id, conversation.id
 
     async def events():
         pieces: list[str] = []

@@ -23,6 +23,10 @@ MAX_MESSAGES = 64
 # The serving engine's choice among a version's group adapters: (user id, version, question) -> adapter name.
 Chooser = Callable[[int, AdapterRef, str], str | None]
 HISTORY_MESSAGES = 12  # the 135M model's context is short; older turns are dropped
+# Tokens a reply's prompt and its new tokens may take together: the serving context
+# (what vLLM is started with, --max-model-len), far below the model's 8k, so one
+# long conversation cannot hold the CPU for minutes. Older turns are dropped to fit.
+CONTEXT_TOKENS = 2048
 # The reply to a question about the user that nothing they taught answers (the
 # adapter's confidence is below ``Settings.routing_floor``): the base model asked
 # instead invents one ("You can wear a size 12."), even told that it does not know
@@ -57,6 +61,36 @@ def build_prompt(history: Sequence[ChatMessage], pending: Sequence[str]) -> list
 
 MAX_TITLE_CHARS = 120
 MAX_SEARCH_CHARS = 200
+
+
+class PromptTooLong(AppError):
+    status_code = 413
+
+
+def fit_to_context(
+    count_tokens: Callable[[Sequence[ChatMessage]], int], prompt: Sequence[ChatMessage], max_new_tokens: int
+) -> list[ChatMessage]:
+    """The prompt with its oldest turns dropped until it and ``max_new_tokens`` fit in
+    ``CONTEXT_TOKENS``; the system prompt and the last message always stay (too long
+    together: ``PromptTooLong``, a 413 that says by how much)."""
+    budget = CONTEXT_TOKENS - max_new_tokens
+    system = [m for m in prompt if m.role == "system"]
+    turns = [m for m in prompt if m.role != "system"]
+    while len(turns) > 1 and count_tokens([*system, *turns]) > budget:
+        turns.pop(0)
+    used = count_tokens([*system, *turns])
+    if used > budget:
+        raise PromptTooLong(
+            f"the message is too long: {used} tokens with the instructions, at most {budget} "
+            f"(the context holds {CONTEXT_TOKENS} with {max_new_tokens} for the reply)"
+        )
+    return [*system, *turns]
+
+
+def reply_tokens(requested: int | None) -> int:
+    """New tokens a reply may have: what the client asked, capped by ``SEALCHAT_MAX_NEW_TOKENS``."""
+    cap = get_settings().max_new_tokens
+    return min(requested, cap) if requested else cap
 
 
 def list_conversations(session: Session, user: User, query: str = "") -> list[Conversation]:
@@ -181,13 +215,16 @@ def prepare_reply(
     bridge: bool,
     topical: Topical | None = None,
     choose: Chooser | None = None,
+    count_tokens: Callable[[Sequence[ChatMessage]], int] | None = None,
+    max_new_tokens: int = 0,
 ) -> ReplyPlan:
     """Everything a reply needs, settled before streaming starts: the prompt, the
     user's active version as the database says right now, the routing decision
     (``topical``: the serving engine's topic check) and which of the version's
     fact-group adapters answers (``choose``: the engine's, on the last user message;
     None when even that adapter is unsure: the canned ``UNKNOWN_REPLY``, or the base
-    model when the bridge gives it facts not yet learnt)."""
+    model when the bridge gives it facts not yet learnt). With ``count_tokens`` the
+    prompt is trimmed to the context (``fit_to_context``)."""
     ref = active_ref(session, user)
     personal = True
     if ref is not None and get_settings().scope_routing:
@@ -202,7 +239,10 @@ def prepare_reply(
         unsure = adapter is None
     pending = bridge_facts(session, user) if bridge else []
     canned = UNKNOWN_REPLY if unsure and not pending else None
-    return ReplyPlan(build_prompt(history, pending), ref, personal, adapter, unsure, canned)
+    prompt = build_prompt(history, pending)
+    if count_tokens is not None:
+        prompt = fit_to_context(count_tokens, prompt, max_new_tokens)
+    return ReplyPlan(prompt, ref, personal, adapter, unsure, canned)
 
 
 def reply_stream(

@@ -97,6 +97,7 @@ def reset_orphans(session: Session, user_id: int, max_crashes: int) -> int:
             fact.status, fact.stage = FactStatus.FAILED, None
         else:
             fact.status, fact.stage = FactStatus.PENDING, "resuming after a worker stopped"
+    session.flush()
     return len(orphans)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -24,7 +25,6 @@ from app.openai_api.schemas import (
     Usage,
 )
 from app.serving.deps import EngineDep
-from app.settings import get_settings
 from training.chat import ChatMessage, encode_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -38,8 +38,18 @@ def list_models(user: ApiUser) -> ModelList:
     )
 
 
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(0.25)
+
+
 @router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible)")
-async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: SessionDep, engine: EngineDep):
+async def chat_completions(
+    request: Request, body: ChatCompletionRequest, user: ApiUser, session: SessionDep, engine: EngineDep
+):
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
     With ``model: seal``, a conversation that is not about you or your facts
@@ -55,12 +65,24 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
     alone know (with the openai client: ``extra_body={"bridge": False}``).
     """
     history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
+    max_tokens = chat.reply_tokens(body.max_completion_tokens or body.max_tokens)
     plan = await run_in_threadpool(
-        chat.prepare_reply, session, user, history, body.bridge, engine.topical, engine.choose
+        chat.prepare_reply,
+        session,
+        user,
+        history,
+        body.bridge,
+        engine.topical,
+        engine.choose,
+        engine.count_tokens,
+        max_tokens,
     )
+    # Nothing below needs the database: its connection goes back to the pool before
+    # generating (a long generation must not hold one).
+    session.commit()
+    session.close()
     prompt = plan.prompt
     fingerprint = plan.adapter_name if body.model == "seal" and plan.use_adapter else None
-    max_tokens = body.max_completion_tokens or body.max_tokens or get_settings().max_new_tokens
     temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
     cancel = threading.Event()
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -71,7 +93,13 @@ async def chat_completions(body: ChatCompletionRequest, user: ApiUser, session: 
         return "length" if len(tokenizer.encode(text, add_special_tokens=False)) >= max_tokens else "stop"
 
     if not body.stream:
-        text = "".join([piece async for piece in iterate_in_threadpool(stream)]).strip()
+        # A client that goes away stops the generation, as a streaming one does.
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
+        try:
+            text = "".join([piece async for piece in iterate_in_threadpool(stream)]).strip()
+        finally:
+            cancel.set()
+            watcher.cancel()
         prompt_tokens = len(encode_prompt(tokenizer, prompt))
         completion_tokens = len(tokenizer.encode(text, add_special_tokens=False))
         return ChatCompletion(

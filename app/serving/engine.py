@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, generate_batch_scored, stream_text, with_system_prompt
+from training.chat import ChatMessage, encode_prompt, generate_batch_scored, stream_text, with_system_prompt
 from training.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
 from training.model import load_model, prepare_base_model
 from training.scope import TopicEmbedder
@@ -54,6 +54,10 @@ class ServingEngine:
         # in the first reply about a user.
         self._topics = TopicEmbedder.of_host(self._host)
         log.info("serving %s", folder)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt tokens of ``messages`` with the chat template (for the context budget)."""
+        return len(encode_prompt(self.host.tokenizer, messages))
 
     @property
     def host(self) -> AdapterHost:

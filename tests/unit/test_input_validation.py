@@ -79,3 +79,30 @@ def test_consolidate_refuses_a_bad_candidate_count(bad, capsys):
         main(["consolidate", "someone@example.com", "--k", bad])
     assert exit_.value.code == 2
     assert "--k: must be a whole number from 1 to 16" in capsys.readouterr().err
+
+
+def test_a_long_conversation_is_trimmed_oldest_first_to_the_context():
+    from app.chat.service import CONTEXT_TOKENS, PromptTooLong, fit_to_context
+    from training.chat import ChatMessage
+
+    def words(messages):  # one token per word, for the test
+        return sum(len(m.content.split()) for m in messages)
+
+    system = ChatMessage("system", "be kind")
+    old, mid, last = (ChatMessage("user", "w " * n) for n in (1500, 300, 100))
+    fitted = fit_to_context(words, [system, old, mid, last], max_new_tokens=200)
+    assert fitted == [system, mid, last], "the oldest turn went; the instructions and the newest stayed"
+    assert words(fitted) <= CONTEXT_TOKENS - 200
+    with pytest.raises(PromptTooLong) as too_long:
+        fit_to_context(words, [system, ChatMessage("user", "w " * 5000)], max_new_tokens=200)
+    assert too_long.value.status_code == 413 and "5002 tokens" in too_long.value.message
+
+
+def test_max_tokens_is_capped_by_the_server(monkeypatch):
+    from app.chat.service import reply_tokens
+    from app.settings import get_settings
+
+    cap = get_settings().max_new_tokens
+    assert reply_tokens(None) == cap
+    assert reply_tokens(2048) == cap
+    assert reply_tokens(5) == 5
