@@ -1,7 +1,8 @@
 """Request parameter types shared by the routes.
 
-Database ids are 64-bit: a larger number in a path or form is answered 422, never
-passed to the driver (which raised OverflowError, a 500).
+Database ids are INTEGER columns (32-bit in PostgreSQL): a larger number in a path
+or form is answered 422, never passed to the driver (which raised OverflowError or
+"integer out of range", a 500).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Form, Path, Query
 
-MAX_ID = 2**63 - 1
+MAX_ID = 2**31 - 1
 
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 FormRowId = Annotated[int | None, Form(ge=1, le=MAX_ID)]

@@ -37,7 +37,7 @@ class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI fields (n, user, seed, ...) are accepted and ignored, as clients send them.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field("seal", description="'seal' (your adapter) or 'base'")
+    model: str = Field("seal", description="'seal' (your adapter) or 'base'", json_schema_extra={"enum": list(MODELS)})
     messages: list[InputMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=2048)

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 20
 
 
 def test_no_request_gets_a_server_error(stack: Stack, tmp_path):
