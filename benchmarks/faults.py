@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
+from benchmarks.processes import children_of, command_of, wait_until_serving, worker_tree
 from training.adapters import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,22 +57,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        return ""
-
-
-def tree(root: int) -> list[int]:
-    return [root] + [p for child in children_of(root) for p in tree(child)]
 
 
 class Redis:
@@ -187,15 +172,7 @@ def main() -> None:
     kills: Counter[str] = Counter()
     probes = Counter()
     try:
-        while True:
-            try:
-                if httpx.get(url + "/login", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if run.poll() is not None:
-                raise RuntimeError(f"sealchat run exited; see {work / 'run.log'}")
-            time.sleep(0.5)
+        wait_until_serving(url, run, 600, work / "run.log")
         made = subprocess.run(
             [sys.executable, "-m", "app.cli", "create-user", "faults@example.com"],
             env=env, cwd=ROOT, capture_output=True, text=True, check=True,
@@ -222,7 +199,7 @@ def main() -> None:
             teach(f"My locker number {cycle} is {rng.randint(1000, 9999)}.")
             time.sleep(rng.uniform(1, 30))
             if target == "worker":
-                pids = [p for child in children_of(run.pid) if "celery" in command_of(child) for p in tree(child)]
+                pids = worker_tree(run.pid)
             elif target == "web":
                 pids = [p for p in children_of(run.pid) if "uvicorn" in command_of(p)]
             else:

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from app.cli import web_command, worker_command
+from benchmarks.processes import wait_until_serving
 
 if TYPE_CHECKING:
     import torch
@@ -173,16 +174,7 @@ def stack(migrated_db, prepared_model, stack_env, tmp_path_factory):
         web_command("127.0.0.1", port), env=stack_env, cwd=ROOT, stdout=web_log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(url + "/login", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or web.poll() is not None:
-            raise RuntimeError(f"web process did not start:\n{(logs / 'web.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    wait_until_serving(url, web, 180, logs / "web.log")
     yield Stack(url, stack_env, Path(stack_env["SEALCHAT_DATA_DIR"]), logs)
     for proc in (web, worker):
         proc.terminate()

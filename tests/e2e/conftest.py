@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 CHROMIUM = "/usr/bin/chromium"
 AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 768, "height": 1024}
 DESKTOP = {"width": 1280, "height": 800}
 
 

@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session
 
 from app.models import Message
 from tests.conftest import ROOT, TEST_DATABASE_URL, Stack, wait_for_fact
-from tests.e2e.conftest import DESKTOP, PHONE, horizontal_overflow, log_in, send, serious_accessibility_violations
+from tests.e2e.conftest import (
+    DESKTOP,
+    PHONE,
+    TABLET,
+    horizontal_overflow,
+    log_in,
+    send,
+    serious_accessibility_violations,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -63,7 +71,7 @@ def new_conversation(page) -> int:
     return int(page.url.rsplit("/", 1)[1])
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390x844", "1280x800"])
+@pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["390x844", "768x1024", "1280x800"])
 def test_every_page_fits_the_screen_and_passes_axe(stack: Stack, browser, ui_user, viewport):
     page, errors = new_page(browser, stack, viewport)
     width = viewport["width"]
@@ -89,7 +97,8 @@ def test_every_page_fits_the_screen_and_passes_axe(stack: Stack, browser, ui_use
         expect(page.locator("#new-conversation")).to_be_visible()
         expect(page.locator("#toggle-sidebar")).to_be_hidden()
     assert serious_accessibility_violations(page) == []
-    page.screenshot(path=str(DOCS / f"screenshot-chat-{width}.png"))
+    if width != TABLET["width"]:
+        page.screenshot(path=str(DOCS / f"screenshot-chat-{width}.png"))
 
     # The memory and admin pages with a learnt fact and an adapter version in their tables.
     fact, _ = wait_for_fact(ui_user.api, ui_user.old_fact_id)
@@ -109,7 +118,7 @@ def test_every_page_fits_the_screen_and_passes_axe(stack: Stack, browser, ui_use
             link_box = link.bounding_box()
             assert link_box and link_box["x"] + link_box["width"] <= width, (path, link.inner_text())
         assert serious_accessibility_violations(page) == [], path
-        if path == "/memory":
+        if path == "/memory" and width != TABLET["width"]:
             page.screenshot(path=str(DOCS / f"screenshot-memory-{width}.png"))
     assert errors == []
 

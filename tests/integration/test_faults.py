@@ -13,32 +13,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from benchmarks.processes import wait_until_serving, worker_tree
 from tests.conftest import REPLAY_CACHE, ROOT, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
-
-
-def children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        return ""
-
-
-def worker_tree(run_pid: int) -> list[int]:
-    """The Celery worker started by `sealchat run`, with its pool processes."""
-    roots = [p for p in children_of(run_pid) if "celery" in command_of(p)]
-    return roots + [c for r in roots for c in children_of(r)]
 
 
 def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_path, base_model_folder):
@@ -68,15 +50,7 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/login", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and run.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_until_serving(url, run, 300, log_path)
         made = subprocess.run(
             [sys.executable, "-m", "app.cli", "create-user", "ops@example.com"],
             env=env, cwd=ROOT, capture_output=True, text=True, check=True,
