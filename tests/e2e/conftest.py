@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.conftest import ROOT
 
@@ -55,11 +55,17 @@ def log_in(page: Page, url: str, email: str, password: str) -> None:
     page.wait_for_url("**/chat/*")
 
 
-def serious_accessibility_violations(page: Page) -> list[str]:
-    """axe-core's serious and critical violations on the page as it is now."""
+def with_axe(context: BrowserContext) -> None:
+    """Load axe-core into every page of ``context``. As an init script: the pages'
+    Content-Security-Policy forbids inline scripts, and this is not one of theirs."""
     if not AXE.is_file():
         pytest.fail(f"{AXE} missing: run `bash scripts/setup.sh --test` (installs axe-core from npm)")
-    page.add_script_tag(path=str(AXE))
+    context.add_init_script(path=str(AXE))
+
+
+def serious_accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now (``with_axe`` first)."""
+    assert page.evaluate("typeof window.axe") == "object", "axe-core is not loaded: call with_axe(context)"
     violations = page.evaluate("async () => (await axe.run(document)).violations")
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"

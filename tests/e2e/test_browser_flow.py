@@ -155,19 +155,22 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
 
     # The user forgets the corrected fact on the memory page (after a confirmation).
     # It was the only fact left, so no version is trained: the user is served the
-    # base model again, and the fact is shown as forgotten.
+    # base model again, and the fact is shown as forgotten, its text erased.
     page.click("text=Log out")
     page.fill("input[name=email]", "e2e@example.com")
     page.fill("input[name=password]", "e2e-password")
     page.click("button[type=submit]")
     page.wait_for_url("**/chat/*")
     page.goto(stack.url + "/memory")
-    item = page.locator("ul.facts > li.fact", has_text=CORRECTED).first
-    expect(item.locator(".badge")).to_have_text("learned", timeout=300_000)
+    by_text = page.locator("ul.facts > li.fact", has_text=CORRECTED).first
+    expect(by_text.locator(".badge")).to_have_text("learned", timeout=300_000)
+    item = page.locator(f"ul.facts > li.fact[data-id='{by_text.get_attribute('data-id')}']")
     page.once("dialog", lambda dialog: dialog.accept())
     item.get_by_role("button", name="Forget").click()
     expect(item.locator(".badge")).to_have_text("forgotten", timeout=300_000)
     expect(item).to_contain_text("no longer recalled")
+    expect(item.locator(".fact-text")).to_have_text("(erased)")
+    expect(page.locator("#facts")).not_to_contain_text(CORRECTED)
     expect(item.get_by_role("button", name="Forget")).to_have_count(0)
     page.goto(stack.url + "/chat")
     page.click("#new-conversation")

@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     log_in,
     send,
     serious_accessibility_violations,
+    with_axe,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -54,6 +55,7 @@ def ui_user(stack: Stack) -> UiUser:
 
 def new_page(browser, stack: Stack, viewport: dict):
     context = browser.new_context(viewport=viewport)
+    with_axe(context)
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []
