@@ -120,7 +120,10 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     assert served in (f"{v2['name']}/g0", f"{v2['name']}/g1")
 
     # Forget the dog: its group held nothing else, so the next version simply drops
-    # it (no training) and links the other group; that adapter keeps answering.
+    # it (no training) and links the other group; that adapter keeps answering. The
+    # versions that held the dog are erased (their directories deleted), so the
+    # shared group's file is compared by inode, taken now.
+    work_inode = weights(root / "v2", 1).stat().st_ino
     assert api.delete(f"/api/facts/{dog}").status_code == 202
     deadline = time.monotonic() + 300
     while api.get(f"/api/facts/{dog}").json()["status"] != "forgotten":
@@ -129,7 +132,9 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     v3 = api.get("/api/adapters").json()[0]
     assert v3["version"] == 3 and v3["status"] == "active" and v3["fact_ids"] == [work]
     assert v3["metrics"]["dropped_group"] is True and list(v3["groups"]) == ["1"]
-    assert weights(root / "v3", 1).stat().st_ino == weights(root / "v2", 1).stat().st_ino
+    assert weights(root / "v3", 1).stat().st_ino == work_inode, "the kept group is the same file"
+    statuses = {v["version"]: v["status"] for v in api.get("/api/adapters").json()}
+    assert statuses[1] == statuses[2] == "erased" and not (root / "v1").exists() and not (root / "v2").exists()
     assert "globex" in wait_until_served(ai, "Where do I work?", v3["name"])
     text, served = ask(ai, "What is my dog's name?")
     assert "pepper" not in text, (served, text)
