@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -49,14 +50,16 @@ def users_with_unfinished(session: Session) -> list[int]:
     return list(session.scalars(select(Fact.user_id).where(Fact.status.in_(UNFINISHED)).distinct()))
 
 
-def users_to_recover(session: Session, max_attempts: int) -> list[int]:
-    """Users with work a run should pick up: pending facts, facts left learning, and
-    forgets not yet verified that have attempts left."""
+def users_to_recover(session: Session, max_attempts: int, untouched_since: datetime) -> list[int]:
+    """Users with work a run should pick up and nothing has touched since
+    ``untouched_since``: pending facts, facts left learning, and forgets not yet
+    verified that have attempts left. (A fact just taught has its task on the way.)"""
     waiting = or_(
         Fact.status.in_([FactStatus.PENDING, FactStatus.LEARNING]),
         and_(Fact.status == FactStatus.FORGETTING, Fact.attempts < max_attempts),
     )
-    return list(session.scalars(select(Fact.user_id).where(waiting).distinct()))
+    statement = select(Fact.user_id).where(waiting, Fact.updated_at < untouched_since).distinct()
+    return list(session.scalars(statement))
 
 
 def claim_pending(session: Session, user_id: int) -> list[int]:

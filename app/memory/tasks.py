@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from app.db import session_scope
 from app.memory import repository
 from app.memory.keys import queued_mark, user_lock_name
+from app.models import utcnow
 from app.redis_client import HeartbeatLock, get_redis
 from app.settings import get_settings
 from app.worker import celery_app
@@ -32,6 +34,9 @@ def consolidate_user_facts_task(self, user_id: int, options: dict | None = None)
 
 
 QUEUED_MARK_TTL_S = 15 * 60
+# The sweep leaves facts touched in the last two minutes alone: their task (or a
+# `sealchat consolidate --now`) is on its way; a run in progress updates its facts every second.
+RECOVERY_GRACE_S = 120
 
 
 def enqueue_consolidation(user_id: int, options: dict | None = None) -> None:
@@ -53,8 +58,9 @@ def recover_unfinished_task() -> int:
     """Every minute (Celery beat): queue a run for each user whose facts wait and whom
     no run holds. Whatever got lost (a task dropped with a dead Redis, retries used up
     behind a dead worker's lock), no fact stays pending or learning for long."""
+    untouched_since = utcnow() - timedelta(seconds=RECOVERY_GRACE_S)
     with session_scope() as session:
-        user_ids = repository.users_to_recover(session, get_settings().max_attempts)
+        user_ids = repository.users_to_recover(session, get_settings().max_attempts, untouched_since)
     redis = get_redis()
     idle = [u for u in user_ids if not HeartbeatLock.held(user_lock_name(u)) and not redis.exists(queued_mark(u))]
     for user_id in idle:
