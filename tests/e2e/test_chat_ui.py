@@ -321,3 +321,16 @@ def test_a_statement_about_the_user_is_offered_as_a_memory(stack: Stack, browser
     page.check("#suggest")
     page.locator("form.suggestions").get_by_role("button", name="Save").click()
     assert errors == []
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390x844", "1280x800"])
+def test_the_sign_in_pages_fit_and_pass_axe(stack: Stack, browser, viewport):
+    context = browser.new_context(viewport=viewport)
+    with_axe(context)
+    page = context.new_page()
+    for path in ("/login", "/register"):
+        page.goto(stack.url + path)
+        assert horizontal_overflow(page) == 0, path
+        expect(page.locator("button[type=submit]")).to_be_visible()
+        assert serious_accessibility_violations(page) == [], path
+    context.close()
