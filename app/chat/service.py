@@ -96,7 +96,8 @@ def reply_tokens(requested: int | None) -> int:
 def list_conversations(session: Session, user: User, query: str = "") -> list[Conversation]:
     """The user's conversations, newest first; ``query``: only those whose title or
     messages contain it (case-insensitive)."""
-    query = " ".join(query.split())[:MAX_SEARCH_CHARS]
+    # Control characters (NUL, which PostgreSQL refuses in text) cannot be searched for.
+    query = " ".join("".join(ch for ch in query if ch.isprintable() or ch.isspace()).split())[:MAX_SEARCH_CHARS]
     return repository.conversations_for_user(session, user.id, query=query or None)
 
 

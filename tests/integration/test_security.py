@@ -144,3 +144,12 @@ def test_a_fact_forgotten_before_it_was_learnt_is_erased_at_once(api: httpx.Clie
     old = api.get(f"/api/facts/{fact['id']}").json()
     assert old["status"] == "superseded" and old["text"] == "", "a correction erases what it replaced"
     assert "4471" not in api.get("/api/facts").text
+
+
+def test_a_conversation_search_with_control_characters_is_answered(stack: Stack):
+    with browser(stack) as client:
+        page = client.get("/register")
+        form = {"email": "search@example.com", "password": "search-password", "csrftoken": token(page)}
+        client.post("/register", data=form)
+        answer = client.get("/chat/conversations", params={"q": "a\x00b\x07c"})
+        assert answer.status_code == 200 and "No conversation matches" in answer.text
