@@ -93,6 +93,9 @@ class Fact(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # runs that failed or were refused
     crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # runs that died mid-way
+    # Self-edit candidates the last stopped run on it had checkpointed (a run that
+    # checkpoints more than that made progress, and its stop is not a crash).
+    checkpointed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     learned_version_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_versions.id", ondelete="SET NULL"))
     recall: Mapped[float | None] = mapped_column(Float)

@@ -5,8 +5,9 @@
 The product as an operator runs it at scale: ``sealchat run`` (supervised web and
 worker) on PostgreSQL (a fresh database ``sealchat_faults`` on 127.0.0.1:5432) and
 an external Redis (a private ``redis-server`` on a free port, no persistence, so a
-kill loses the queue and the sessions). Training is shortened (one candidate,
-8 LoRA steps) so many consolidations fit in the run.
+kill loses the queue and the sessions). Training is shortened (two candidates,
+each checkpointed when it finishes, and 8 LoRA steps) so many consolidations fit
+in the run.
 
 Each cycle teaches one new fact through the API (retrying while the web process
 is down), waits a random 1-30 s, so that kills land anywhere in a consolidation, and
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=60, help="kills in all, taking the targets in turn")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--k", type=int, default=2, help="self-edit candidates a consolidation, each checkpointed")
     parser.add_argument("--drain-timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=Path("docs/bench-faults.json"))
     args = parser.parse_args()
@@ -154,7 +156,7 @@ def main() -> None:
         "DATABASE_URL": database_url,
         "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
         "SEALCHAT_DATA_DIR": str(work / "data"),
-        "SEALCHAT_SELF_EDIT_K": "1",
+        "SEALCHAT_SELF_EDIT_K": str(args.k),
         "SEALCHAT_TRAIN_STEPS": "8",
         "SEALCHAT_LEARNING_RATE": "1e-3",
         "PYTHONUNBUFFERED": "1",
@@ -220,7 +222,10 @@ def main() -> None:
         deadline = time.monotonic() + args.drain_timeout
         while True:
             with engine.connect() as conn:
-                rows = {i: (t, s, e) for i, t, s, e in conn.execute(text("SELECT id, text, status, error FROM facts"))}
+                rows = {
+                    i: (t, s, e, c)
+                    for i, t, s, e, c in conn.execute(text("SELECT id, text, status, error, crashes FROM facts"))
+                }
             open_ = [i for i in taught if i in rows and rows[i][1] not in ("learned", "failed")]
             if not open_ or time.monotonic() > deadline:
                 break
@@ -249,13 +254,16 @@ def main() -> None:
         "live_checks": prober.checks,
         "teach_answers": {str(k): v for k, v in probes.items()},
         "failure_reasons": dict(failures),
+        # Kills of a run that had checkpointed nothing new count against its facts.
+        "crashes_counted": sum(rows[i][3] for i in taught if i in rows),
         "seconds": round(time.monotonic() - started),
-        "settings": {"k": 1, "train_steps": 8, "database": "postgresql", "redis": "external, no persistence"},
+        "settings": {"k": args.k, "train_steps": 8, "database": "postgresql", "redis": "external, no persistence"},
     }
     print(f"{'kills (worker/web/redis)':<28} {kills['worker']}/{kills['web']}/{kills['redis']}")
     for name in ("taught", "lost", "stuck"):
         print(f"{name:<28} {result[name]}")
     print(f"{'learned / failed':<28} {statuses.get('learned', 0)} / {statuses.get('failed', 0)}")
+    print(f"{'crashes counted (all facts)':<28} {result['crashes_counted']}")
     print(f"{'half-written live versions':<28} {len(result['half_written_live'])} (in {prober.checks} checks)")
     print(f"{'time':<28} {result['seconds']} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -691,6 +691,15 @@ def _open_checkpoint(request: LearnRequest) -> tuple[Path, list[CandidateOutcome
     return work, [], None
 
 
+def checkpointed_candidates(checkpoint_dir: Path) -> int:
+    """How many self-edit candidates the checkpoint at ``checkpoint_dir`` holds
+    (0 if there is none, or it cannot be read)."""
+    try:
+        return len(pickle.loads((checkpoint_dir / CHECKPOINT_FILE).read_bytes())["candidates"])
+    except Exception:  # noqa: BLE001 - missing, torn or from other code: no progress to show
+        return 0
+
+
 def _save_checkpoint(
     request: LearnRequest, work: Path, candidates: list[CandidateOutcome], best_dir: str | None
 ) -> None:

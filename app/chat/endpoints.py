@@ -26,6 +26,7 @@ from app.templating import render
 
 router = APIRouter(include_in_schema=False)
 
+
 @router.get("/")
 def home(user: CurrentUser):
     return RedirectResponse("/chat", status_code=303)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from app.adapters import repository as versions
@@ -50,6 +51,7 @@ from training.learn import (
     FactToLearn,
     LearnRequest,
     LearnResult,
+    checkpointed_candidates,
     learn_facts,
     rebuild_to_forget,
 )
@@ -185,7 +187,10 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         user = session.get(User, user_id)
         if user is None:
             return f"user {user_id} no longer exists"
-        facts_repo.reset_orphans(session, user_id, settings.max_attempts)
+        user_dir = settings.adapters_dir / f"user_{user_id}"
+        # A stopped run's checkpoint is the only one left (a run deletes the others).
+        checkpointed = max((checkpointed_candidates(d) for d in user_dir.glob(".checkpoint-*")), default=0)
+        facts_repo.reset_orphans(session, user_id, settings.max_attempts, checkpointed)
         claimed = facts_repo.claim_pending(session, user_id)
         active = versions.get(session, user.active_adapter_id) if user.active_adapter_id else None
         live = version_groups(active)
@@ -227,7 +232,6 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         replacing = [f.superseded_by_id for f in removed if f.superseded_by_id]
         corrections = {f.id: f.text for f in facts_repo.by_ids(session, user_id, replacing)}
         others = {k: g for k, g in live.items() if k != target}
-        user_dir = settings.adapters_dir / f"user_{user_id}"
         number = _next_version_number(session, user_id, user_dir)
         # Removing a fact (forget, correction): with few facts kept, rebuild the
         # group from scratch on them, so nothing of it was ever trained into the new
@@ -326,6 +330,15 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         result = learn_facts(worker_host(), request, progress=progress)
     except Stale as exc:
         return _abandon(user_id, claimed, final, exc)
+    except SoftTimeLimitExceeded:
+        # Past the time limit: the facts stay ``learning``, as if the worker had
+        # died, and the next run (enqueued on the way out) resumes from the
+        # checkpoint. It counts as a crash only if this run checkpointed nothing new.
+        log.warning("user %s: %s stopped at the time limit; resuming in a new run", user_id, request.adapter_name)
+        shutil.rmtree(build_dir(final), ignore_errors=True)
+        with session_scope() as session:
+            facts_repo.reset_orphans(session, user_id, settings.max_attempts, checkpointed_candidates(checkpoint))
+        return "stopped at the time limit; resuming"
     except Exception as exc:
         _record_failure(user_id, claimed, exc)
         raise
@@ -655,7 +668,7 @@ def _refuse(session: Session, user_id: int, learning: list[int], forgetting: lis
     settings = get_settings()
     for fact in facts_repo.by_ids(session, user_id, [*learning, *forgetting]):
         fact.attempts += 1
-        fact.error, fact.progress = reason[:2000], 0.0
+        fact.error, fact.progress, fact.checkpointed = reason[:2000], 0.0, 0  # the retry is planned anew
         if fact.status == FactStatus.LEARNING:
             fact.stage = None
             fact.status = FactStatus.FAILED if fact.attempts >= settings.max_attempts else FactStatus.PENDING
@@ -671,6 +684,7 @@ def _record_failure(user_id: int, claimed: list[int], exc: Exception) -> None:
             if fact.status != FactStatus.LEARNING:
                 continue
             fact.attempts += 1
+            fact.checkpointed = 0  # the retry is planned anew
             fact.error = f"{type(exc).__name__}: {exc}"[:2000]
             fact.stage, fact.progress = None, 0.0
             fact.status = FactStatus.FAILED if fact.attempts >= settings.max_attempts else FactStatus.PENDING

@@ -82,19 +82,25 @@ def claim_pending(session: Session, user_id: int) -> list[int]:
     return ids
 
 
-def reset_orphans(session: Session, user_id: int, max_crashes: int) -> int:
-    """Facts left ``learning`` by a run that died (caller holds the user lock): the
-    crash is counted, so a fact that takes the worker down every time fails with the
-    reason after ``max_crashes`` instead of being retried forever; the others go back
-    to pending, and the next run, planned the same, resumes from its checkpoint.
-    (Crashes are counted apart from ``attempts``, the gate's refusals, which change
-    the plan.)"""
-    orphans = list(
-        session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.status == FactStatus.LEARNING))
-    )
+def reset_orphans(session: Session, user_id: int, max_crashes: int, checkpointed: int) -> int:
+    """Facts left ``learning`` by a run that stopped (killed, or past its time limit;
+    the caller holds the user lock) go back to pending, and the next run, planned
+    the same, resumes from its checkpoint.
+
+    ``checkpointed``: the self-edit candidates that run's checkpoint holds. A run
+    that checkpointed more than the one before it made progress, and is not held
+    against its facts; one that made none counts as a crash, so a fact that takes
+    the worker down every time fails with the reason after ``max_crashes`` instead
+    of being retried forever. (Crashes are counted apart from ``attempts``, the
+    gate's refusals, which change the plan.)"""
+    orphans = list(session.scalars(select(Fact).where(Fact.user_id == user_id, Fact.status == FactStatus.LEARNING)))
     for fact in orphans:
-        fact.crashes += 1
         fact.progress = 0.0
+        if checkpointed > fact.checkpointed:
+            fact.checkpointed = checkpointed
+            fact.status, fact.stage = FactStatus.PENDING, f"resuming after {checkpointed} finished candidate(s)"
+            continue
+        fact.crashes += 1
         fact.error = f"the worker stopped while learning it ({fact.crashes} time{'s' if fact.crashes > 1 else ''})"
         if fact.crashes >= max_crashes:
             fact.status, fact.stage = FactStatus.FAILED, None

@@ -1,4 +1,4 @@
-""""Remember this?": what the chat offers under a user's message.
+""" "Remember this?": what the chat offers under a user's message.
 
 The web process holds one ``StatementDetector`` (training/statements.py) on
 ``app.state``, loaded at start-up beside the model. For a message that states

@@ -48,6 +48,8 @@ class UiUser:
 def ui_user(stack: Stack) -> UiUser:
     """An admin (so every page can be checked) with one fact taught, and an API client for them."""
     api = stack.client(stack.create_user(EMAIL, admin=True, password=PASSWORD))
+    # The admin page lists every user by address: a long one must wrap, not widen the page.
+    stack.create_user("a.rather.long.address.for.layout.checks.0123456789@example.com")
     response = api.post("/api/facts", json={"text": OLD_FACT})
     assert response.status_code == 201
     return UiUser(api, response.json()["id"])
@@ -187,7 +189,7 @@ def test_replies_render_as_markdown_and_html_stays_inert(stack: Stack, browser, 
     conversation = new_conversation(page)
     payload = (
         "Here is **bold** and `inline`.\n\n```python\nprint('hi')\n```\n\n"
-        "<script>window.__xss = 1</script>\n\n<img src=x onerror=\"window.__xss = 2\">\n\n"
+        '<script>window.__xss = 1</script>\n\n<img src=x onerror="window.__xss = 2">\n\n'
         "[click](javascript:window.__xss=3) and [docs](https://example.com)"
     )
     engine = create_engine(TEST_DATABASE_URL)

@@ -39,18 +39,44 @@ def test_orphaned_learning_facts_return_to_pending(session):
     fact = Fact(user_id=user.id, text="My car is a red Volvo.", status=FactStatus.LEARNING, progress=0.5, crashes=0)
     session.add(fact)
     session.flush()
-    assert repository.reset_orphans(session, user.id, max_crashes=2) == 1
+    assert repository.reset_orphans(session, user.id, max_crashes=2, checkpointed=0) == 1
     session.expire_all()
     assert session.get(Fact, fact.id).status == FactStatus.PENDING
+    assert session.get(Fact, fact.id).crashes == 1
     assert user.id in repository.users_with_unfinished(session)
     # Each crash counts: a fact that takes the worker down every time fails, with the reason.
     session.get(Fact, fact.id).status = FactStatus.LEARNING
     session.flush()
-    assert repository.reset_orphans(session, user.id, max_crashes=2) == 1
+    assert repository.reset_orphans(session, user.id, max_crashes=2, checkpointed=0) == 1
     session.expire_all()
     failed = session.get(Fact, fact.id)
     assert failed.status == FactStatus.FAILED and failed.crashes == 2 and failed.attempts == 0
     assert "worker stopped while learning it (2 times)" in failed.error
+
+
+def test_a_stopped_run_that_checkpointed_more_candidates_is_not_a_crash(session):
+    """A run killed (or stopped at its time limit) after finishing candidates the run
+    before it had not resumes without using up the crash budget; one that added none
+    is a crash, so a fact that never gets further still fails."""
+    user = _user(session, "progress@example.com")
+    fact = Fact(user_id=user.id, text="My boat is the Heron.", status=FactStatus.LEARNING)
+    session.add(fact)
+    session.flush()
+    for checkpointed in (1, 2, 3):
+        session.get(Fact, fact.id).status = FactStatus.LEARNING
+        session.flush()
+        assert repository.reset_orphans(session, user.id, max_crashes=2, checkpointed=checkpointed) == 1
+        session.expire_all()
+        resumed = session.get(Fact, fact.id)
+        assert resumed.status == FactStatus.PENDING and resumed.crashes == 0 and resumed.checkpointed == checkpointed
+        assert resumed.stage == f"resuming after {checkpointed} finished candidate(s)"
+    for crashes, status in ((1, FactStatus.PENDING), (2, FactStatus.FAILED)):
+        session.get(Fact, fact.id).status = FactStatus.LEARNING
+        session.flush()
+        repository.reset_orphans(session, user.id, max_crashes=2, checkpointed=3)  # no further
+        session.expire_all()
+        stopped = session.get(Fact, fact.id)
+        assert (stopped.status, stopped.crashes) == (status, crashes)
 
 
 def test_a_run_sees_which_of_its_facts_were_corrected_or_forgotten_meanwhile(session):

@@ -1,8 +1,9 @@
 """`sealchat run` as an operator starts it (embedded default: SQLite, its own Redis),
 with the worker killed (SIGKILL, the whole process tree) in the middle of learning
-a fact: the web process keeps answering, the worker is started again, the crash is
-counted, the rerun resumes after the candidate that had finished, and the fact is
-learnt; no half-written adapter is ever live."""
+a fact: the web process keeps answering, the worker is started again, the rerun
+resumes after the candidate that had finished (so the stop, which came after
+progress, is not counted as a crash of the fact), and the fact is learnt; no
+half-written adapter is ever live."""
 
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
         wait_until_serving(url, run, 300, log_path)
         made = subprocess.run(
             [sys.executable, "-m", "app.cli", "create-user", "ops@example.com"],
-            env=env, cwd=ROOT, capture_output=True, text=True, check=True,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {made.stdout.split()[-1]}"}, timeout=60)
         fact = api.post("/api/facts", json={"text": "My boat is called Sea Biscuit."}).json()
@@ -76,14 +81,16 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
             time.sleep(0.5)
         assert httpx.get(url + "/login", timeout=5).status_code == 200
 
-        # The fact is learnt, after one counted crash, by a run that resumed.
+        # The fact is learnt by a run that resumed; the killed run had checkpointed a
+        # candidate, so its stop did not use up the fact's crash budget.
         deadline = time.monotonic() + 900
         while (status := api.get(f"/api/facts/{fact['id']}").json())["status"] not in ("learned", "failed"):
             assert time.monotonic() < deadline, status
             time.sleep(1)
         assert status["status"] == "learned", status
         with sqlite3.connect(data / "sealchat.db") as db:
-            assert db.execute("SELECT crashes FROM facts WHERE id = ?", (fact["id"],)).fetchone() == (1,)
+            row = db.execute("SELECT crashes, checkpointed FROM facts WHERE id = ?", (fact["id"],)).fetchone()
+            assert row == (0, 1), row
         assert "resuming after 1 finished candidate(s)" in log_path.read_text()
         versions = api.get("/api/adapters").json()
         assert [v["status"] for v in versions] == ["active"]

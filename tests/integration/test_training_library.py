@@ -13,7 +13,7 @@ from tests.conftest import REPLAY_CACHE, ROOT, assert_base_unchanged, base_snaps
 from training.adapters import IDLE_ADAPTER, AdapterHost
 from training.bench.squad import run_passage
 from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
-from training.learn import FactToLearn, LearnRequest, learn_facts, quiz_questions
+from training.learn import FactToLearn, LearnRequest, checkpointed_candidates, learn_facts, quiz_questions
 from training.lora import TrainConfig
 from training.model import load_model
 from training.replay import load_or_build
@@ -165,6 +165,8 @@ def test_a_run_that_dies_resumes_after_its_last_finished_candidate(host, tmp_pat
         learn_facts(host, request, progress=die_at_the_second_candidate)
     assert not (tmp_path / "v1").exists(), "nothing half-written at the version's path"
     assert (tmp_path / ".checkpoint-v1" / "checkpoint.pkl").is_file()
+    assert checkpointed_candidates(tmp_path / ".checkpoint-v1") == 1, "the progress a crash is judged by"
+    assert checkpointed_candidates(tmp_path / ".checkpoint-none") == 0
 
     stages: list[str] = []
     result = learn_facts(host, request, progress=lambda stage, _f: stages.append(stage))
