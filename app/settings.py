@@ -147,6 +147,18 @@ class Settings(BaseSettings):
 
     # Serving (web)
     max_new_tokens: int = Field(200, alias="SEALCHAT_MAX_NEW_TOKENS", ge=1, le=2048)
+    max_queued: int = Field(
+        8,
+        alias="SEALCHAT_MAX_QUEUED",
+        ge=1,
+        le=64,
+        description="replies in flight per web process (generating or waiting); one more is answered 503",
+    )
+    chat_rate: str = Field(
+        "60/minute",
+        alias="SEALCHAT_CHAT_RATE",
+        description="replies a user may start per window (chat and /v1), e.g. '60/minute'; beyond it 429",
+    )
     max_resident_adapters: int = Field(
         64,
         alias="SEALCHAT_MAX_RESIDENT_ADAPTERS",
@@ -178,6 +190,17 @@ class Settings(BaseSettings):
     @classmethod
     def _floor_off(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in {"", "off", "none"} else value
+
+    @field_validator("chat_rate")
+    @classmethod
+    def _rate_parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate such as '30/minute': {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -34,6 +34,7 @@ from app.memory.endpoints import pages as memory_pages
 from app.openai_api.endpoints import router as openai_router
 from app.policy.endpoints import pages as policy_pages
 from app.security import RequestGuard, SecurityHeaders
+from app.serving.admission import Admission
 from app.serving.engine import ServingEngine
 from app.serving.listener import PromotionListener
 from app.settings import get_settings
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI):
     settings = get_settings()
     engine = ServingEngine(settings)
     app.state.engine = engine
+    app.state.admission = Admission(settings.max_queued)
     listener = None
     if settings.load_model_in_web:
         await run_in_threadpool(engine.start)
@@ -108,11 +110,19 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError):
+        # Busy (503) and rate limits (429) say when to come back.
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if _wants_json(request):
             return JSONResponse(
-                {"error": {"message": exc.message, "code": exc.status_code}}, status_code=exc.status_code
+                {"error": {"message": exc.message, "code": exc.status_code}},
+                status_code=exc.status_code,
+                headers=headers,
             )
-        return render(request, "error.html", status_code=exc.status_code, message=exc.message)
+        response = render(request, "error.html", status_code=exc.status_code, message=exc.message)
+        if headers:
+            response.headers.update(headers)
+        return response
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):

@@ -31,11 +31,7 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,51 +41,24 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from benchmarks.processes import children_of, command_of, wait_until_serving, worker_tree
+from benchmarks.processes import (
+    Redis,
+    children_of,
+    command_of,
+    create_user,
+    free_port,
+    fresh_database,
+    run_env,
+    start_run,
+    stop_run,
+    wait_until_serving,
+    worker_tree,
+)
 from training.adapters import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = "postgresql+psycopg://127.0.0.1:5432/test"
 DATABASE = "sealchat_faults"
 TARGETS = ("worker", "web", "redis")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    """A private redis-server: the external Redis of a deployment."""
-
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port, self.folder, self.process = port, folder, None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).returncode == 0:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-
-def fresh_database() -> str:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {DATABASE}"))
-    admin.dispose()
-    return f"postgresql+psycopg://127.0.0.1:5432/{DATABASE}"
 
 
 class Prober(threading.Thread):
@@ -140,34 +109,16 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     work = Path(tempfile.mkdtemp(prefix="sealchat-faults-"))
-    database_url = fresh_database()
+    database_url = fresh_database(DATABASE)
     redis = Redis(free_port(), work)
     redis.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    models = ROOT / ".cache" / "models"
-    model = next(p for p in models.iterdir() if p.is_dir()) if models.is_dir() else None
-    (work / "data" / "replay").mkdir(parents=True)
-    cached_replay = ROOT / ".cache" / "replay" / "stack-base-answers.json"
-    if cached_replay.is_file():
-        shutil.copyfile(cached_replay, work / "data" / "replay" / "base-answers.json")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-        "SEALCHAT_DATA_DIR": str(work / "data"),
-        "SEALCHAT_SELF_EDIT_K": str(args.k),
-        "SEALCHAT_TRAIN_STEPS": "8",
-        "SEALCHAT_LEARNING_RATE": "1e-3",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if model is not None:
-        env["SEALCHAT_BASE_MODEL"] = str(model)
-    log = open(work / "run.log", "w")  # noqa: SIM115 - open for the whole run
-    run = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    env = run_env(
+        work, database_url, redis, SEALCHAT_SELF_EDIT_K=str(args.k), SEALCHAT_TRAIN_STEPS="8",
+        SEALCHAT_LEARNING_RATE="1e-3",
     )
+    run = start_run(env, port, work / "run.log")
     prober = Prober(database_url)
     started = time.monotonic()
     taught: dict[int, str] = {}
@@ -175,11 +126,8 @@ def main() -> None:
     probes = Counter()
     try:
         wait_until_serving(url, run, 600, work / "run.log")
-        made = subprocess.run(
-            [sys.executable, "-m", "app.cli", "create-user", "faults@example.com"],
-            env=env, cwd=ROOT, capture_output=True, text=True, check=True,
-        )
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {made.stdout.split()[-1]}"}, timeout=30)
+        key = create_user(env, "faults@example.com")
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         prober.start()
 
         def teach(text_: str) -> None:
@@ -232,13 +180,8 @@ def main() -> None:
             time.sleep(5)
     finally:
         prober.stopping.set()
-        os.killpg(run.pid, signal.SIGTERM)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
+        stop_run(run)
         redis.kill()
-        log.close()
 
     lost = [i for i, t in taught.items() if i not in rows or rows[i][0] != t]
     statuses = Counter(rows[i][1] for i in taught if i in rows)

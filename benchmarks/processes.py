@@ -1,12 +1,110 @@
-"""Processes of a running sealchat, seen from outside: for the fault benchmark and tests."""
+"""Processes of a running sealchat, seen from outside, and the services a benchmark
+starts it with (a fresh PostgreSQL database, a private Redis): for the fault and
+load benchmarks and tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = "postgresql+psycopg://127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A private redis-server: the external Redis of a deployment."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder, self.process = port, folder, None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+def fresh_database(name: str) -> str:
+    """An empty PostgreSQL database ``name`` on 127.0.0.1:5432 (dropped first if it exists)."""
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"postgresql+psycopg://127.0.0.1:5432/{name}"
+
+
+def run_env(work: Path, database_url: str, redis: Redis, **settings: str) -> dict[str, str]:
+    """The environment of a `sealchat run` on ``database_url`` and ``redis``, with its
+    data under ``work``: the bundled model and replay answers cached in .cache reused."""
+    (work / "data" / "replay").mkdir(parents=True, exist_ok=True)
+    cached_replay = ROOT / ".cache" / "replay" / "stack-base-answers.json"
+    if cached_replay.is_file():
+        shutil.copyfile(cached_replay, work / "data" / "replay" / "base-answers.json")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "SEALCHAT_DATA_DIR": str(work / "data"),
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+    models = ROOT / ".cache" / "models"
+    model = next((p for p in models.iterdir() if p.is_dir()), None) if models.is_dir() else None
+    if model is not None:
+        env["SEALCHAT_BASE_MODEL"] = str(model)
+    return env
+
+
+def start_run(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    """`sealchat run` (supervised web process and worker) in its own process group."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def stop_run(run: subprocess.Popen) -> None:
+    os.killpg(run.pid, signal.SIGTERM)
+    try:
+        run.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+
+
+def create_user(env: dict[str, str], email: str) -> str:
+    """A user made by the CLI; their API key."""
+    made = subprocess.run(
+        [sys.executable, "-m", "app.cli", "create-user", email], env=env, cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    )
+    return made.stdout.split()[-1]
 
 
 def children_of(pid: int) -> list[int]:

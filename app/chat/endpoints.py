@@ -20,6 +20,7 @@ from app.memory import service as memory
 from app.memory.suggestions import DetectorDep, offer_for
 from app.models import Conversation, User
 from app.params import FormRowId, QueryRowId, RowId
+from app.serving.admission import REPLY_TIMEOUT_S, Admitted, PageUserWithinRate, Ticket
 from app.serving.deps import EngineDep
 from app.serving.engine import ServingEngine
 from app.templating import render
@@ -101,11 +102,14 @@ def _stream_reply(
     conversation: Conversation,
     engine: ServingEngine,
     bridge: bool,
+    ticket: Ticket,
     first: dict | None = None,
 ) -> EventSourceResponse:
     """Plan the reply to the conversation's last user turn, commit, then stream it as
     SSE events: ``first`` (if given), ``token`` pieces and ``done``. A client that goes
-    away (the Stop button) cancels the generation; what was generated is kept."""
+    away (the Stop button) cancels the generation; what was generated is kept. The
+    stream holds the request's queue slot (``ticket``) until it ends, and is cut off
+    after ``REPLY_TIMEOUT_S``."""
     max_tokens = service.reply_tokens(None)
     history = service.history_of(conversation)
     plan = service.prepare_reply(
@@ -118,6 +122,8 @@ def _stream_reply(
 
     async def events():
         pieces: list[str] = []
+        timeout = threading.Timer(REPLY_TIMEOUT_S, cancel.set)
+        timeout.start()
         if first is not None:
             yield first
         try:
@@ -127,6 +133,8 @@ def _stream_reply(
                 yield {"event": "token", "data": json.dumps({"t": piece})}
         finally:
             cancel.set()
+            timeout.cancel()
+            ticket.release()
             reply_id = service.save_reply(conversation_id, "".join(pieces).strip(), adapter_name, bridge)
         yield {"event": "done", "data": json.dumps({"id": reply_id, "adapter": adapter_name, "scope": plan.scope})}
 
@@ -135,8 +143,9 @@ def _stream_reply(
 
 @router.post("/chat/{conversation_id}/messages")
 def post_message(
+    ticket: Admitted,
     conversation_id: RowId,
-    user: CurrentUser,
+    user: PageUserWithinRate,
     session: SessionDep,
     content: Annotated[str, Form(max_length=service.MAX_MESSAGE_CHARS * 2)],
     engine: EngineDep,
@@ -150,13 +159,15 @@ def post_message(
     message = service.add_user_message(session, conversation, content)
     offer = offer_for(session, user, detector, message.content)
     first = {"id": message.id, "offer": offer.as_json() if offer else None}
-    return _stream_reply(session, user, conversation, engine, bridge, {"event": "user", "data": json.dumps(first)})
+    user_event = {"event": "user", "data": json.dumps(first)}
+    return _stream_reply(session, user, conversation, engine, bridge, ticket, user_event)
 
 
 @router.post("/chat/{conversation_id}/regenerate")
 def regenerate(
+    ticket: Admitted,
     conversation_id: RowId,
-    user: CurrentUser,
+    user: PageUserWithinRate,
     session: SessionDep,
     engine: EngineDep,
     bridge: Annotated[bool, Form()] = False,
@@ -164,7 +175,7 @@ def regenerate(
     """Replace the conversation's last reply with a new one, streamed like a reply to a message."""
     conversation = service.get_conversation(session, user, conversation_id)
     service.drop_last_reply(session, conversation)
-    return _stream_reply(session, user, conversation, engine, bridge)
+    return _stream_reply(session, user, conversation, engine, bridge, ticket)
 
 
 @router.post("/chat/bridge")

@@ -24,6 +24,7 @@ from app.openai_api.schemas import (
     OutputMessage,
     Usage,
 )
+from app.serving.admission import REPLY_TIMEOUT_S, Admitted, ApiUserWithinRate
 from app.serving.deps import EngineDep
 from training.chat import ChatMessage, encode_prompt
 
@@ -48,7 +49,12 @@ async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> No
 
 @router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible)")
 async def chat_completions(
-    request: Request, body: ChatCompletionRequest, user: ApiUser, session: SessionDep, engine: EngineDep
+    ticket: Admitted,
+    request: Request,
+    body: ChatCompletionRequest,
+    user: ApiUserWithinRate,
+    session: SessionDep,
+    engine: EngineDep,
 ):
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
@@ -63,6 +69,9 @@ async def chat_completions(
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
+
+    When the server is busy (every slot of its queue taken) the answer is 503, and
+    past your rate (``SEALCHAT_CHAT_RATE``) 429, both at once and with ``Retry-After``.
     """
     history = [ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in body.messages]
     max_tokens = chat.reply_tokens(body.max_completion_tokens or body.max_tokens)
@@ -85,6 +94,7 @@ async def chat_completions(
     fingerprint = plan.adapter_name if body.model == "seal" and plan.use_adapter else None
     temperature, top_p = body.temperature or 0.0, body.top_p or 0.95
     cancel = threading.Event()
+    timeout = threading.Timer(REPLY_TIMEOUT_S, cancel.set)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     stream = chat.reply_stream(engine, user.id, plan, max_tokens, temperature, top_p, cancel, body.model == "seal")
     tokenizer = engine.host.tokenizer
@@ -95,11 +105,14 @@ async def chat_completions(
     if not body.stream:
         # A client that goes away stops the generation, as a streaming one does.
         watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
+        timeout.start()
         try:
             text = "".join([piece async for piece in iterate_in_threadpool(stream)]).strip()
         finally:
             cancel.set()
+            timeout.cancel()
             watcher.cancel()
+            ticket.release()
         prompt_tokens = len(encode_prompt(tokenizer, prompt))
         completion_tokens = len(tokenizer.encode(text, add_special_tokens=False))
         return ChatCompletion(
@@ -127,8 +140,10 @@ async def chat_completions(
             }
         )
 
+
     async def events():
         pieces: list[str] = []
+        timeout.start()
         try:
             yield {"data": chunk({"role": "assistant", "content": ""}, None)}
             async for piece in iterate_in_threadpool(stream):
@@ -138,5 +153,7 @@ async def chat_completions(
             yield {"data": "[DONE]"}
         finally:
             cancel.set()
+            timeout.cancel()
+            ticket.release()
 
     return EventSourceResponse(events())

@@ -1,0 +1,235 @@
+"""Many people chatting at once while their facts are being learnt: what they wait, and what fails.
+
+    .venv/bin/python -m benchmarks.load --users 10 --concurrency 50 --out docs/bench-load.json
+
+``sealchat run`` on PostgreSQL (a fresh database ``sealchat_load``) and a private
+Redis, as an operator runs it. Each of ``--users`` users teaches one secret (a
+locker code no other user has), so consolidations run and new versions are
+promoted (hot-swapped into the web process) during the load. Training is
+shortened (one candidate, 8 LoRA steps) so the promotions land inside the run.
+
+Phases, each timed on its own:
+
+1. one stream at a time (``--solo`` requests in a row): the baseline;
+2. 8 streams at once: aggregate tokens/s against the baseline;
+3. ``--rounds`` bursts of ``--concurrency`` chat completions at once from all users,
+   streaming and not, with the user's adapter (``model: seal``) and the base model,
+   half of them asking for the user's own code.
+
+Reports p50/p95 time to first token (streaming, admitted), aggregate tokens/s,
+answers by status (2xx / 429 / 503 / other 5xx), the slowest refusal, versions
+promoted during the load, and cross-user answers: replies that hold another
+user's code. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from benchmarks.processes import (
+    Redis,
+    create_user,
+    free_port,
+    fresh_database,
+    run_env,
+    start_run,
+    stop_run,
+    wait_until_serving,
+)
+
+DATABASE = "sealchat_load"
+MAX_TOKENS = 24
+
+
+@dataclass
+class Outcome:
+    status: int
+    seconds: float  # until the whole answer (or the refusal) arrived
+    first_token: float | None = None  # streaming: until the first content piece
+    tokens: int = 0
+    text: str = ""
+    user: int = 0
+
+
+@dataclass
+class Phase:
+    name: str
+    wall: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self, codes: dict[int, str]) -> dict:
+        ok = [o for o in self.outcomes if 200 <= o.status < 300]
+        firsts = sorted(o.first_token for o in ok if o.first_token is not None)
+        refused = [o.seconds for o in self.outcomes if o.status in (429, 503)]
+        statuses = Counter(
+            "2xx" if 200 <= o.status < 300 else str(o.status) if o.status in (429, 503) else
+            "5xx" if o.status >= 500 else "other" for o in self.outcomes
+        )
+        cross = [
+            o for o in ok if any(code in o.text for user, code in codes.items() if user != o.user)
+        ]
+        return {
+            "requests": len(self.outcomes),
+            "statuses": dict(statuses),
+            "ttft_p50_s": round(statistics.median(firsts), 3) if firsts else None,
+            "ttft_p95_s": round(firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))], 3) if firsts else None,
+            "tokens_per_s": round(sum(o.tokens for o in ok) / self.wall, 2) if self.wall else None,
+            "slowest_refusal_s": round(max(refused), 3) if refused else None,
+            "cross_user_answers": len(cross),
+            "wall_s": round(self.wall, 1),
+        }
+
+
+def chat(url: str, key: str, user: int, question: str, model: str, stream: bool) -> Outcome:
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS,
+            "stream": stream}
+    began = time.monotonic()
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
+            if not stream:
+                response = client.post("/v1/chat/completions", json=body)
+                seconds = time.monotonic() - began
+                if response.status_code != 200:
+                    return Outcome(response.status_code, seconds, user=user)
+                answer = response.json()
+                return Outcome(200, seconds, None, answer["usage"]["completion_tokens"],
+                               answer["choices"][0]["message"]["content"], user)
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    return Outcome(response.status_code, time.monotonic() - began, user=user)
+                first, pieces = None, []
+                for line in response.iter_lines():
+                    if not line.startswith("data: {"):
+                        continue
+                    piece = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    if piece:
+                        first = first if first is not None else time.monotonic() - began
+                        pieces.append(piece)
+                # One piece is one token for the local engine (a decoded token's text).
+                return Outcome(200, time.monotonic() - began, first, len(pieces), "".join(pieces), user)
+    except httpx.HTTPError:
+        return Outcome(599, time.monotonic() - began, user=user)  # connection refused or reset: a failure
+
+
+def run_phase(name: str, calls: list[tuple], url: str) -> Phase:
+    """``calls`` (key, user, question, model, stream) all at once, each in its own thread."""
+    phase = Phase(name)
+    start = threading.Event()
+
+    def one(call: tuple) -> None:
+        start.wait()
+        phase.outcomes.append(chat(url, *call))
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    began = time.monotonic()
+    start.set()
+    for t in threads:
+        t.join()
+    phase.wall = time.monotonic() - began
+    return phase
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--solo", type=int, default=4, help="requests of the one-stream baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-load.json"))
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+
+    work = Path(tempfile.mkdtemp(prefix="sealchat-load-"))
+    database_url = fresh_database(DATABASE)
+    redis = Redis(free_port(), work)
+    redis.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = run_env(
+        work, database_url, redis, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8",
+        SEALCHAT_LEARNING_RATE="1e-3",
+    )
+    run = start_run(env, port, work / "run.log")
+    phases: list[Phase] = []
+    codes: dict[int, str] = {}
+    try:
+        wait_until_serving(url, run, 600, work / "run.log")
+        keys = [create_user(env, f"load-{i}@example.com") for i in range(args.users)]
+        for user, code in enumerate(rng.sample(range(1000, 9999), args.users)):
+            codes[user] = str(code)
+        for user, key in enumerate(keys):
+            response = httpx.post(f"{url}/api/facts", json={"text": f"My locker code is {codes[user]}."},
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=60)
+            response.raise_for_status()
+
+        general = "Name three colours of the rainbow."
+        solo = Phase("1 stream")
+        began = time.monotonic()
+        for _ in range(args.solo):
+            solo.outcomes.append(chat(url, keys[0], 0, general, "base", True))
+        solo.wall = time.monotonic() - began
+        phases.append(solo)
+        phases.append(run_phase("8 streams", [(keys[i % len(keys)], i % len(keys), general, "base", True)
+                                              for i in range(8)], url))
+        for round_ in range(args.rounds):
+            calls = []
+            for i in range(args.concurrency):
+                user = rng.randrange(args.users)
+                own = i % 2 == 0
+                question = "What is my locker code?" if own else general
+                calls.append((keys[user], user, question, "seal" if own or i % 4 == 1 else "base", i % 3 != 0))
+            phases.append(run_phase(f"{args.concurrency} at once #{round_ + 1}", calls, url))
+        engine = create_engine(database_url)
+        with engine.connect() as conn:
+            promoted = conn.execute(text("SELECT count(*) FROM adapter_versions WHERE promoted_at IS NOT NULL")).scalar()
+            learned = conn.execute(text("SELECT count(*) FROM facts WHERE status = 'learned'")).scalar()
+        engine.dispose()
+    finally:
+        stop_run(run)
+        redis.kill()
+
+    result = {
+        "engine": "local",
+        "users": args.users,
+        "concurrency": args.concurrency,
+        "max_tokens": MAX_TOKENS,
+        "phases": {p.name: p.summary(codes) for p in phases},
+        "versions_promoted": promoted,
+        "facts_learned": learned,
+        "settings": {"k": 1, "train_steps": 8, "database": "postgresql", "redis": "external"},
+    }
+    solo_rate = result["phases"]["1 stream"]["tokens_per_s"]
+    eight_rate = result["phases"]["8 streams"]["tokens_per_s"]
+    result["speedup_8_streams"] = round(eight_rate / solo_rate, 2) if solo_rate and eight_rate else None
+    header = f"{'phase':<18} {'req':>4} {'2xx':>4} {'429':>4} {'503':>4} {'5xx':>4} {'ttft p50':>9} " \
+             f"{'ttft p95':>9} {'tok/s':>7} {'refusal max':>12} {'cross-user':>10}"
+    print(header)
+    for name, s in result["phases"].items():
+        st = s["statuses"]
+        print(f"{name:<18} {s['requests']:>4} {st.get('2xx', 0):>4} {st.get('429', 0):>4} {st.get('503', 0):>4} "
+              f"{st.get('5xx', 0) + st.get('other', 0):>4} {s['ttft_p50_s'] or '-':>9} {s['ttft_p95_s'] or '-':>9} "
+              f"{s['tokens_per_s'] or '-':>7} {s['slowest_refusal_s'] or '-':>12} {s['cross_user_answers']:>10}")
+    print(f"8 streams / 1 stream tokens/s: {result['speedup_8_streams']}; "
+          f"versions promoted during the run: {promoted}; facts learnt: {learned}/{args.users}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}; logs in {work}")
+
+
+if __name__ == "__main__":
+    main()
