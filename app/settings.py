@@ -74,8 +74,8 @@ class Settings(BaseSettings):
         description="epochs of each kept fact's stored examples when a group is trained from scratch "
         "(a rebuild to forget or correct, a compaction)",
     )
-    # Off: measured once (session 30, heldout2's forget) the repair got the lost fact
-    # back but lost two others and the gate refused it; session 8's repair inside a
+    # Off: measured once (heldout2's forget) the repair got the lost fact
+    # back but lost two others and the gate refused it; an earlier repair inside a
     # run moved the self-quiz, not the benchmark (docs/BENCHMARKS.md).
     repair_lost_facts: bool = Field(
         False,

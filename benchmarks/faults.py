@@ -1,6 +1,7 @@
 """Kill -9 the worker, the web process or Redis at random points, and count what was lost.
 
-    .venv/bin/python -m benchmarks.faults --cycles 60 --out docs/bench-faults.json
+    .venv/bin/python -m benchmarks.faults --cycles 21 --out docs/bench-faults.json
+    .venv/bin/python -m benchmarks.faults --mode storm --cycles 21 --out docs/bench-faults-storm.json
 
 The product as an operator runs it at scale: ``sealchat run`` (supervised web and
 worker) on PostgreSQL (a fresh database ``sealchat_faults`` on 127.0.0.1:5432) and
@@ -10,10 +11,18 @@ each checkpointed when it finishes, and 8 LoRA steps) so many consolidations fit
 in the run.
 
 Each cycle teaches one new fact through the API (retrying while the web process
-is down), waits a random 1-30 s, so that kills land anywhere in a consolidation, and
-sends SIGKILL to one target, in turn: the worker (its whole process tree; the
-supervisor restarts it), the web process (restarted the same way), or Redis
-(restarted 2 s later, as its service manager would). A prober checks every 0.5 s
+is down) and sends SIGKILL to one target, in turn: the worker (its whole process
+tree; the supervisor restarts it), the web process (restarted the same way), or
+Redis (restarted 2 s later, as its service manager would). When:
+
+- ``--mode consolidation`` (the default): once the fact's consolidation is running,
+  after a random 1 to ``--max-delay`` s, so the kill lands at a random point of it;
+  then the cycle waits until the user has nothing pending or learning before the
+  next one. One kill per consolidation.
+- ``--mode storm``: a random 1-30 s after teaching, without waiting for anything:
+  kills come faster than a consolidation finishes, and the crash budget decides.
+
+A prober checks every 0.5 s
 that the live adapter version is complete on disk (every group's weights match
 the digest the database holds). At the end it waits for every fact to be learnt
 or failed, and reports:
@@ -102,6 +111,8 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=2, help="self-edit candidates a consolidation, each checkpointed")
+    parser.add_argument("--mode", choices=("consolidation", "storm"), default="consolidation")
+    parser.add_argument("--max-delay", type=float, default=60, help="consolidation mode: latest kill, s into the run")
     parser.add_argument("--drain-timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=Path("docs/bench-faults.json"))
     args = parser.parse_args()
@@ -124,6 +135,7 @@ def main() -> None:
     taught: dict[int, str] = {}
     kills: Counter[str] = Counter()
     probes = Counter()
+    landed: Counter[str] = Counter()
     try:
         wait_until_serving(url, run, 600, work / "run.log")
         key = create_user(env, "faults@example.com")
@@ -144,10 +156,36 @@ def main() -> None:
                 time.sleep(0.5)
             raise RuntimeError(f"could not teach {text_!r} for 300 s")
 
+        engine = create_engine(database_url)
+
+        def open_facts() -> list[tuple[int, str, str | None]]:
+            """(id, status, stage) of facts neither learnt nor failed."""
+            while True:
+                try:
+                    with engine.connect() as conn:
+                        query = "SELECT id, status, stage FROM facts WHERE status IN ('pending', 'learning')"
+                        return [tuple(row) for row in conn.execute(text(query))]
+                except Exception:  # noqa: BLE001 - PostgreSQL stays up; a hiccup is retried
+                    time.sleep(1)
+
+        def wait_for(condition, timeout: float) -> bool:  # noqa: ANN001
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if condition():
+                    return True
+                time.sleep(0.5)
+            return False
+
         for cycle in range(args.cycles):
             target = targets[cycle % len(targets)]
             teach(f"My locker number {cycle} is {rng.randint(1000, 9999)}.")
-            time.sleep(rng.uniform(1, 30))
+            if args.mode == "storm":
+                time.sleep(rng.uniform(1, 30))
+            else:
+                wait_for(lambda: any(status == "learning" for _, status, _ in open_facts()), 300)
+                time.sleep(rng.uniform(1, args.max_delay))
+            running = [stage or "queued" for _, status, stage in open_facts() if status == "learning"]
+            landed[(running[0].split(":")[-1].strip() if running else "between runs")] += 1
             if target == "worker":
                 pids = worker_tree(run.pid)
             elif target == "web":
@@ -163,10 +201,14 @@ def main() -> None:
                 except ProcessLookupError:
                     pass
             kills[target] += 1
-            print(f"cycle {cycle + 1}/{args.cycles}: killed {target} ({len(pids) or 1} process(es))", flush=True)
+            where = running[0] if running else "between runs"
+            print(f"cycle {cycle + 1}/{args.cycles}: killed {target} ({len(pids) or 1} process(es)) during: {where}",
+                  flush=True)
+            if args.mode == "consolidation":
+                settled = wait_for(lambda: not open_facts(), args.drain_timeout)
+                print(f"  settled: {settled}; {time.monotonic() - started:.0f} s so far", flush=True)
 
         # Drain: every fact learnt or failed.
-        engine = create_engine(database_url)
         deadline = time.monotonic() + args.drain_timeout
         while True:
             with engine.connect() as conn:
@@ -200,6 +242,8 @@ def main() -> None:
         # Kills of a run that had checkpointed nothing new count against its facts.
         "crashes_counted": sum(rows[i][3] for i in taught if i in rows),
         "seconds": round(time.monotonic() - started),
+        "mode": args.mode,
+        "kills_landed_in": dict(landed),
         "settings": {"k": args.k, "train_steps": 8, "database": "postgresql", "redis": "external, no persistence"},
     }
     print(f"{'kills (worker/web/redis)':<28} {kills['worker']}/{kills['web']}/{kills['redis']}")

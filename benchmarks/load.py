@@ -196,7 +196,8 @@ def main() -> None:
             phases.append(run_phase(f"{args.concurrency} at once #{round_ + 1}", calls, url))
         engine = create_engine(database_url)
         with engine.connect() as conn:
-            promoted = conn.execute(text("SELECT count(*) FROM adapter_versions WHERE promoted_at IS NOT NULL")).scalar()
+            query = "SELECT count(*) FROM adapter_versions WHERE promoted_at IS NOT NULL"
+            promoted = conn.execute(text(query)).scalar()
             learned = conn.execute(text("SELECT count(*) FROM facts WHERE status = 'learned'")).scalar()
         engine.dispose()
     finally:

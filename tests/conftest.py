@@ -72,7 +72,7 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # Forgetting: a fact forgotten while one other is kept is unlearnt (the bounded
         # path users with many facts take), a correction with none kept is rebuilt.
         "SEALCHAT_FORGET_REBUILD_MAX_FACTS": "0",
-        # A rebuild's epochs: the product's 8 (session 33) trains twice the steps of
+        # A rebuild's epochs: the product's 8 trains twice the steps of
         # 4; the suite keeps 4, like its halved step cap, to stay inside CI's time.
         "SEALCHAT_REBUILD_EPOCHS": os.environ.get("SEALCHAT_REBUILD_EPOCHS", "4"),
         # The repair after a version that lost a fact (off by default) is what

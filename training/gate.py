@@ -114,7 +114,7 @@ def judge_repair(decision: GateDecision, relearn: Iterable[int], kept: Mapping[i
     """A repair (a run re-teaching facts an accepted version lost) goes live only if,
     besides passing the gate, it recalls one of them again (else it changed nothing
     worth a version) and loses no other fact, not even the one the gate lets a
-    version lose (session 8's repair inside a run traded the newest fact for an
+    version lose (an earlier repair inside a run traded the newest fact for an
     earlier one: docs/BENCHMARKS.md)."""
     relearn = sorted(relearn)
     if not decision.accepted:

@@ -23,7 +23,7 @@ from training.phrasing import split_sentences
 from training.scope import fact_terms, question_words, topic_words
 from training.self_edit import key_words, normalize
 
-# Facts per group (``SEALCHAT_FACT_GROUP_SIZE``). 5, not 10 (session 27): on the
+# Facts per group (``SEALCHAT_FACT_GROUP_SIZE``). 5, not 10: on the
 # held-out sets taught one at a time, the first 10 facts kept 21 of the 23 they
 # had learnt just after learning in groups of 5, against 16 of 24 in groups of 10
 # (the same three runs, docs/BENCHMARKS.md "Groups of 5").

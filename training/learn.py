@@ -60,7 +60,7 @@ MANIFEST_FILE = "manifest.json"
 
 # Epochs for kept facts when an adapter is rebuilt from scratch: as many as a new
 # fact's first choice in the grid. 4 lost 3 of 15 kept facts in heldout2's forget,
-# 8 lost 1 (docs/BENCHMARKS.md, session 33).
+# 8 lost 1 (docs/BENCHMARKS.md).
 REBUILD_EPOCHS = 8
 
 # At most this many epochs of a warm start's rehearsal (``rehearsal_examples``).

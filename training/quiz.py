@@ -193,7 +193,7 @@ def forget_quiz(fact: str, rewording: bool = False) -> list[FactProbe]:
     each graded by whether the reply gives the fact's answer words.
 
     Unlearning trains the fact's own questions towards the base model's answers, so
-    a wording it never saw can still reach the weights: in session 25 an unlearnt
+    a wording it never saw can still reach the weights: in one measured run an unlearnt
     group answered "What's my husband called?" with the forgotten name while the
     usual quiz scored 0 (docs/BENCHMARKS.md). A rebuild never trained the fact, so
     the usual quiz is enough there.

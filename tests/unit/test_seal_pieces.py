@@ -63,7 +63,7 @@ def test_fact_quiz_is_kept_apart_from_training_prompts():
 
 
 def test_an_unlearnt_fact_is_checked_on_wordings_beyond_its_quiz():
-    """Session 25: an unlearnt group still answered "What's my husband called?" with the
+    """A measured case: an unlearnt group still answered "What's my husband called?" with the
     forgotten name while the usual quiz scored 0; the forget check asks such wordings."""
     fact = "My husband's name is Raj."
     usual, wide = fact_quiz(fact), forget_quiz(fact)
