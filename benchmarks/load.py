@@ -33,12 +33,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
 
 from benchmarks.processes import (
+    ROOT,
     Redis,
     create_user,
     free_port,
@@ -86,41 +88,60 @@ class Phase:
             "ttft_p50_s": round(statistics.median(firsts), 3) if firsts else None,
             "ttft_p95_s": round(firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))], 3) if firsts else None,
             "tokens_per_s": round(sum(o.tokens for o in ok) / self.wall, 2) if self.wall else None,
+            "refusal_p50_s": round(statistics.median(refused), 3) if refused else None,
             "slowest_refusal_s": round(max(refused), 3) if refused else None,
             "cross_user_answers": len(cross),
             "wall_s": round(self.wall, 1),
         }
 
 
-def chat(url: str, key: str, user: int, question: str, model: str, stream: bool) -> Outcome:
+@lru_cache
+def _tokenizer():  # noqa: ANN202
+    from transformers import AutoTokenizer
+
+    models = ROOT / ".cache" / "models"
+    return AutoTokenizer.from_pretrained(next(p for p in models.iterdir() if p.is_dir()))
+
+
+def count_tokens(text_: str) -> int:
+    """Tokens of a streamed reply, by the served model's tokenizer (pieces may hold several)."""
+    return len(_tokenizer().encode(text_, add_special_tokens=False))
+
+
+def chat(client: httpx.Client, user: int, question: str, model: str, stream: bool) -> Outcome:
+    """One chat completion on ``client`` (made beforehand: building one costs tens of
+    milliseconds, which would count as the server's time)."""
     body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS,
             "stream": stream}
     began = time.monotonic()
     try:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
-            if not stream:
-                response = client.post("/v1/chat/completions", json=body)
-                seconds = time.monotonic() - began
-                if response.status_code != 200:
-                    return Outcome(response.status_code, seconds, user=user)
-                answer = response.json()
-                return Outcome(200, seconds, None, answer["usage"]["completion_tokens"],
-                               answer["choices"][0]["message"]["content"], user)
-            with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                if response.status_code != 200:
-                    return Outcome(response.status_code, time.monotonic() - began, user=user)
-                first, pieces = None, []
-                for line in response.iter_lines():
-                    if not line.startswith("data: {"):
-                        continue
-                    piece = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                    if piece:
-                        first = first if first is not None else time.monotonic() - began
-                        pieces.append(piece)
-                # One piece is one token for the local engine (a decoded token's text).
-                return Outcome(200, time.monotonic() - began, first, len(pieces), "".join(pieces), user)
+        if not stream:
+            response = client.post("/v1/chat/completions", json=body)
+            seconds = time.monotonic() - began
+            if response.status_code != 200:
+                return Outcome(response.status_code, seconds, user=user)
+            answer = response.json()
+            return Outcome(200, seconds, None, answer["usage"]["completion_tokens"],
+                           answer["choices"][0]["message"]["content"], user)
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                return Outcome(response.status_code, time.monotonic() - began, user=user)
+            first, pieces = None, []
+            for line in response.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                piece = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                if piece:
+                    first = first if first is not None else time.monotonic() - began
+                    pieces.append(piece)
+            text_ = "".join(pieces)
+            return Outcome(200, time.monotonic() - began, first, count_tokens(text_), text_, user)
     except httpx.HTTPError:
         return Outcome(599, time.monotonic() - began, user=user)  # connection refused or reset: a failure
+
+
+def client_for(url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
 
 
 def run_phase(name: str, calls: list[tuple], url: str) -> Phase:
@@ -128,11 +149,12 @@ def run_phase(name: str, calls: list[tuple], url: str) -> Phase:
     phase = Phase(name)
     start = threading.Event()
 
-    def one(call: tuple) -> None:
+    def one(client: httpx.Client, call: tuple) -> None:
         start.wait()
-        phase.outcomes.append(chat(url, *call))
+        phase.outcomes.append(chat(client, *call))
+        client.close()
 
-    threads = [threading.Thread(target=one, args=(c,)) for c in calls]
+    threads = [threading.Thread(target=one, args=(client_for(url, c[0]), c[1:])) for c in calls]
     for t in threads:
         t.start()
     began = time.monotonic()
@@ -143,11 +165,20 @@ def run_phase(name: str, calls: list[tuple], url: str) -> Phase:
     return phase
 
 
+def promoted_versions(database_url: str) -> int:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM adapter_versions WHERE promoted_at IS NOT NULL")).scalar()
+    engine.dispose()
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-rounds", type=int, default=15, help="more bursts until a version is promoted")
     parser.add_argument("--solo", type=int, default=4, help="requests of the one-stream baseline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench-load.json"))
@@ -164,6 +195,7 @@ def main() -> None:
         work, database_url, redis, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8",
         SEALCHAT_LEARNING_RATE="1e-3",
     )
+    count_tokens("warm up")  # load the tokenizer before anything is timed
     run = start_run(env, port, work / "run.log")
     phases: list[Phase] = []
     codes: dict[int, str] = {}
@@ -180,13 +212,20 @@ def main() -> None:
         general = "Name three colours of the rainbow."
         solo = Phase("1 stream")
         began = time.monotonic()
-        for _ in range(args.solo):
-            solo.outcomes.append(chat(url, keys[0], 0, general, "base", True))
+        with client_for(url, keys[0]) as client:
+            for _ in range(args.solo):
+                solo.outcomes.append(chat(client, 0, general, "base", True))
         solo.wall = time.monotonic() - began
         phases.append(solo)
         phases.append(run_phase("8 streams", [(keys[i % len(keys)], i % len(keys), general, "base", True)
                                               for i in range(8)], url))
-        for round_ in range(args.rounds):
+        promoted_before = promoted_versions(database_url)
+        round_ = 0
+        # At least --rounds bursts, and more (up to --max-rounds) until a version is
+        # promoted during the load: the hot-swap must happen under it.
+        while round_ < args.rounds or (
+            promoted_versions(database_url) == promoted_before and round_ < args.max_rounds
+        ):
             calls = []
             for i in range(args.concurrency):
                 user = rng.randrange(args.users)
@@ -194,10 +233,10 @@ def main() -> None:
                 question = "What is my locker code?" if own else general
                 calls.append((keys[user], user, question, "seal" if own or i % 4 == 1 else "base", i % 3 != 0))
             phases.append(run_phase(f"{args.concurrency} at once #{round_ + 1}", calls, url))
+            round_ += 1
+        promoted = promoted_versions(database_url) - promoted_before
         engine = create_engine(database_url)
         with engine.connect() as conn:
-            query = "SELECT count(*) FROM adapter_versions WHERE promoted_at IS NOT NULL"
-            promoted = conn.execute(text(query)).scalar()
             learned = conn.execute(text("SELECT count(*) FROM facts WHERE status = 'learned'")).scalar()
         engine.dispose()
     finally:
@@ -218,13 +257,14 @@ def main() -> None:
     eight_rate = result["phases"]["8 streams"]["tokens_per_s"]
     result["speedup_8_streams"] = round(eight_rate / solo_rate, 2) if solo_rate and eight_rate else None
     header = f"{'phase':<18} {'req':>4} {'2xx':>4} {'429':>4} {'503':>4} {'5xx':>4} {'ttft p50':>9} " \
-             f"{'ttft p95':>9} {'tok/s':>7} {'refusal max':>12} {'cross-user':>10}"
+             f"{'ttft p95':>9} {'tok/s':>7} {'refusal p50':>12} {'refusal max':>12} {'cross-user':>10}"
     print(header)
     for name, s in result["phases"].items():
         st = s["statuses"]
         print(f"{name:<18} {s['requests']:>4} {st.get('2xx', 0):>4} {st.get('429', 0):>4} {st.get('503', 0):>4} "
               f"{st.get('5xx', 0) + st.get('other', 0):>4} {s['ttft_p50_s'] or '-':>9} {s['ttft_p95_s'] or '-':>9} "
-              f"{s['tokens_per_s'] or '-':>7} {s['slowest_refusal_s'] or '-':>12} {s['cross_user_answers']:>10}")
+              f"{s['tokens_per_s'] or '-':>7} {s['refusal_p50_s'] or '-':>12} {s['slowest_refusal_s'] or '-':>12} "
+              f"{s['cross_user_answers']:>10}")
     print(f"8 streams / 1 stream tokens/s: {result['speedup_8_streams']}; "
           f"versions promoted during the run: {promoted}; facts learnt: {learned}/{args.users}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
