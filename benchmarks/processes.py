@@ -129,6 +129,22 @@ def worker_tree(run_pid: int) -> list[int]:
     return [p for child in children_of(run_pid) if "celery" in command_of(child) for p in tree(child)]
 
 
+def _rss_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+
+
+def pool_process(run_pid: int) -> int | None:
+    """The worker's pool process, the one that runs consolidations (the child of the
+    Celery worker holding the model: the largest; the embedded beat is small)."""
+    workers = [child for child in children_of(run_pid) if "celery" in command_of(child)]
+    pool = [p for worker in workers for p in children_of(worker)]
+    return max(pool, key=_rss_kb, default=None)
+
+
 def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
     """Until ``url``/login answers 200; RuntimeError with the log's tail if ``process`` dies or time runs out."""
     deadline = time.monotonic() + timeout_s

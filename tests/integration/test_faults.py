@@ -3,7 +3,8 @@ with the worker killed (SIGKILL, the whole process tree) in the middle of learni
 a fact: the web process keeps answering, the worker is started again, the rerun
 resumes after the candidate that had finished (so the stop, which came after
 progress, is not counted as a crash of the fact), and the fact is learnt; no
-half-written adapter is ever live."""
+half-written adapter is ever live. Then a run stopped by its soft time limit
+(the signal Celery sends) after a finished candidate resumes the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from benchmarks.processes import wait_until_serving, worker_tree
+from benchmarks.processes import pool_process, wait_until_serving, worker_tree
 from tests.conftest import REPLAY_CACHE, ROOT, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -97,6 +98,31 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
         user_dir = next((data / "adapters").glob("user_*"))
         assert (user_dir / f"v{versions[0]['version']}" / "groups.json").is_file(), "the live version is complete"
         assert not list(user_dir.glob(".build-*")) and not list(user_dir.glob(".checkpoint-*")), "nothing left over"
+
+        # The soft time limit: Celery sends the pool process SIGUSR1, which raises
+        # SoftTimeLimitExceeded in the task. Sent once a candidate is checkpointed,
+        # the run stops, puts the fact back without counting a crash, and the run it
+        # queues resumes from the checkpoint and learns it.
+        second = api.post("/api/facts", json={"text": "My kayak is painted orange."}).json()
+        deadline = time.monotonic() + 600
+        while not (api.get(f"/api/facts/{second['id']}").json()["stage"] or "").startswith("candidate 2/2"):
+            assert time.monotonic() < deadline, api.get(f"/api/facts/{second['id']}").json()
+            time.sleep(0.5)
+        pool = pool_process(run.pid)
+        assert pool is not None
+        os.kill(pool, signal.SIGUSR1)
+        deadline = time.monotonic() + 900
+        while (status := api.get(f"/api/facts/{second['id']}").json())["status"] not in ("learned", "failed"):
+            assert time.monotonic() < deadline, status
+            time.sleep(1)
+        assert status["status"] == "learned", status
+        log = log_path.read_text()
+        assert "stopped at the time limit; resuming" in log
+        assert log.count("resuming after 1 finished candidate(s)") >= 2, "the second run resumed too"
+        with sqlite3.connect(data / "sealchat.db") as db:
+            row = db.execute("SELECT crashes, checkpointed FROM facts WHERE id = ?", (second["id"],)).fetchone()
+            assert row == (0, 1), row
+        assert worker_tree(run.pid), "the worker kept running"
     finally:
         os.killpg(run.pid, signal.SIGTERM)
         try:
