@@ -41,7 +41,6 @@ import json
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -51,15 +50,10 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from benchmarks.processes import (
-    Redis,
     children_of,
     command_of,
     create_user,
-    free_port,
-    fresh_database,
-    run_env,
-    start_run,
-    stop_run,
+    start_stack,
     wait_until_serving,
     worker_tree,
 )
@@ -119,17 +113,12 @@ def main() -> None:
     targets = args.targets.split(",")
     rng = random.Random(args.seed)
 
-    work = Path(tempfile.mkdtemp(prefix="sealchat-faults-"))
-    database_url = fresh_database(DATABASE)
-    redis = Redis(free_port(), work)
-    redis.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = run_env(
-        work, database_url, redis, SEALCHAT_SELF_EDIT_K=str(args.k), SEALCHAT_TRAIN_STEPS="8",
-        SEALCHAT_LEARNING_RATE="1e-3",
+    stack = start_stack(
+        DATABASE, SEALCHAT_SELF_EDIT_K=str(args.k), SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3"
     )
-    run = start_run(env, port, work / "run.log")
+    work, database_url, redis, url, env, run = (
+        stack.work, stack.database_url, stack.redis, stack.url, stack.env, stack.run
+    )
     prober = Prober(database_url)
     started = time.monotonic()
     taught: dict[int, str] = {}
@@ -222,8 +211,7 @@ def main() -> None:
             time.sleep(5)
     finally:
         prober.stopping.set()
-        stop_run(run)
-        redis.kill()
+        stack.stop()
 
     lost = [i for i, t in taught.items() if i not in rows or rows[i][0] != t]
     statuses = Counter(rows[i][1] for i in taught if i in rows)

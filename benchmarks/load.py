@@ -28,7 +28,6 @@ import argparse
 import json
 import random
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -41,13 +40,8 @@ from sqlalchemy import create_engine, text
 
 from benchmarks.processes import (
     ROOT,
-    Redis,
     create_user,
-    free_port,
-    fresh_database,
-    run_env,
-    start_run,
-    stop_run,
+    start_stack,
     wait_until_serving,
 )
 
@@ -185,18 +179,11 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
-    work = Path(tempfile.mkdtemp(prefix="sealchat-load-"))
-    database_url = fresh_database(DATABASE)
-    redis = Redis(free_port(), work)
-    redis.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = run_env(
-        work, database_url, redis, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8",
-        SEALCHAT_LEARNING_RATE="1e-3",
-    )
     count_tokens("warm up")  # load the tokenizer before anything is timed
-    run = start_run(env, port, work / "run.log")
+    stack = start_stack(
+        DATABASE, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3"
+    )
+    work, database_url, url, env, run = stack.work, stack.database_url, stack.url, stack.env, stack.run
     phases: list[Phase] = []
     codes: dict[int, str] = {}
     try:
@@ -240,8 +227,7 @@ def main() -> None:
             learned = conn.execute(text("SELECT count(*) FROM facts WHERE status = 'learned'")).scalar()
         engine.dispose()
     finally:
-        stop_run(run)
-        redis.kill()
+        stack.stop()
 
     result = {
         "engine": "local",

@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -96,6 +98,39 @@ def stop_run(run: subprocess.Popen) -> None:
         run.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)
+
+
+@dataclass
+class BenchStack:
+    """A `sealchat run` a benchmark started, with its own database and Redis."""
+
+    work: Path
+    database_url: str
+    redis: Redis
+    url: str
+    env: dict[str, str]
+    run: subprocess.Popen
+
+    @property
+    def log(self) -> Path:
+        return self.work / "run.log"
+
+    def stop(self) -> None:
+        stop_run(self.run)
+        self.redis.kill()
+
+
+def start_stack(database: str, **settings: str) -> BenchStack:
+    """`sealchat run` on a fresh PostgreSQL database ``database`` and a private Redis,
+    its data in a new temporary folder, with ``settings`` (environment variables)."""
+    work = Path(tempfile.mkdtemp(prefix=database.replace("_", "-") + "-"))
+    database_url = fresh_database(database)
+    redis = Redis(free_port(), work)
+    redis.start()
+    port = free_port()
+    env = run_env(work, database_url, redis, **settings)
+    run = start_run(env, port, work / "run.log")
+    return BenchStack(work, database_url, redis, f"http://127.0.0.1:{port}", env, run)
 
 
 def create_user(env: dict[str, str], email: str) -> str:
