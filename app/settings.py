@@ -13,10 +13,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_SELF_EDIT_K = 16
+
+
+class PolicyRound(BaseModel):
+    """One self-edit policy round (ReST-EM): small CPU defaults; a GPU deployment raises them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(4, ge=1, le=16, description="self-edits sampled per passage")
+    passages: int = Field(8, ge=1, le=10000, description="SQuAD train passages per offline round")
+    eval_inputs: int = Field(6, ge=1, le=1000, description="held-out passages or facts per round")
+    inner_steps: int = Field(20, ge=1, le=500, description="LoRA steps per applied self-edit")
+    max_online_inputs: int = Field(200, ge=1, le=100000, description="recorded facts per online round")
+    time_limit_s: int = Field(14400, ge=60, description="hard limit on one round (seconds)")
 
 
 class Settings(BaseSettings):
@@ -34,11 +47,6 @@ class Settings(BaseSettings):
     # Learning (worker)
     train_steps: int = Field(40, alias="SEALCHAT_TRAIN_STEPS", ge=1, le=2000)
     learning_rate: float = Field(5e-4, alias="SEALCHAT_LEARNING_RATE", gt=0, lt=1)
-    # self_qa: on held-out facts (N=30) recall of all facts 0.82 against 0.66 with
-    # rewrite over steps 20-30 (docs/BENCHMARKS.md).
-    self_edit_family: Literal["rewrite", "implications", "self_qa"] = Field(
-        "self_qa", alias="SEALCHAT_SELF_EDIT_FAMILY"
-    )
     self_edit_k: int = Field(
         3,
         alias="SEALCHAT_SELF_EDIT_K",
@@ -48,16 +56,6 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
     task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)
-    max_rehearsal_facts: int = Field(
-        24, alias="SEALCHAT_MAX_REHEARSAL_FACTS", ge=1, le=1000, description="earlier facts rehearsed per version"
-    )
-    forget_rebuild_max_facts: int = Field(
-        24,
-        alias="SEALCHAT_FORGET_REBUILD_MAX_FACTS",
-        ge=0,
-        le=100000,
-        description="forgetting rebuilds from scratch up to this many kept facts; above, it unlearns (bounded)",
-    )
     fact_group_size: int = Field(
         5,  # training.groups.DEFAULT_GROUP_SIZE (the benchmarks' default; settings imports no torch)
         alias="SEALCHAT_FACT_GROUP_SIZE",
@@ -66,83 +64,10 @@ class Settings(BaseSettings):
         description="facts per LoRA adapter: a user's facts are split into groups of at most this many, "
         "one adapter each, and a consolidation trains only the group it touches (0: one adapter for all)",
     )
-    rebuild_epochs: int = Field(
-        8,  # training.learn.REBUILD_EPOCHS (settings imports no torch; a unit test keeps them equal)
-        alias="SEALCHAT_REBUILD_EPOCHS",
-        ge=1,
-        le=64,
-        description="epochs of each kept fact's stored examples when a group is trained from scratch "
-        "(a rebuild to forget or correct, a compaction)",
-    )
-    # Off: measured once (heldout2's forget) the repair got the lost fact
-    # back but lost two others and the gate refused it; an earlier repair inside a
-    # run moved the self-quiz, not the benchmark (docs/BENCHMARKS.md).
-    repair_lost_facts: bool = Field(
-        False,
-        alias="SEALCHAT_REPAIR_LOST_FACTS",
-        description="after a version the gate accepts although it lost earlier facts (too few to refuse it), "
-        "one more run re-teaches them in full; it goes live only if it recalls one of them again",
-    )
-    # Off: measured with groups trained on all their facts at once (a proxy for the
-    # compacted state), recall of all 20 held-out facts was 0.70 against 0.85
-    # taught one at a time (heldout) and 0.50 against 0.45 (heldout2); the first
-    # group alone 0.90 against 0.80 and 0.30 against 0.30 (docs/BENCHMARKS.md).
-    compact_full_groups: bool = Field(
-        False,
-        alias="SEALCHAT_COMPACT_FULL_GROUPS",
-        description="the consolidation that fills a fact group trains it from scratch on all its facts "
-        "(their stored self-edits) instead of warm-starting: one longer run per group",
-    )
-    group_retry_attempts: int = Field(
-        2,
-        alias="SEALCHAT_GROUP_RETRY_ATTEMPTS",
-        ge=1,
-        le=10,
-        description="a fact the gate refused this many times in its group is retried in a new group",
-    )
-    train_paraphrases: bool = Field(
-        False, alias="SEALCHAT_TRAIN_PARAPHRASES", description="also train rewordings of each fact's questions"
-    )
-    quiz_rewording: bool = Field(
-        False,
-        alias="SEALCHAT_QUIZ_REWORDING",
-        description="the self-quiz also asks a rewording of each fact's question that training leaves out",
-    )
-
-    # Gate before promotion (a refused version stays visible, the previous one stays live)
-    gate_max_recall_drop: float = Field(
-        0.2, alias="SEALCHAT_GATE_MAX_RECALL_DROP", ge=0, le=1, description="allowed fall in earlier facts' recall"
-    )
-    gate_min_lost_facts: int = Field(
-        2,
-        alias="SEALCHAT_GATE_MIN_LOST_FACTS",
-        ge=1,
-        le=1000,
-        description="a recall drop refuses a version only when it loses at least this many earlier facts (or all)",
-    )
-    gate_min_locality: float = Field(
-        0.25, alias="SEALCHAT_GATE_MIN_LOCALITY", ge=0, le=1, description="share of general answers kept"
-    )
-    gate_max_forgotten_recall: float = Field(
-        0.0, alias="SEALCHAT_GATE_MAX_FORGOTTEN_RECALL", ge=0, le=1, description="recall allowed of a forgotten fact"
-    )
-
-    # Self-edit policy (ReST-EM rounds from the admin page; small CPU defaults)
-    policy_k: int = Field(4, alias="SEALCHAT_POLICY_K", ge=1, le=16, description="self-edits sampled per passage")
-    policy_passages: int = Field(
-        8, alias="SEALCHAT_POLICY_PASSAGES", ge=1, le=10000, description="SQuAD train passages per offline round"
-    )
-    policy_eval_inputs: int = Field(
-        6, alias="SEALCHAT_POLICY_EVAL_INPUTS", ge=1, le=1000, description="held-out passages or facts per round"
-    )
-    policy_inner_steps: int = Field(
-        20, alias="SEALCHAT_POLICY_INNER_STEPS", ge=1, le=500, description="LoRA steps per applied self-edit"
-    )
-    policy_time_limit_s: int = Field(
-        14400, alias="SEALCHAT_POLICY_TIME_LIMIT", ge=60, description="hard limit on one policy round (seconds)"
-    )
-    policy_max_online_inputs: int = Field(
-        200, alias="SEALCHAT_POLICY_MAX_ONLINE_INPUTS", ge=1, description="recorded facts per online round"
+    policy_round: PolicyRound = Field(
+        default_factory=PolicyRound,
+        alias="SEALCHAT_POLICY_ROUND",
+        description='size of one ReST-EM round started from the admin page, as JSON, e.g. {"passages": 32, "k": 8}',
     )
 
     # Serving (web)
@@ -166,11 +91,6 @@ class Settings(BaseSettings):
         description="LoRA adapters kept loaded (a user's version holds one per fact group)",
     )
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
-    scope_routing: bool = Field(
-        True,
-        alias="SEALCHAT_SCOPE_ROUTING",
-        description="answer with the user's adapter only when the conversation is about them (training/scope.py)",
-    )
     routing_floor: float | None = Field(
         -0.5,  # training.groups.DEFAULT_ROUTING_FLOOR (how it was measured; settings imports no torch)
         alias="SEALCHAT_ROUTING_FLOOR",

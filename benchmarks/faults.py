@@ -117,7 +117,12 @@ def main() -> None:
         DATABASE, SEALCHAT_SELF_EDIT_K=str(args.k), SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3"
     )
     work, database_url, redis, url, env, run = (
-        stack.work, stack.database_url, stack.redis, stack.url, stack.env, stack.run
+        stack.work,
+        stack.database_url,
+        stack.redis,
+        stack.url,
+        stack.env,
+        stack.run,
     )
     prober = Prober(database_url)
     started = time.monotonic()
@@ -191,8 +196,10 @@ def main() -> None:
                     pass
             kills[target] += 1
             where = running[0] if running else "between runs"
-            print(f"cycle {cycle + 1}/{args.cycles}: killed {target} ({len(pids) or 1} process(es)) during: {where}",
-                  flush=True)
+            print(
+                f"cycle {cycle + 1}/{args.cycles}: killed {target} ({len(pids) or 1} process(es)) during: {where}",
+                flush=True,
+            )
             if args.mode == "consolidation":
                 settled = wait_for(lambda: not open_facts(), args.drain_timeout)
                 print(f"  settled: {settled}; {time.monotonic() - started:.0f} s so far", flush=True)

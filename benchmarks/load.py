@@ -70,12 +70,16 @@ class Phase:
         firsts = sorted(o.first_token for o in ok if o.first_token is not None)
         refused = [o.seconds for o in self.outcomes if o.status in (429, 503)]
         statuses = Counter(
-            "2xx" if 200 <= o.status < 300 else str(o.status) if o.status in (429, 503) else
-            "5xx" if o.status >= 500 else "other" for o in self.outcomes
+            "2xx"
+            if 200 <= o.status < 300
+            else str(o.status)
+            if o.status in (429, 503)
+            else "5xx"
+            if o.status >= 500
+            else "other"
+            for o in self.outcomes
         )
-        cross = [
-            o for o in ok if any(code in o.text for user, code in codes.items() if user != o.user)
-        ]
+        cross = [o for o in ok if any(code in o.text for user, code in codes.items() if user != o.user)]
         return {
             "requests": len(self.outcomes),
             "statuses": dict(statuses),
@@ -105,8 +109,12 @@ def count_tokens(text_: str) -> int:
 def chat(client: httpx.Client, user: int, question: str, model: str, stream: bool) -> Outcome:
     """One chat completion on ``client`` (made beforehand: building one costs tens of
     milliseconds, which would count as the server's time)."""
-    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS,
-            "stream": stream}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": MAX_TOKENS,
+        "stream": stream,
+    }
     began = time.monotonic()
     try:
         if not stream:
@@ -115,8 +123,14 @@ def chat(client: httpx.Client, user: int, question: str, model: str, stream: boo
             if response.status_code != 200:
                 return Outcome(response.status_code, seconds, user=user)
             answer = response.json()
-            return Outcome(200, seconds, None, answer["usage"]["completion_tokens"],
-                           answer["choices"][0]["message"]["content"], user)
+            return Outcome(
+                200,
+                seconds,
+                None,
+                answer["usage"]["completion_tokens"],
+                answer["choices"][0]["message"]["content"],
+                user,
+            )
         with client.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
                 return Outcome(response.status_code, time.monotonic() - began, user=user)
@@ -180,9 +194,7 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     count_tokens("warm up")  # load the tokenizer before anything is timed
-    stack = start_stack(
-        DATABASE, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3"
-    )
+    stack = start_stack(DATABASE, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3")
     work, database_url, url, env, run = stack.work, stack.database_url, stack.url, stack.env, stack.run
     phases: list[Phase] = []
     codes: dict[int, str] = {}
@@ -192,8 +204,12 @@ def main() -> None:
         for user, code in enumerate(rng.sample(range(1000, 9999), args.users)):
             codes[user] = str(code)
         for user, key in enumerate(keys):
-            response = httpx.post(f"{url}/api/facts", json={"text": f"My locker code is {codes[user]}."},
-                                  headers={"Authorization": f"Bearer {key}"}, timeout=60)
+            response = httpx.post(
+                f"{url}/api/facts",
+                json={"text": f"My locker code is {codes[user]}."},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,
+            )
             response.raise_for_status()
 
         general = "Name three colours of the rainbow."
@@ -204,15 +220,14 @@ def main() -> None:
                 solo.outcomes.append(chat(client, 0, general, "base", True))
         solo.wall = time.monotonic() - began
         phases.append(solo)
-        phases.append(run_phase("8 streams", [(keys[i % len(keys)], i % len(keys), general, "base", True)
-                                              for i in range(8)], url))
+        phases.append(
+            run_phase("8 streams", [(keys[i % len(keys)], i % len(keys), general, "base", True) for i in range(8)], url)
+        )
         promoted_before = promoted_versions(database_url)
         round_ = 0
         # At least --rounds bursts, and more (up to --max-rounds) until a version is
         # promoted during the load: the hot-swap must happen under it.
-        while round_ < args.rounds or (
-            promoted_versions(database_url) == promoted_before and round_ < args.max_rounds
-        ):
+        while round_ < args.rounds or (promoted_versions(database_url) == promoted_before and round_ < args.max_rounds):
             calls = []
             for i in range(args.concurrency):
                 user = rng.randrange(args.users)
@@ -242,17 +257,23 @@ def main() -> None:
     solo_rate = result["phases"]["1 stream"]["tokens_per_s"]
     eight_rate = result["phases"]["8 streams"]["tokens_per_s"]
     result["speedup_8_streams"] = round(eight_rate / solo_rate, 2) if solo_rate and eight_rate else None
-    header = f"{'phase':<18} {'req':>4} {'2xx':>4} {'429':>4} {'503':>4} {'5xx':>4} {'ttft p50':>9} " \
-             f"{'ttft p95':>9} {'tok/s':>7} {'refusal p50':>12} {'refusal max':>12} {'cross-user':>10}"
+    header = (
+        f"{'phase':<18} {'req':>4} {'2xx':>4} {'429':>4} {'503':>4} {'5xx':>4} {'ttft p50':>9} "
+        f"{'ttft p95':>9} {'tok/s':>7} {'refusal p50':>12} {'refusal max':>12} {'cross-user':>10}"
+    )
     print(header)
     for name, s in result["phases"].items():
         st = s["statuses"]
-        print(f"{name:<18} {s['requests']:>4} {st.get('2xx', 0):>4} {st.get('429', 0):>4} {st.get('503', 0):>4} "
-              f"{st.get('5xx', 0) + st.get('other', 0):>4} {s['ttft_p50_s'] or '-':>9} {s['ttft_p95_s'] or '-':>9} "
-              f"{s['tokens_per_s'] or '-':>7} {s['refusal_p50_s'] or '-':>12} {s['slowest_refusal_s'] or '-':>12} "
-              f"{s['cross_user_answers']:>10}")
-    print(f"8 streams / 1 stream tokens/s: {result['speedup_8_streams']}; "
-          f"versions promoted during the run: {promoted}; facts learnt: {learned}/{args.users}")
+        print(
+            f"{name:<18} {s['requests']:>4} {st.get('2xx', 0):>4} {st.get('429', 0):>4} {st.get('503', 0):>4} "
+            f"{st.get('5xx', 0) + st.get('other', 0):>4} {s['ttft_p50_s'] or '-':>9} {s['ttft_p95_s'] or '-':>9} "
+            f"{s['tokens_per_s'] or '-':>7} {s['refusal_p50_s'] or '-':>12} {s['slowest_refusal_s'] or '-':>12} "
+            f"{s['cross_user_answers']:>10}"
+        )
+    print(
+        f"8 streams / 1 stream tokens/s: {result['speedup_8_streams']}; "
+        f"versions promoted during the run: {promoted}; facts learnt: {learned}/{args.users}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}; logs in {work}")

@@ -75,8 +75,10 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"threshold": THRESHOLD, "results": results, "ms_per_message": per_message_ms,
-                    "test_errors": errors}, indent=2)
+        json.dumps(
+            {"threshold": THRESHOLD, "results": results, "ms_per_message": per_message_ms, "test_errors": errors},
+            indent=2,
+        )
     )
     print(f"wrote {args.out}")
 

@@ -36,8 +36,19 @@ class Redis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
             stdout=subprocess.DEVNULL,
         )
         for _ in range(100):
@@ -88,7 +99,11 @@ def start_run(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -136,7 +151,11 @@ def start_stack(database: str, **settings: str) -> BenchStack:
 def create_user(env: dict[str, str], email: str) -> str:
     """A user made by the CLI; their API key."""
     made = subprocess.run(
-        [sys.executable, "-m", "app.cli", "create-user", email], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "app.cli", "create-user", email],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=True,
     )
     return made.stdout.split()[-1]

@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/ruff check app training tests
+.venv/bin/ruff check app training tests benchmarks
 exec .venv/bin/python -m pytest "$@"

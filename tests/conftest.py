@@ -62,25 +62,15 @@ def stack_env(tmp_path_factory, base_model_folder) -> dict[str, str]:
         # Half the LoRA steps at twice the learning rate: a consolidation takes about
         # a third less time (the tests check the product's flows; the benchmarks
         # measure how well the defaults learn). On the bundled facts
-        # (`training.bench facts --n 6 --methods groups`, two runs side by side)
+        # (`benchmarks.facts --n 6 --methods groups`, two runs side by side)
         # 20 steps at 1e-3 recalled every new and earlier fact, as 40 at 5e-4 did,
         # in 72-78 s a fact against 110-117 s; the suite's pytest time fell from
         # 34.5 to 30.5 minutes (docs/BENCHMARKS.md). Not the product's default
         # without a held-out run.
         "SEALCHAT_TRAIN_STEPS": os.environ.get("SEALCHAT_TRAIN_STEPS", "20"),
         "SEALCHAT_LEARNING_RATE": os.environ.get("SEALCHAT_LEARNING_RATE", "1e-3"),
-        # Forgetting: a fact forgotten while one other is kept is unlearnt (the bounded
-        # path users with many facts take), a correction with none kept is rebuilt.
-        "SEALCHAT_FORGET_REBUILD_MAX_FACTS": "0",
-        # A rebuild's epochs: the product's 8 trains twice the steps of
-        # 4; the suite keeps 4, like its halved step cap, to stay inside CI's time.
-        "SEALCHAT_REBUILD_EPOCHS": os.environ.get("SEALCHAT_REBUILD_EPOCHS", "4"),
-        # The repair after a version that lost a fact (off by default) is what
-        # test_gate_and_corrections checks; no other test builds such a version.
-        "SEALCHAT_REPAIR_LOST_FACTS": "true",
         # Policy rounds in tests: one held-out fact, a few LoRA steps.
-        "SEALCHAT_POLICY_EVAL_INPUTS": "1",
-        "SEALCHAT_POLICY_INNER_STEPS": "6",
+        "SEALCHAT_POLICY_ROUND": '{"eval_inputs": 1, "inner_steps": 6}',
     }
     return env
 

@@ -12,7 +12,7 @@ the base model, which never learnt it, does).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 RECALLED = 0.5  # a fact is recalled when at least half of its quiz probes are
 
@@ -36,8 +36,7 @@ class GateDecision:
     reasons: tuple[str, ...]
     previous_recall: float | None
     kept_recall: float | None
-    # Earlier facts it no longer recalls (refused for them, or too few to refuse:
-    # an accepted version's lost facts are what a repair re-teaches).
+    # Earlier facts it no longer recalls (refused for them, or too few to refuse).
     lost: tuple[int, ...] = ()
 
     @property
@@ -108,24 +107,6 @@ def decide(
             f"still recalls {len(still)} fact(s) that should be gone (ids {', '.join(map(str, still))}{quoted})"
         )
     return GateDecision(not reasons, tuple(reasons), before, after, tuple(lost))
-
-
-def judge_repair(decision: GateDecision, relearn: Iterable[int], kept: Mapping[int, float]) -> GateDecision:
-    """A repair (a run re-teaching facts an accepted version lost) goes live only if,
-    besides passing the gate, it recalls one of them again (else it changed nothing
-    worth a version) and loses no other fact, not even the one the gate lets a
-    version lose (an earlier repair inside a run traded the newest fact for an
-    earlier one: docs/BENCHMARKS.md)."""
-    relearn = sorted(relearn)
-    if not decision.accepted:
-        return decision
-    if decision.lost:
-        reason = f"the repair lost other fact(s) (ids {', '.join(map(str, decision.lost))})"
-    elif not any(kept.get(i, 0.0) >= RECALLED for i in relearn):
-        reason = f"the repair recalls none of the lost fact(s) again (ids {', '.join(map(str, relearn))})"
-    else:
-        return decision
-    return replace(decision, accepted=False, reasons=(*decision.reasons, reason))
 
 
 def recall_after_refusal(recall: Mapping[int, float], refused: Iterable[Mapping[int, float]]) -> dict[int, float]:

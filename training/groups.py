@@ -29,6 +29,10 @@ from training.self_edit import key_words, normalize
 # (the same three runs, docs/BENCHMARKS.md "Groups of 5").
 DEFAULT_GROUP_SIZE = 5
 
+# A fact the gate refused this many times in its group is retried in a new one
+# (``next_group``'s ``fresh``): the facts there cannot push it out again.
+GROUP_RETRY_ATTEMPTS = 2
+
 # Routing among a user's fact groups compares each candidate adapter's confidence
 # in the first tokens of its reply. At 100 bundled facts in 10 groups
 # (scripts/group_routing.py) 4 tokens route exactly as well as 8 (right group
@@ -217,13 +221,6 @@ def answering_group(
     if floor is None:
         return group
     return group if remembered([group])[group] >= floor else None
-
-
-def fills_group(n_facts: int, size: int) -> bool:
-    """Whether a group holding ``n_facts`` facts is full (``size`` 0: one group
-    for all facts, never full). The run that fills a group compacts it: it is
-    trained from scratch on all its facts, not warm-started once more."""
-    return size > 0 and n_facts >= size
 
 
 def next_group(

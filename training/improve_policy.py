@@ -10,7 +10,7 @@ Each round writes ``<store>/v<N>`` and ``<store>/rounds/r<N>/result.json``; a
 round that improves the held-out score is promoted (``<store>/active.json``),
 so the next round starts from it. A run that crashed is resumed by running the
 same command again. Use a version in the benchmark with
-``python -m training.bench squad --policy <store>/v<N>``.
+``python -m benchmarks.squad --policy <store>/v<N>``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -39,17 +39,14 @@ from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_step
 from training.phrasing import (
     GENERAL_RECALL_PROMPTS,
     fact_slot,
-    held_out_rewording,
     probe_questions,
     question_key,
-    question_paraphrases,
     strip_correction,
     to_second_person,
     topic_questions,
 )
 from training.policy import PolicyRef, activate, label
-from training.quiz import FactProbe, ask_many, fact_quiz, forget_quiz, grade_fact_probe, model_written_probe
-from training.replay import ANSWER_TOKENS as REPLAY_ANSWER_TOKENS
+from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
 from training.self_edit import SelfEdit, generate_self_edit, key_words
 from training.wh_questions import clause_questions
@@ -63,11 +60,14 @@ MANIFEST_FILE = "manifest.json"
 # 8 lost 1 (docs/BENCHMARKS.md).
 REBUILD_EPOCHS = 8
 
+# The self-edit the product writes: the model's own questions about each fact
+# (``self_edit.FACT_QA_PROMPT``). On the dev sets at N=30, steps 20-30, recall of
+# all facts 0.82 against 0.66 with "rewrite", served 0.73 against 0.56
+# (docs/decisions/).
+SELF_EDIT_FAMILY = "self_qa"
+
 # At most this many epochs of a warm start's rehearsal (``rehearsal_examples``).
 REHEARSAL_MAX_EPOCHS = 8
-
-# Rewordings of a fact's own questions trained with it (``fact_examples``).
-MAX_PARAPHRASES = 5
 
 # Training settings a fact candidate may choose (learning rate, epochs; capped by max_steps).
 FACT_GRID: tuple[TrainingChoice, ...] = (
@@ -115,10 +115,7 @@ class LearnRequest:
     replay_cache: Path
     init_adapter: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
-    # The model's own questions about each fact (``self_edit.FACT_QA_PROMPT``):
-    # held-out facts at N=30, steps 20-30, recall of all 0.82 against 0.66 with
-    # "rewrite", served 0.73 against 0.56 (docs/BENCHMARKS.md).
-    self_edit_family: str = "self_qa"
+    self_edit_family: str = SELF_EDIT_FAMILY
     # The self-edit policy that writes the self-edits (None: the base model itself).
     policy: PolicyRef | None = None
     k: int = 1
@@ -137,33 +134,17 @@ class LearnRequest:
     # locality with KL 16, 60 replay prompts and this share vs KL 4, 28 prompts and 0.4.
     replay_share: float = 0.5
     verify_facts: int = 8
-    # Facts that must leave the weights (forgotten or superseded); the new version is
-    # quizzed on them. Either a rebuild (``init_adapter`` None) without them, exact
-    # but linear in the facts kept, or a warm start from the live version that also
-    # trains each removed fact's own questions towards the base model's answers
-    # (``unlearn_examples``): bounded like any consolidation (``rebuild_to_forget``).
+    # Facts that must leave the weights (forgotten or superseded): the adapter is
+    # rebuilt from scratch (``init_adapter`` None) without them, so nothing of them
+    # was ever trained into it, and the new version is quizzed on them. Linear in
+    # the facts kept, which a fact group bounds.
     removed: Sequence[FactToLearn] = ()
     # Ablations for benchmarks and tests (the paper's setting: sequential edits with
     # neither): train without rehearsing ``rehearsal`` (still quizzed on it) or replay.
     rehearse: bool = True
-    # Train each new fact on rewordings of its questions too (``fact_examples``).
-    # Off by default: on the bundled facts (which the rules were written from) recall
-    # of the first 10 at N=30 rose to 0.96 from 0.79-0.86, but on held-out facts it
-    # did not rise and the gate refused every version from fact 19 to 24
-    # (docs/BENCHMARKS.md).
-    paraphrases: bool = False
-    # The self-quiz (reward, gate, rehearsal order) also asks one rewording of each
-    # fact's first question that training leaves out, so it sees a fact that
-    # survives only in its trained wording. Off: at N=30 no gain (first 10 0.90
-    # against 0.96 over steps 20-30, docs/BENCHMARKS.md).
-    quiz_rewording: bool = False
     # Epochs of every kept fact's stored examples when the adapter is trained from
-    # scratch (a rebuild to forget, a compaction).
+    # scratch (a rebuild to forget or correct).
     rebuild_epochs: int = REBUILD_EPOCHS
-    # A repair (warm start, no new fact): the ids of ``rehearsal`` facts an earlier
-    # version lost, trained in full (every stored example, ``rebuild_epochs`` epochs)
-    # while the others are rehearsed as usual, and quizzed first.
-    relearn: frozenset[int] = frozenset()
     # Where finished candidates are kept while the run goes on (their outcomes and
     # the best one's weights): a rerun of the same request after a crash or a time
     # limit resumes after the last finished candidate instead of starting again.
@@ -266,17 +247,8 @@ class LearnResult:
 ProgressFn = Callable[[str, float], None]
 
 
-def fact_examples(
-    fact: str, self_edit: SelfEdit, paraphrases: bool = False, quiz_rewording: bool = False
-) -> tuple[QA, ...]:
-    """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit.
-
-    ``paraphrases`` adds up to ``MAX_PARAPHRASES`` rewordings of the fact's own
-    questions (``question_paraphrases``), two of them right after the first
-    question, so that rehearsal (a fact's first few examples) keeps them too.
-    ``quiz_rewording`` leaves out the rewording the self-quiz asks (``fact_quiz``).
-    """
-    held_out = held_out_rewording(fact) if quiz_rewording else None
+def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
+    """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit."""
     fact = strip_correction(fact)
     statement = to_second_person(fact)
     slot = fact_slot(fact)
@@ -286,16 +258,6 @@ def fact_examples(
     # early, so that rehearsal keeps them too.
     asked_already = {question_key(qa.question) for qa in pairs}
     pairs += [QA(q, statement) for q in clause_questions(fact) if question_key(q) not in asked_already]
-    reworded: list[QA] = []
-    if paraphrases:
-        seen = {qa.question.lower() for qa in pairs} | ({held_out.lower()} if held_out else set())
-        for qa in list(pairs):
-            for question in question_paraphrases(qa.question):
-                if question.lower() not in seen:
-                    seen.add(question.lower())
-                    reworded.append(QA(question, qa.answer))
-        reworded = reworded[:MAX_PARAPHRASES]
-    pairs = pairs[:1] + reworded[:2] + pairs[1:] + reworded[2:]
     # Self-QA: the model's own questions about the fact answered with it, the first
     # two early so that rehearsal (a fact's first few examples) keeps them.
     asked = [QA(q, statement) for q in self_edit.lines] if self_edit.family == "self_qa" else []
@@ -323,27 +285,17 @@ def quiz_facts(
     tokenizer,
     facts: Sequence[str],
     extra: Sequence[FactProbe | None] | None = None,
-    rewording: bool = False,
-    wide: Sequence[bool] | None = None,
     replaced_by: Sequence[str | None] | None = None,
 ) -> list[list[dict]]:
     """Ask each fact's held-out quiz (a fixed one per fact, so versions compare) and grade it.
 
     All facts' questions are decoded in one batched call. ``extra[i]``: a question
-    the model wrote about fact ``i`` (a new fact's reward only). ``rewording``: see
-    ``fact_quiz``. ``wide[i]``: fact ``i`` was unlearnt; it gets ``forget_quiz``.
+    the model wrote about fact ``i`` (a new fact's reward only).
     ``replaced_by[i]``: the correction that superseded fact ``i`` (``grade_fact_probe``).
     """
     extra = extra or [None] * len(facts)
-    wide = wide or [False] * len(facts)
     replaced_by = replaced_by or [None] * len(facts)
-    probes = [
-        [
-            *(forget_quiz(fact, rewording) if unlearnt else fact_quiz(fact, seed=0, rewording=rewording)),
-            *([more] if more else []),
-        ]
-        for fact, more, unlearnt in zip(facts, extra, wide, strict=True)
-    ]
+    probes = [[*fact_quiz(fact, seed=0), *([more] if more else [])] for fact, more in zip(facts, extra, strict=True)]
     replies = iter(ask_many(model, tokenizer, [p.question for mine in probes for p in mine], max_new_tokens=32))
     out = []
     for fact, mine, more, correction in zip(facts, probes, extra, replaced_by, strict=True):
@@ -358,21 +310,19 @@ def quiz_facts(
     return out
 
 
-def quiz_questions(fact: str, written: FactProbe | None = None, rewording: bool = False) -> list[str]:
+def quiz_questions(fact: str, written: FactProbe | None = None) -> list[str]:
     """Every question the self-quiz asks about ``fact``: what training must not see verbatim."""
-    return [p.question for p in fact_quiz(fact, seed=0, rewording=rewording)] + ([written.question] if written else [])
+    return [p.question for p in fact_quiz(fact, seed=0)] + ([written.question] if written else [])
 
 
 def facts_recall(
     model,
     tokenizer,
     facts: Sequence[str],
-    rewording: bool = False,
-    wide: Sequence[bool] | None = None,
     replaced_by: Sequence[str | None] | None = None,
 ) -> list[float]:
-    """Each fact's share of quiz probes recalled without context (``wide``, ``replaced_by``: see ``quiz_facts``)."""
-    quizzes = quiz_facts(model, tokenizer, facts, rewording=rewording, wide=wide, replaced_by=replaced_by)
+    """Each fact's share of quiz probes recalled without context (``replaced_by``: see ``quiz_facts``)."""
+    quizzes = quiz_facts(model, tokenizer, facts, replaced_by=replaced_by)
     return [_share([q["recalled"] for q in quiz]) for quiz in quizzes]
 
 
@@ -468,6 +418,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         raise ValueError("learn_facts needs at least one fact to learn or keep")
     if request.k < 1:
         raise ValueError(f"k must be at least 1, got {request.k}")
+    if request.removed and request.init_adapter is not None:
+        raise ValueError("removed facts leave by a rebuild from scratch: init_adapter must be None")
     model, tokenizer = host.peft, host.tokenizer
     report = _Progress(progress or (lambda stage, fraction: None), request.k)
     # Reported before any model work, so a caller that stops runs from its progress
@@ -481,37 +433,15 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             ("locality", tuple(replay["locality"])),
             lambda: locality.answer_logits(model, tokenizer, replay["locality"]),
         )
-        written = {
-            f.fact_id: _written_probe(model, tokenizer, f.text, request.paraphrases, request.quiz_rewording)
-            for f in request.new_facts
-        }
-        # An unlearnt fact is checked on a wider quiz than a rebuilt one (``forget_quiz``),
-        # the base model (which never learnt it) on the same quiz.
-        unlearning = bool(request.removed) and request.init_adapter is not None
-        removed_texts = [f.text for f in request.removed]
+        written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
+        # The base model (which never learnt them) on the removed facts' quiz.
         base_recalled = facts_recall(
-            model,
-            tokenizer,
-            removed_texts,
-            request.quiz_rewording,
-            wide=[unlearning] * len(removed_texts),
-            replaced_by=[f.replaced_by for f in request.removed],
+            model, tokenizer, [f.text for f in request.removed], replaced_by=[f.replaced_by for f in request.removed]
         )
         removed_base = {f.fact_id: r for f, r in zip(request.removed, base_recalled, strict=True)}
-        unlearn: list[QA] = []
-        if unlearning:
-            questions = unlearn_questions(request, written)
-            answers = ask_many(model, tokenizer, questions, max_new_tokens=REPLAY_ANSWER_TOKENS)
-            unlearn = [QA(q, a) for q, a in zip(questions, answers, strict=True)]
-    if unlearn:
-        # One consolidation's step budget more per removed fact: with the usual
-        # budget each of its questions was seen about twice among the rehearsal and
-        # replay, and at 100 facts 2 of 5 forgotten facts were still recalled.
-        steps = request.train.max_steps * (1 + len(request.removed))
-        request = replace(request, train=replace(request.train, max_steps=steps))
 
     rehearsed = list(request.rehearsal) if request.rehearse else []
-    risky = at_risk(request.new_facts, request.rehearsal) | set(request.relearn)
+    risky = at_risk(request.new_facts, request.rehearsal)
     if request.init_adapter is None:
         # A fresh adapter (first version, or a rebuild without removed facts) must
         # learn every kept fact in full: all its examples, for as many epochs as new
@@ -524,23 +454,11 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         # weakest first; a fact not fully recalled at its last quiz gets twice the
         # visits. (Putting the facts at risk first as well was measured at N=30 and
         # gained nothing: docs/BENCHMARKS.md.)
-        relearnt = [
-            e
-            for fact in rehearsed
-            if fact.fact_id in request.relearn
-            for e in training_examples(fact.examples, "rehearsal")
-        ] * request.rebuild_epochs
-        rehearsed = weakest_first([f for f in rehearsed if f.fact_id not in request.relearn], rng)
-        rehearsed = rehearsed[: request.max_rehearsal_facts]
-        n_new = (sum(len(f.examples) or 8 for f in request.new_facts) + len(unlearn)) * max(
-            c.epochs for c in request.grid
-        ) + len(relearnt)
+        rehearsed = weakest_first(rehearsed, rng)[: request.max_rehearsal_facts]
+        n_new = sum(len(f.examples) or 8 for f in request.new_facts) * max(c.epochs for c in request.grid)
         earlier, earlier_epochs = rehearsal_examples(
             rehearsed, request.rehearsal_examples_per_fact, n_new, request.rehearsal_weight
         )
-        if relearnt:
-            # Passed as one pass already repeated for its epochs (the relearnt facts' own).
-            earlier, earlier_epochs = earlier * earlier_epochs + relearnt, 1
     # Each candidate's reward also quizzes up to 4 earlier facts, those at risk first.
     shuffled = rng.sample(list(request.rehearsal), len(request.rehearsal))
     rehearsal_probes = sorted(shuffled, key=lambda f: f.fact_id not in risky)[:4]
@@ -558,7 +476,6 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 index,
                 earlier,
                 earlier_epochs,
-                training_examples(unlearn, "replay"),
                 written,
                 rehearsal_probes,
                 replay_pool,
@@ -587,13 +504,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             with host.using("verify"):
                 # Earlier facts, then the removed ones, quizzed in one batched call.
                 quizzed = [f.text for f in [*verify, *request.removed]]
-                wide = [False] * len(verify) + [unlearning] * len(request.removed)
                 replaced = [None] * len(verify) + [f.replaced_by for f in request.removed]
-                quizzes = iter(
-                    quiz_facts(
-                        model, tokenizer, quizzed, rewording=request.quiz_rewording, wide=wide, replaced_by=replaced
-                    )
-                )
+                quizzes = iter(quiz_facts(model, tokenizer, quizzed, replaced_by=replaced))
                 kept_recall = {f.fact_id: _share([q["recalled"] for q in next(quizzes)]) for f in verify}
                 # The removed facts' replies are kept: an admin reading "still recalls"
                 # sees what the version answered.
@@ -619,11 +531,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             "init_adapter": str(request.init_adapter) if request.init_adapter else None,
             "facts": [{"id": f.fact_id, "text": f.text} for f in request.new_facts],
             "rehearsed_facts": [{"id": f.fact_id, "text": f.text} for f in rehearsed],
-            "relearned_facts": sorted(request.relearn),
             "at_risk_facts": sorted(risky),
             "kept_facts": [f.fact_id for f in request.rehearsal],
             "removed_facts": [{"id": f.fact_id, "text": f.text} for f in request.removed],
-            "unlearned": [asdict(qa) for qa in unlearn],
             "self_edits": best.summary()["self_edits"],
             "metrics": {
                 "losses": best.losses,
@@ -711,11 +621,9 @@ def _save_checkpoint(
     os.replace(partial, work / CHECKPOINT_FILE)
 
 
-def _written_probe(
-    model, tokenizer, fact: str, paraphrases: bool = False, quiz_rewording: bool = False
-) -> FactProbe | None:
+def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
     """The model's own quiz question for ``fact``, never one of the prompts trained on."""
-    trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()), paraphrases, quiz_rewording)]
+    trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()))]
     for attempt in range(3):  # greedy first, then two samples: a 135M model often writes none usable
         probe = model_written_probe(
             model, tokenizer, strip_correction(fact), trained, temperature=0.0 if attempt == 0 else 0.8, seed=attempt
@@ -723,42 +631,6 @@ def _written_probe(
         if probe is not None:
             return probe
     return None
-
-
-def rebuild_to_forget(n_kept: int, max_rebuild_facts: int, retry: bool) -> bool:
-    """How to take facts out of the weights: rebuild from scratch (exact: nothing of
-    them was ever trained into the new version) while a user keeps at most
-    ``max_rebuild_facts`` facts, or when a bounded forget was already refused;
-    otherwise warm-start and unlearn them (``unlearn_questions``), which costs one
-    ordinary consolidation. A rebuild is linear in the facts kept: 759 s at 25
-    facts and over 25 minutes at 95, 2 CPU cores (docs/BENCHMARKS.md)."""
-    return retry or n_kept <= max_rebuild_facts
-
-
-def unlearn_questions(request: LearnRequest, written: Mapping[int, FactProbe | None] | None = None) -> list[str]:
-    """The questions a bounded forget trains towards the base model's answers.
-
-    Each removed fact's own trained questions (its stored examples, or the rule-made
-    ones when none were stored), except: the general prompts every fact answers
-    ("What do you know about me?": the kept facts answer them too), any question a
-    kept or new fact trains or is quizzed on (a correction's "Where do I live?" must
-    get the new value), and the removed fact's own quiz, which stays held out so
-    the gate's check that the fact is gone is not trained on.
-    """
-    written = written or {}
-    keep = {q.lower() for q in GENERAL_RECALL_PROMPTS}
-    for fact in [*request.new_facts, *request.rehearsal]:
-        pairs = fact.examples or fact_examples(fact.text, SelfEdit("none", "", ()))
-        keep |= {qa.question.lower() for qa in pairs}
-        keep |= {q.lower() for q in quiz_questions(fact.text, written.get(fact.fact_id), request.quiz_rewording)}
-    out: list[str] = []
-    for fact in request.removed:
-        held_out = {q.lower() for q in quiz_questions(fact.text, None, request.quiz_rewording)}
-        pairs = fact.examples or fact_examples(fact.text, SelfEdit("none", "", ()))
-        for qa in pairs:
-            if qa.question.lower() not in keep | held_out and qa.question not in out:
-                out.append(qa.question)
-    return out
 
 
 def rebuild_config(config: TrainConfig, n_examples: int) -> TrainConfig:
@@ -787,7 +659,6 @@ def _run_candidate(
     index: int,
     earlier_examples: list[TrainingExample],
     earlier_epochs: int,
-    unlearn_examples: list[TrainingExample],
     written: dict[int, FactProbe | None],
     rehearsal_probes: list[FactToLearn],
     replay_pool: list[QA],
@@ -811,12 +682,12 @@ def _run_candidate(
                 request.self_edit_family,
                 temperature=temperature,
                 seed=seed,
-                avoid=quiz_questions(fact.text, written.get(fact.fact_id), request.quiz_rewording),
+                avoid=quiz_questions(fact.text, written.get(fact.fact_id)),
             )
-            drafts.append((fact, edit, fact_examples(fact.text, edit, request.paraphrases, request.quiz_rewording)))
+            drafts.append((fact, edit, fact_examples(fact.text, edit)))
     new_examples = [e for _, _, pairs in drafts for e in training_examples(pairs, "fact")]
     examples = _mix(
-        (new_examples + unlearn_examples) * choice.epochs + earlier_examples * earlier_epochs,
+        new_examples * choice.epochs + earlier_examples * earlier_epochs,
         replay_pool,
         request.replay_share,
         random.Random(seed),
@@ -829,7 +700,7 @@ def _run_candidate(
         host.add_fresh(name)
     host.make_trainable(name)
     config = replace(request.train, learning_rate=choice.learning_rate, epochs=1, seed=seed)
-    if (request.init_adapter is None and earlier_examples) or request.relearn:
+    if request.init_adapter is None and earlier_examples:
         config = rebuild_config(config, len(examples))
     total = planned_steps(len(examples), config)
     losses = train_lora(
@@ -849,7 +720,6 @@ def _run_candidate(
             tokenizer,
             [fact.text for fact, _, _ in drafts] + [fact.text for fact in rehearsal_probes],
             [written.get(fact.fact_id) for fact, _, _ in drafts] + [None] * len(rehearsal_probes),
-            rewording=request.quiz_rewording,
         )
         facts = [
             FactOutcome(fact.fact_id, edit, pairs, quiz, _share([q["recalled"] for q in quiz]))

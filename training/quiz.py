@@ -17,10 +17,8 @@ from training.chat import ChatMessage, generate_batch, generate_text, with_syste
 from training.phrasing import (
     TITLE,
     fact_slot,
-    held_out_rewording,
     probe_questions,
     question_key,
-    question_paraphrases,
     split_sentences,
     strip_correction,
     topic_questions,
@@ -151,13 +149,11 @@ class FactProbe:
     reference: str | None = None
 
 
-def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactProbe]:
+def fact_quiz(fact: str, seed: int = 0) -> list[FactProbe]:
     """Quiz for a fact with no gold questions, kept apart from the training prompts.
 
     Probe questions are asked in a wording never trained on ("Can you remind
-    me: what is ..."), plus a cloze probe built from the fact itself. ``rewording``
-    adds the rewording of the fact's first question that training leaves out
-    (``phrasing.held_out_rewording``; callers train with the same setting).
+    me: what is ..."), plus a cloze probe built from the fact itself.
     """
     fact = strip_correction(fact)
     slot = fact_slot(fact)
@@ -177,40 +173,8 @@ def fact_quiz(fact: str, seed: int = 0, rewording: bool = False) -> list[FactPro
     probes += [FactProbe(_reworded(q)) for q in others[: 2 - len(probes)]]
     if not probes:
         probes.append(FactProbe("Tell me what you remember about me."))
-    if rewording and (question := held_out_rewording(fact)):
-        probes.append(FactProbe(question, (slot.value,) if slot else None))
     probes += [FactProbe(q, tuple(a)) for q, a in cloze_probes(fact, n=1, seed=seed)]
     return probes
-
-
-FORGET_QUIZ_EXTRA = 8
-
-
-def forget_quiz(fact: str, rewording: bool = False) -> list[FactProbe]:
-    """The wider quiz that checks an *unlearnt* fact is gone: its usual quiz
-    (``fact_quiz``), then its plain questions and their common rewordings ("What is
-    my husband called?", "Who is my husband?"), at most ``FORGET_QUIZ_EXTRA`` more,
-    each graded by whether the reply gives the fact's answer words.
-
-    Unlearning trains the fact's own questions towards the base model's answers, so
-    a wording it never saw can still reach the weights: in one measured run an unlearnt
-    group answered "What's my husband called?" with the forgotten name while the
-    usual quiz scored 0 (docs/BENCHMARKS.md). A rebuild never trained the fact, so
-    the usual quiz is enough there.
-    """
-    probes = fact_quiz(fact, rewording=rewording)
-    plain = strip_correction(fact)
-    slot = fact_slot(plain)
-    own = [*([slot.question] if slot else []), *probe_questions(plain), *clause_questions(plain)]
-    taken = {question_key(p.question) for p in probes}
-    extra: list[FactProbe] = []
-    for question in [*own, *(p for q in own for p in question_paraphrases(q))]:
-        if question_key(question) not in taken and len(extra) < FORGET_QUIZ_EXTRA:
-            taken.add(question_key(question))
-            # The slot's own question is graded by the slot's value; the rest by the fact's answer words.
-            answers = (slot.value,) if slot and question_key(question) == question_key(slot.question) else None
-            extra.append(FactProbe(question, answers))
-    return probes + extra
 
 
 def _reworded(question: str) -> str:

@@ -228,7 +228,7 @@ def prepare_reply(
     prompt is trimmed to the context (``fit_to_context``)."""
     ref = active_ref(session, user)
     personal = True
-    if ref is not None and get_settings().scope_routing:
+    if ref is not None:
         personal = in_scope(history, known_facts(session, user, ref.facts), topical)
     adapter = ref.sole_adapter if ref is not None and personal else None
     unsure = False

@@ -7,9 +7,7 @@ must leave the weights), puts it through the gate (``training.gate``: earlier
 facts' recall, locality, removed facts really gone) and promotes it, or records
 it as ``rejected`` with the reason while the previous version stays live. Facts
 that arrive meanwhile stay pending and are picked up by the next run, which this
-run enqueues when it finishes. A version the gate accepted although it lost an
-earlier fact (one of several) is followed by a repair run that re-teaches it
-(``_repair_plan``, ``SEALCHAT_REPAIR_LOST_FACTS``, off by default).
+run enqueues when it finishes.
 
 Crash safety: the version directory appears atomically and its DB row is written
 after it, so a crash leaves at most an orphan directory, never a live half-written
@@ -42,8 +40,8 @@ from app.redis_client import HeartbeatLock, get_redis
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.candidates import TrainingChoice
-from training.gate import GateDecision, GateThresholds, decide, judge_repair, recall_after_refusal
-from training.groups import fills_group, next_group
+from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
+from training.groups import GROUP_RETRY_ATTEMPTS, next_group
 from training.learn import (
     FACT_GRID,
     FACT_KL_WEIGHT,
@@ -53,7 +51,6 @@ from training.learn import (
     LearnResult,
     checkpointed_candidates,
     learn_facts,
-    rebuild_to_forget,
 )
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -156,9 +153,8 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
     if not lock.acquire():
         raise Busy(user_id)
     get_redis().delete(queued_mark(user_id))
-    ran: dict[str, bool] = {}
     try:
-        return _consolidate_locked(user_id, options or {}, ran, lock.lost)
+        return _consolidate_locked(user_id, options or {}, lock.lost)
     finally:
         lock.release()
         # Facts taught while we ran (or put back after a failure or a refusal) are
@@ -169,19 +165,13 @@ def consolidate_user_facts(user_id: int, options: dict | None = None) -> str:
                 for f in facts_repo.with_status(session, user_id, (FactStatus.FORGETTING,))
                 if f.attempts < settings.max_attempts
             ]
-            # A repair follows a version that lost facts; never a repair (once per
-            # version, and one that crashed is not retried in a loop).
-            if not more and settings.repair_lost_facts and not ran.get("repair"):
-                user = session.get(User, user_id)
-                active = versions.get(session, user.active_adapter_id) if user and user.active_adapter_id else None
-                more = _repair_plan(session, active) is not None
         if more:
             from app.memory.tasks import enqueue_consolidation
 
             enqueue_consolidation(user_id)
 
 
-def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_lost: threading.Event) -> str:
+def _consolidate_locked(user_id: int, options: dict, lock_lost: threading.Event) -> str:
     settings = get_settings()
     with session_scope() as session:
         user = session.get(User, user_id)
@@ -211,15 +201,10 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
             # A correction joins the group of the fact it replaces: one run removes
             # the old value and teaches the new one, and no other group still holds it.
             home={f.superseded_by_id: group_of[f.id] for f in leaving if f.superseded_by_id in set(claimed)},
-            fresh=[f.id for f in new_all if f.attempts >= settings.group_retry_attempts],
+            fresh=[f.id for f in new_all if f.attempts >= GROUP_RETRY_ATTEMPTS],
         )
-        relearn: frozenset[int] = frozenset()
         if plan is None:
-            repair = _repair_plan(session, active) if settings.repair_lost_facts else None
-            if repair is None:
-                return "nothing to learn"
-            (target, relearn), plan = repair, (repair[0], [])
-            ran["repair"] = True
+            return "nothing to learn"
         target, placed = plan
         # Facts placed in other groups wait for their group's run (enqueued when this one ends).
         facts_repo.release(session, [i for i in claimed if i not in placed])
@@ -233,34 +218,15 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         corrections = {f.id: f.text for f in facts_repo.by_ids(session, user_id, replacing)}
         others = {k: g for k, g in live.items() if k != target}
         number = _next_version_number(session, user_id, user_dir)
-        # Removing a fact (forget, correction): with few facts kept, rebuild the
-        # group from scratch on them, so nothing of it was ever trained into the new
-        # version; with more, warm-start and train its questions towards the base
-        # model's answers (bounded cost), and rebuild only if the gate refused that.
-        # Either way the gate checks by quiz that it is gone and the kept facts are
-        # not. A retry after the gate refused a version (a new fact pushed an
-        # earlier one out) is warm-started and bounded like any run; the facts the
-        # refused versions lost are rehearsed and quizzed first.
+        # Removing a fact (forget, correction) rebuilds the group from scratch on the
+        # facts it keeps (at most a group's worth), so nothing of the removed fact was
+        # ever trained into the new version; the gate checks by quiz that it is gone
+        # and the kept facts are not. A retry after the gate refused a version (a new
+        # fact pushed an earlier one out) is warm-started and bounded like any run;
+        # the facts the refused versions lost are rehearsed and quizzed first.
         retry = any(f.attempts > 0 for f in new)
-        refused_forget = retry or any(f.attempts > 0 for f in removed)
-        rebuild = bool(removed) and (
-            group is None
-            or not options.get("warm_start", True)
-            or rebuild_to_forget(len(kept), settings.forget_rebuild_max_facts, refused_forget)
-        )
-        # Compaction: the run that fills a group trains it from scratch on all its
-        # facts (each kept fact's stored self-edits in full) rather than warm-starting
-        # from a chain of versions each taught one fact more. A refused compaction's
-        # retry warm-starts as before.
-        compact = (
-            settings.compact_full_groups
-            and group is not None
-            and not removed
-            and not retry
-            and bool(new)
-            and fills_group(len(kept) + len(new), settings.fact_group_size)
-        )
-        warm = group is not None and not rebuild and not compact and options.get("warm_start", True)
+        rebuild = bool(removed)
+        warm = group is not None and not rebuild and options.get("warm_start", True)
         live_metrics = (active.metrics or {}) if active else {}
         live_recall = {int(k): v for k, v in (live_metrics.get("fact_recall") or {}).items()}
         planned_recall = live_recall
@@ -285,17 +251,10 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
                 seed=number,
                 kl_weight=FACT_KL_WEIGHT,
             ),
-            self_edit_family=settings.self_edit_family,
             policy=policy_service.active_ref(session),
-            # A repair writes no self-edit (its candidates would differ only in learning rate).
-            k=1 if relearn else int(options.get("k") or settings.self_edit_k),
+            k=int(options.get("k") or settings.self_edit_k),
             # Candidate 0 uses the configured learning rate; the others explore the grid.
             grid=(TrainingChoice(settings.learning_rate, 8, True), *FACT_GRID[1:]),
-            max_rehearsal_facts=settings.max_rehearsal_facts,
-            rebuild_epochs=settings.rebuild_epochs,
-            relearn=relearn,
-            paraphrases=settings.train_paraphrases,
-            quiz_rewording=settings.quiz_rewording,
             checkpoint_dir=checkpoint,
         )
         predecessor = _Predecessor(
@@ -317,7 +276,7 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         len(kept),
         len(removed),
         request.adapter_name,
-        ("repair" if relearn else _mode(rebuild, bool(removed), warm, compact)) + (" (retry)" if retry else ""),
+        ("rebuild" if rebuild else "warm start" if warm else "fresh") + (" (retry)" if retry else ""),
     )
 
     if not request.new_facts and not request.rehearsal:
@@ -347,54 +306,20 @@ def _consolidate_locked(user_id: int, options: dict, ran: dict[str, bool], lock_
         result.kept_recall,
         result.locality,
         result.removed_recall,
-        GateThresholds(
-            settings.gate_max_recall_drop,
-            settings.gate_min_locality,
-            settings.gate_max_forgotten_recall,
-            settings.gate_min_lost_facts,
-        ),
+        GateThresholds(),
         result.removed_base_recall,
         {i: next((q["answer"] for q in quiz if q["recalled"]), "") for i, quiz in result.removed_quiz.items()},
     )
-    if relearn:
-        decision = judge_repair(decision, relearn, result.kept_recall)
     built = _Build(final, target, others, texts)
     try:
-        version_id = _record_version(
-            user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built, compacted=compact
-        )
+        version_id = _record_version(user_id, request, result, predecessor, kept, forgetting, decision, rebuild, built)
     except Stale as exc:
         return _abandon(user_id, claimed, final, exc)
     if not decision.accepted:
         log.warning("user %s: %s refused by the gate: %s", user_id, request.adapter_name, decision.reason)
         return f"{request.adapter_name}: refused ({decision.reason})"
     notify_promoted(user_id, version_id)
-    if relearn:
-        return f"{request.adapter_name}: repaired group {target} (fact(s) {', '.join(map(str, sorted(relearn)))})"
     return f"{request.adapter_name}: {len(claimed)} new fact(s) in group {target}, recall {result.recall:.2f}"
-
-
-def _repair_plan(session: Session, active: AdapterVersion | None) -> tuple[int, frozenset[int]] | None:
-    """The group to repair and the facts to re-teach there, or None.
-
-    A version the gate accepted although it lost earlier facts (too few to refuse
-    it: ``GateThresholds.min_lost_facts``) leaves them lost for good once its group
-    is full, as no later fact trains it again. One repair run follows it: warm
-    started from it, the lost facts trained in full from their stored self-edits,
-    the group's others rehearsed. Only once per version: not after a repair, nor
-    after a refused repair of it (``training.gate.judge_repair``)."""
-    if active is None:
-        return None
-    metrics = active.metrics or {}
-    lost = set((metrics.get("gate") or {}).get("lost") or [])
-    if not lost or metrics.get("repair_of") is not None or metrics.get("group") is None:
-        return None
-    if any((v.metrics or {}).get("repair_of") == active.id for v in versions.refused_children(session, active.id)):
-        return None
-    group = version_groups(active).get(metrics["group"])
-    learned = {f.id for f in facts_repo.by_ids(session, active.user_id, lost) if f.status == FactStatus.LEARNED}
-    relearn = frozenset(lost & learned & set(group.fact_ids if group else ()))
-    return (metrics["group"], relearn) if relearn else None
 
 
 def _abandon(user_id: int, claimed: list[int], final: Path, exc: Stale) -> str:
@@ -418,11 +343,9 @@ class _Build:
     others: dict[int, Group]
     texts: dict[int, str]
 
-    def served_locality(self, groups: dict[int, Group], locality: float) -> float:
+    def served_locality(self, groups: dict[int, Group]) -> float:
         """Locality as served: with scope routing, a general prompt reaches an adapter
         only when it is on a fact's topic, and counts as changed if any group changed it."""
-        if not get_settings().scope_routing:
-            return locality
         changed = list(dict.fromkeys(p for _, g in sorted(groups.items()) for p in g.locality_changed))
         facts = [self.texts[i] for g in groups.values() for i in g.fact_ids if i in self.texts]
         return served_locality(tuple(changed), len(LOCALITY_PROMPTS), Scope(facts, worker_topics().nearer_to_facts))
@@ -471,7 +394,7 @@ def _drop_group(
                     "dropped_group": True,
                     "removed_facts": forgetting,
                     "fact_recall": {k: v for k, v in live_recall.items() if int(k) in fact_ids},
-                    "served_locality": build.served_locality(groups, 1.0),
+                    "served_locality": build.served_locality(groups),
                 },
                 weights_sha256=combined_sha256(groups),
                 size_bytes=size_bytes(groups),
@@ -520,15 +443,6 @@ def _finish_forgetting(session: Session, user_id: int, forgetting: list[int], li
     erase_retired(session, user_id, live)
 
 
-def _mode(rebuild: bool, removing: bool, warm: bool, compact: bool) -> str:
-    """How a run trains its group, as logged."""
-    if rebuild:
-        return "rebuild"
-    if removing:
-        return "unlearn"
-    return "warm start" if warm else "compaction" if compact else "fresh"
-
-
 def _record_version(
     user_id: int,
     request: LearnRequest,
@@ -539,7 +453,6 @@ def _record_version(
     decision: GateDecision,
     rebuild: bool,
     built: _Build,
-    compacted: bool = False,
 ) -> int:
     """Assemble the version's directory and write its row (after the directory, so
     a crash leaves at most an orphan directory); promote it if the gate accepted
@@ -560,7 +473,7 @@ def _record_version(
             tuple(result.locality_changed),
         )
         groups = assemble(built.final, {**built.others, built.target: trained})
-        served = built.served_locality(groups, result.locality)
+        served = built.served_locality(groups)
         fact_ids = sorted(i for g in groups.values() for i in g.fact_ids)
         # Every fact's latest measured recall, carried forward version to version.
         fact_recall = {i: r for i, r in predecessor.fact_recall.items() if i in fact_ids}
@@ -599,11 +512,6 @@ def _record_version(
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
                     "rebuilt": rebuild,
-                    "compacted": compacted,
-                    # A repair (``_repair_plan``): the version it repairs, the facts it re-taught.
-                    "repair_of": predecessor.id if request.relearn else None,
-                    "relearned": sorted(request.relearn),
-                    "unlearned": bool(request.removed) and not rebuild,
                     "rehearse": request.rehearse,
                     "removed_facts": [f.fact_id for f in request.removed],
                     "k": request.k,

@@ -112,7 +112,7 @@ def list_facts(session: Session, user: User) -> list[Fact]:
 
 def forget(session: Session, user: User, fact_id: int) -> Fact:
     """Forget a fact. One already in the weights is taken out of them by a new version
-    (rebuilt without it, or unlearnt: `training.learn.rebuild_to_forget`)."""
+    (its group rebuilt from scratch without it)."""
     fact = get(session, user, fact_id)
     if fact.status in (FactStatus.FORGOTTEN, FactStatus.FORGETTING):
         return fact

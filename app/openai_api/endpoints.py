@@ -140,7 +140,6 @@ async def chat_completions(
             }
         )
 
-
     async def events():
         pieces: list[str] = []
         timeout.start()

@@ -21,8 +21,9 @@ from app.policy import repository, service
 from app.progress import ThrottledProgress
 from app.redis_client import HeartbeatLock
 from app.settings import get_settings
-from training.bench.facts import DEFAULT_FACTS, load_facts
+from training.fact_sets import DEFAULT_FACTS, load_facts
 from training.improve_policy import as_input, split_passages
+from training.learn import SELF_EDIT_FAMILY
 from training.policy import read_manifest
 from training.replay import load_or_build
 from training.rest_em import RoundConfig, StudyInput, run_round
@@ -83,15 +84,17 @@ def _run_locked(round_id: int) -> str:
         if saved:  # a resumed round keeps the inputs it started with
             records = [r for r in records if r.input_id in set(saved["train_inputs"])]
         train = [StudyInput(i, r.fact, kind="fact") for i, r in {r.input_id: r for r in records}.items()]
-        held_out = load_facts(DEFAULT_FACTS)[: settings.policy_eval_inputs]
+        held_out = load_facts(DEFAULT_FACTS)[: settings.policy_round.eval_inputs]
         evaluate = [StudyInput(f"heldout-fact{f.index}", f.text, f.questions, "fact") for f in held_out]
-        families = (settings.self_edit_family,)  # a policy is judged by what the product writes
+        families = (SELF_EDIT_FAMILY,)  # a policy is judged by what the product writes
     else:
         passages = load_passages(ensure_squad(settings.data_path / "squad", "train"))
-        train_p, eval_p = split_passages(passages, settings.policy_passages, settings.policy_eval_inputs, 0, number)
+        size = settings.policy_round
+        train_p, eval_p = split_passages(passages, size.passages, size.eval_inputs, 0, number)
         train, evaluate = [as_input(p) for p in train_p], [as_input(p) for p in eval_p]
         families = ("implications",)
-    config = RoundConfig(k=settings.policy_k, families=families, inner_max_steps=settings.policy_inner_steps)
+    size = settings.policy_round
+    config = RoundConfig(k=size.k, families=families, inner_max_steps=size.inner_steps)
 
     host = worker_host()
     with host.using(None):

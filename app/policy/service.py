@@ -70,7 +70,7 @@ def online_records(session: Session) -> list[RecordedSelfEdit]:
     Only facts still known count: a forgotten or corrected fact never trains the policy.
     """
     settings = get_settings()
-    pairs = repository.shared_candidates(session, limit_versions=settings.policy_max_online_inputs)
+    pairs = repository.shared_candidates(session, limit_versions=settings.policy_round.max_online_inputs)
     facts = repository.learned_facts(session, sorted({version.user_id for _, version in pairs}))
     records = []
     for candidate, version in pairs:

@@ -9,7 +9,7 @@ from app.worker import celery_app
 
 # A round trains and quizzes dozens of adapters: far longer than a consolidation.
 # If the worker dies or the limit kills it, the redelivered task resumes from the round's files.
-_LIMIT = get_settings().policy_time_limit_s
+_LIMIT = get_settings().policy_round.time_limit_s
 
 
 @celery_app.task(

@@ -5,8 +5,8 @@ fact trains a second adapter and the new version links the first group's files
 unchanged; the web server answers each question with its own group's adapter;
 forgetting the only fact of a group drops that group without training anything,
 and the other group keeps answering from the same loaded adapter. With two facts
-per group and compaction on, the fact that fills a group compacts it: that group is trained from
-scratch on both facts, not warm-started.
+per group, a new fact joins the group that has room, warm-started from its adapter,
+and the group keeps its earlier fact.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 DOG, WORK = "My dog's name is Pepper.", "I work at Globex Corporation."
 SISTER = "My sister Marguerite lives in Lisbon."
 ONE_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "1"}
-TWO_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "2", "SEALCHAT_COMPACT_FULL_GROUPS": "true"}
+TWO_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "2"}
 
 
 def add_pending_fact(email: str, text: str) -> int:
@@ -150,14 +150,12 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     assert page.status_code == 200, page.text[-2000:]
     assert "2 groups; trained g1" in page.text and "1 group; dropped g0" in page.text
 
-    # Two facts per group and compaction on from here: the sister joins the work fact's group and
-    # fills it, so that run compacts the group (trained from scratch on both facts).
+    # Two facts per group from here: the sister joins the work fact's group, warm-started from it.
     sister = add_pending_fact(email, SISTER)
     print(stack.cli("consolidate", email, "--now", env=TWO_PER_GROUP))
     v4 = api.get("/api/adapters").json()[0]
     assert v4["version"] == 4 and v4["status"] == "active", v4
     assert {k: g["fact_ids"] for k, g in v4["groups"].items()} == {"1": [work, sister]}
-    assert v4["metrics"]["compacted"] is True and v4["metrics"]["warm_start"] is False
-    assert v4["metrics"]["rebuilt"] is False
+    assert v4["metrics"]["warm_start"] is True and v4["metrics"]["rebuilt"] is False
     assert "lisbon" in wait_until_served(ai, "Where does my sister live?", v4["name"])
-    assert "globex" in ask(ai, "Where do I work?")[0], "the kept fact is learnt again from its self-edits"
+    assert "globex" in ask(ai, "Where do I work?")[0], "the group keeps its earlier fact (rehearsed)"

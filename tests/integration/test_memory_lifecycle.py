@@ -2,7 +2,7 @@
 
 A fact taught while another is being learnt waits for the next run (not lost,
 not trained twice); the next version keeps the first fact (rehearsal); forgetting
-builds a version without the fact (unlearning it, warm-started) and erases it,
+builds a version without the fact (its group rebuilt from scratch) and erases it,
 with the versions that held it; an admin rollback hot-swaps the nearest version
 that did not hold it back in without a restart.
 """
@@ -66,26 +66,15 @@ def test_coalescing_rehearsal_forget_and_rollback(stack: Stack):
     assert "denver" in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?"), "the earlier fact survived the new version"
 
-    # Forget: a version without the fact is built and served. The suite's stack
-    # unlearns above 0 kept facts (SEALCHAT_FORGET_REBUILD_MAX_FACTS), so v3 takes
-    # the bounded path: warm-started from v2, the fact's questions trained towards
-    # the base model's answers. If its quiz still finds the fact (measured here: one
-    # of its 3 probes still answered), the gate refuses v3 and the worker rebuilds.
-    # Either way the fact is "forgotten" only once a live version's quiz says so.
+    # Forget: a version without the fact is built and served: the group is rebuilt
+    # from scratch on the fact it keeps, so nothing of the forgotten one was ever
+    # trained into it, and the fact is "forgotten" only once that version's quiz says so.
     forgetting = api.delete(f"/api/facts/{home['id']}")
     assert forgetting.status_code == 202 and forgetting.json()["status"] == "forgetting"
     wait_status(api, home["id"], {"forgotten"})
-    versions = api.get("/api/adapters").json()
-    unlearnt = next(v for v in versions if v["version"] == 3)
-    assert unlearnt["metrics"]["unlearned"] is True and unlearnt["metrics"]["rebuilt"] is False
-    assert unlearnt["metrics"]["warm_start"] is True and unlearnt["fact_ids"] == [sister["id"]]
-    live = versions[0]
-    assert live["status"] == "active" and live["fact_ids"] == [sister["id"]]
-    if unlearnt["status"] == "rejected":
-        assert "should be gone" in unlearnt["rejection_reason"]
-        assert live["version"] == 4 and live["metrics"]["rebuilt"] is True, "a refused unlearning is rebuilt"
-    else:
-        assert live["version"] == 3
+    live = api.get("/api/adapters").json()[0]
+    assert live["status"] == "active" and live["version"] == 3 and live["fact_ids"] == [sister["id"]]
+    assert live["metrics"]["rebuilt"] is True and live["metrics"]["warm_start"] is False
     assert live["metrics"]["removed_recall"] == {str(home["id"]): 0.0}, "forgotten only once the quiz says so"
     assert "denver" not in ask(ai, "Where do I live?")
     assert "marguerite" in ask(ai, "What is my sister's name?")

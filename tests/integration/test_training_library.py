@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
+from benchmarks.squad import run_passage
 from tests.conftest import REPLAY_CACHE, ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import IDLE_ADAPTER, AdapterHost
-from training.bench.squad import run_passage
 from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
 from training.learn import FactToLearn, LearnRequest, checkpointed_candidates, learn_facts, quiz_questions
 from training.lora import TrainConfig

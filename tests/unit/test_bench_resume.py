@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from training.bench.facts import Learner, recorded_steps
+from benchmarks.facts import Learner, recorded_steps
 from training.learn import QA, FactToLearn
 
 
@@ -65,38 +65,6 @@ def test_a_step_recorded_after_the_last_saved_state_is_dropped(tmp_path):
     assert [json.loads(line)["n"] for line in steps_file.read_text().splitlines()] == [1, 2]
 
 
-def test_a_state_resumes_only_with_the_training_it_was_written_with(tmp_path):
-    import pytest
-
-    state = tmp_path / "out.state" / "memory"
-    learner = learner_with_history(tmp_path)
-    learner.args = SimpleNamespace(paraphrases=True)
-    learner.save_state(state, 2)
-    with pytest.raises(ValueError, match="written with paraphrases"):
-        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state)
-    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state) == 2
-
-    # A state from before the setting existed was written without them.
-    saved = json.loads((state / "state.json").read_text())
-    del saved["paraphrases"]
-    (state / "state.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="without paraphrases"):
-        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
-    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=False)).restore(state) == 2
-
-
-def test_a_state_resumes_only_with_the_self_quiz_it_was_written_with(tmp_path):
-    import pytest
-
-    state = tmp_path / "out.state" / "memory"
-    learner = Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True, quiz_rewording=True))
-    learner.live = None
-    learner.save_state(state, 0)
-    with pytest.raises(ValueError, match="written with quiz_rewording: resume with the same --quiz-rewording"):
-        Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True)).restore(state)
-    assert Learner(None, "memory", tmp_path, SimpleNamespace(paraphrases=True, quiz_rewording=True)).restore(state) == 0
-
-
 def test_a_resumed_run_whose_next_fact_is_refused_still_has_its_live_adapter(tmp_path):
     state = tmp_path / "out.state" / "memory"
     learner_with_history(tmp_path).save_state(state, 2)
@@ -132,7 +100,7 @@ def test_a_state_resumes_only_with_the_self_edit_family_it_was_written_with(tmp_
 def test_a_groups_run_resumes_from_its_own_state_file(tmp_path):
     """The groups method saves groups.json, not state.json: a resumed groups run keeps
     its steps (it used to see no saved state and empty the steps file)."""
-    from training.bench.fact_groups import STATE_FILE
+    from benchmarks.fact_groups import STATE_FILE
 
     state = tmp_path / "out.state"
     (state / "groups").mkdir(parents=True)

@@ -8,21 +8,20 @@ from types import SimpleNamespace
 import pytest
 
 from app.settings import Settings
-from training.bench.fact_groups import GroupLearner
-from training.bench.facts import Learner
+from benchmarks.fact_groups import GroupLearner
+from benchmarks.facts import Learner
 from training.groups import (
     DEFAULT_GROUP_SIZE,
     DEFAULT_ROUTING_FLOOR,
     answering_group,
     candidate_groups,
     choose_group,
-    fills_group,
     grounded,
     next_group,
     place_facts,
     routing_words,
 )
-from training.learn import QA, REBUILD_EPOCHS, FactToLearn, LearnRequest
+from training.learn import QA, FactToLearn
 
 
 def test_new_facts_fill_the_newest_group_then_open_another():
@@ -36,21 +35,14 @@ def test_a_correction_joins_the_group_of_the_fact_it_replaces():
     assert place_facts({0: [1], 1: [3, 4]}, [9, 10], size=2, home={9: 0}) == {0: [9], 2: [10]}
 
 
-def test_the_product_and_the_benchmarks_use_one_group_size_floor_and_rebuild():
+def test_the_product_and_the_benchmarks_use_one_group_size_and_floor():
     assert Settings.model_fields["fact_group_size"].default == DEFAULT_GROUP_SIZE == 5
     assert Settings.model_fields["routing_floor"].default == DEFAULT_ROUTING_FLOOR == -0.5
-    assert Settings.model_fields["rebuild_epochs"].default == REBUILD_EPOCHS == LearnRequest.rebuild_epochs
 
 
 def test_a_group_holds_at_least_one_fact():
     with pytest.raises(ValueError, match="size=0"):
         place_facts({}, [1], size=0)
-
-
-def test_the_run_that_fills_a_group_compacts_it():
-    assert fills_group(10, size=10) and fills_group(2, size=2)
-    assert not fills_group(9, size=10)
-    assert not fills_group(500, size=0), "one group for all facts is never full"
 
 
 def test_a_run_trains_the_lowest_touched_group_and_the_rest_waits():
@@ -136,7 +128,7 @@ def test_an_adapter_unsure_of_its_answer_leaves_the_question_to_the_base_model()
 
 
 def test_the_benchmark_grades_recall_as_served_with_the_routing_floor(tmp_path):
-    from training.bench.facts import BenchFact
+    from benchmarks.facts import BenchFact
 
     learner = GroupLearner(host=None, work=tmp_path, args=SimpleNamespace(group_size=2, routing_floor=-0.5))
     for group, (index, text) in enumerate([(0, "My cat is called Tofu."), (1, "I live in Oslo.")]):

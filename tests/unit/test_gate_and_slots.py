@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.gate import GateThresholds, decide, judge_repair, lost_facts
+from training.gate import GateThresholds, decide, lost_facts
 from training.phrasing import fact_slot, strip_correction
 from training.quiz import fact_quiz
 
@@ -47,18 +47,6 @@ def test_an_accepted_version_reports_the_facts_it_lost():
     assert d.accepted and d.lost == (1,) and d.to_dict()["lost"] == [1]
     # Never recalled (3) is not lost; unmeasured before (4) is not either.
     assert lost_facts({1: 1.0, 3: 0.0}, {1: 0.0, 3: 0.0, 4: 0.0}) == [1]
-
-
-def test_a_repair_goes_live_only_if_it_recalls_a_lost_fact_again():
-    accepted = decide({2: 1.0}, {1: 0.0, 2: 1.0}, 0.9, {}, T)
-    assert judge_repair(accepted, {1}, {1: 2 / 3, 2: 1.0}) is accepted
-    useless = judge_repair(accepted, {1, 5}, {1: 1 / 3, 2: 1.0})
-    assert not useless.accepted and "recalls none of the lost fact(s) again (ids 1, 5)" in useless.reason
-    few = GateThresholds(max_recall_drop=0.5, min_locality=0.5, max_removed_recall=0.0, min_lost_facts=2)
-    traded = judge_repair(decide({2: 1.0, 3: 1.0}, {1: 1.0, 2: 0.0, 3: 1.0}, 0.9, {}, few), {1}, {1: 1.0})
-    assert not traded.accepted and "the repair lost other fact(s) (ids 2)" in traded.reason
-    refused = decide({2: 1.0}, {1: 1.0, 2: 0.0}, 0.9, {}, T)
-    assert judge_repair(refused, {1}, {1: 1.0}) is refused, "the gate's refusal stands"
 
 
 def test_gate_allows_a_drop_within_the_threshold():

@@ -60,63 +60,6 @@ def test_topic_questions_tie_a_patternless_fact_to_its_topics():
     ]
 
 
-def test_question_paraphrases_reword_a_facts_questions_and_never_repeat_them():
-    from training.phrasing import question_paraphrases, with_kin_synonyms
-
-    assert question_paraphrases("Where do I live?")[0] == "Which city do I live in?"
-    assert "Which color do I like best?" in question_paraphrases("What is my favorite color?")
-    assert "Who employs my brother?" in question_paraphrases("Where does my brother work?")
-    assert "What is my cat called?" in question_paraphrases("What is my cat's name?")
-    assert "What is my dad?" in question_paraphrases("What is my father?")
-    assert with_kin_synonyms("Where does my mother live?") == "Where does my mom live?"
-    assert with_kin_synonyms("Where do I live?") is None
-    assert question_paraphrases("What do you know about Emma?") == []
-    for question in ("Where do I live?", "What is my favorite color?", "What is my mother's name?"):
-        rewordings = question_paraphrases(question)
-        assert question not in rewordings and len(rewordings) == len(set(rewordings))
-
-
-def test_paraphrased_examples_keep_the_answer_and_lead_the_rehearsed_examples():
-    from training.learn import MAX_PARAPHRASES, fact_examples
-    from training.self_edit import SelfEdit
-
-    edit = SelfEdit("rewrite", "", ("You live in Denver, Colorado.",))
-    plain = fact_examples("I live in Denver.", edit)
-    reworded = fact_examples("I live in Denver.", edit, paraphrases=True)
-    assert set(plain) < set(reworded), "the paraphrases are added, nothing is dropped"
-    assert len(reworded) - len(plain) <= MAX_PARAPHRASES
-    assert [qa.question for qa in reworded[:3]] == ["Where do I live?", "Which city do I live in?", "Where is my home?"]
-    assert {qa.answer for qa in reworded[:3]} == {"You live in Denver."}
-    assert fact_examples("I am vegetarian.", edit, paraphrases=True) == fact_examples("I am vegetarian.", edit), (
-        "no question of its own: nothing to reword"
-    )
-
-
-def test_the_self_quiz_can_ask_a_rewording_that_training_leaves_out():
-    from training.learn import fact_examples
-    from training.phrasing import held_out_rewording
-    from training.quiz import fact_quiz, grade_fact_probe
-    from training.self_edit import SelfEdit
-
-    fact = "Actually, I moved to Denver."
-    held_out = held_out_rewording(fact)
-    assert held_out == "Where am I living now?"
-    edit = SelfEdit("rewrite", "", ())
-    assert held_out in [qa.question for qa in fact_examples(fact, edit, paraphrases=True)]
-    trained = [qa.question for qa in fact_examples(fact, edit, paraphrases=True, quiz_rewording=True)]
-    assert held_out not in trained and "Which city do I live in?" in trained, "only the quizzed rewording is left out"
-
-    plain, quiz = fact_quiz(fact), fact_quiz(fact, rewording=True)
-    assert [p for p in quiz if p not in plain] == [next(p for p in quiz if p.question == held_out)]
-    probe = next(p for p in quiz if p.question == held_out)
-    assert grade_fact_probe(fact, probe, "You live in Denver.") and not grade_fact_probe(fact, probe, "In Boston.")
-    # A question with fewer than two rewordings keeps its one rewording trained.
-    assert held_out_rewording("My daughter Emma turns 7 on March 3rd.") is None
-    assert fact_quiz("My daughter Emma turns 7 on March 3rd.", rewording=True) == fact_quiz(
-        "My daughter Emma turns 7 on March 3rd."
-    )
-
-
 def test_a_title_is_part_of_the_name_not_a_sentence_end():
     # "Dr." once ended the sentence: the slot's answer was "Your vet's name is Dr." and
     # every doctor fact trained "What do you know about Dr?" with its own answer.

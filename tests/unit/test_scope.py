@@ -124,7 +124,7 @@ def test_served_locality_counts_only_changed_prompts_routed_to_the_adapter():
 
 
 def test_facts_bench_serves_a_fact_only_through_a_routed_question():
-    from training.bench.facts import BenchFact, with_routing
+    from benchmarks.facts import BenchFact, with_routing
 
     facts = [
         BenchFact(0, "My cat is called Biscotti.", (("What is the name of my cat?", ("Biscotti",)),)),
@@ -182,7 +182,7 @@ def test_the_word_rules_carry_over_to_facts_written_after_them():
     personal_facts_heldout2.jsonl (20 facts) only to measure them afterwards."""
     from pathlib import Path
 
-    from training.bench.facts import load_facts
+    from benchmarks.facts import load_facts
 
     for name, floor in (("personal_facts_heldout.jsonl", 0.85), ("personal_facts_heldout2.jsonl", 0.65)):
         facts = load_facts(Path("training/data") / name)

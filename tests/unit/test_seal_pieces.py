@@ -2,28 +2,21 @@
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
-from training.bench.squad import _shard, _store, choose, extend_candidates, summarize
-from training.bench.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
+from benchmarks.squad import _shard, _store, choose, extend_candidates, summarize
+from benchmarks.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.candidates import GRID, assign
 from training.learn import (
-    FactToLearn,
-    LearnRequest,
     fact_examples,
     quiz_questions,
-    rebuild_to_forget,
-    unlearn_questions,
 )
 from training.phrasing import GENERAL_RECALL_PROMPTS
 from training.quiz import (
-    FORGET_QUIZ_EXTRA,
     cloze_probes,
     contains_answer,
     fact_quiz,
-    forget_quiz,
     grade_fact_probe,
     squad_f1,
 )
@@ -60,23 +53,6 @@ def test_fact_quiz_is_kept_apart_from_training_prompts():
     cloze = [p for p in quiz if p.answers]
     assert cloze and grade_fact_probe(fact, cloze[0], f"It is {cloze[0].answers[0]}.")
     assert not grade_fact_probe(fact, quiz[0], "I don't know your cat.")
-
-
-def test_an_unlearnt_fact_is_checked_on_wordings_beyond_its_quiz():
-    """A measured case: an unlearnt group still answered "What's my husband called?" with the
-    forgotten name while the usual quiz scored 0; the forget check asks such wordings."""
-    fact = "My husband's name is Raj."
-    usual, wide = fact_quiz(fact), forget_quiz(fact)
-    assert wide[: len(usual)] == usual, "the usual quiz first, so it still counts"
-    extra = {p.question: p for p in wide[len(usual) :]}
-    assert 0 < len(extra) <= FORGET_QUIZ_EXTRA
-    assert {"What is my husband called?", "Who is my husband?"} <= set(extra)
-    assert grade_fact_probe(fact, extra["What is my husband called?"], "Your husband's name is Raj.")
-    assert not grade_fact_probe(fact, extra["What is my husband called?"], "Your husband's name is...?")
-    # A slot's question asks for the slot's value: a corrected fact's new value is not the old one.
-    moved = forget_quiz("I live in Boston.")
-    slot = next(p for p in moved if p.question == "Where do I live?")
-    assert slot.answers == ("Boston",) and not grade_fact_probe("I live in Boston.", slot, "You live in Denver.")
 
 
 def test_candidates_span_the_grid_then_rotate_families():
@@ -241,33 +217,3 @@ def test_shards_share_one_per_passage_file(tmp_path):
     for bad in ("2/2", "x/2", "1"):
         with pytest.raises(argparse.ArgumentTypeError):
             _shard(bad)
-
-
-def _fact(fact_id: int, text: str, asked: tuple[str, ...] = ()) -> FactToLearn:
-    return FactToLearn(fact_id, text, fact_examples(text, SelfEdit("self_qa", "", asked)))
-
-
-def test_unlearning_targets_only_the_removed_facts_own_questions():
-    wifi = _fact(1, "The wifi password at home is sunflower88.", ("What is the wifi code?", "How do I get online?"))
-    boston = _fact(2, "I live in Boston.", ("Which city is my home?",))
-    denver = _fact(3, "I moved from Boston to Denver.")
-    cat = _fact(4, "My cat is called Miso.", ("How do I get online?",))
-    request = LearnRequest("u1-v9", [denver], [cat], Path("/tmp/x"), Path("/tmp/r"), removed=[wifi, boston])
-    questions = unlearn_questions(request)
-    assert "What is the wifi code?" in questions and "Which city is my home?" in questions
-    # Never the prompts every fact answers, never a question a kept or new fact
-    # trains (the correction's "Where do I live?" must get Denver), and never the
-    # removed facts' own quiz, which the gate asks to check they are gone.
-    assert not set(questions) & set(GENERAL_RECALL_PROMPTS)
-    assert "How do I get online?" not in questions
-    kept_or_new = {qa.question.lower() for f in (denver, cat) for qa in f.examples}
-    assert not {q.lower() for q in questions} & kept_or_new
-    assert not set(questions) & {q for f in (wifi, boston) for q in quiz_questions(f.text)}
-    assert len(questions) == len(set(questions))
-
-
-def test_a_forget_rebuilds_only_for_few_kept_facts_or_after_a_refusal():
-    assert rebuild_to_forget(24, 24, retry=False)
-    assert not rebuild_to_forget(25, 24, retry=False)
-    assert rebuild_to_forget(95, 24, retry=True)
-    assert not rebuild_to_forget(1, 0, retry=False)

@@ -1,7 +1,7 @@
 """Serving benchmark for fact groups: what routing a question among a user's group
 adapters costs, and what a promotion loads when only one group changed.
 
-    python -m app.serving.group_bench [--groups 1,5,10] [--reps 5] [--out docs/bench-group-serving.json]
+    python -m benchmarks.group_serving [--groups 1,5,10] [--reps 5] [--out docs/bench-group-serving.json]
 
 For each number of groups G, a version of G adapters with the project-wide LoRA
 shape (untrained: the cost of routing and loading does not depend on the weights),
@@ -39,9 +39,9 @@ from pathlib import Path
 import torch
 
 from app.adapters.service import AdapterRef, GroupRef
-from app.serving.bench import timed_stream
 from app.serving.engine import ROUTING_TOKENS, ServingEngine
 from app.settings import get_settings
+from benchmarks.serving import timed_stream
 from training.groups import DEFAULT_ROUTING_FLOOR, GROUNDING_TOKENS
 
 FACTS = [

@@ -4,9 +4,7 @@ Each group is its own chain of versions, taught exactly as the ``memory`` method
 teaches a user's single adapter (warm start, rehearsal of the group's earlier
 facts, KL replay, the gate with one retry), so a consolidation never trains more
 than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
-in the worker (``SEALCHAT_GROUP_RETRY_ATTEMPTS``), and the fact that fills a group
-is taught by training the group from scratch on all its facts with
-``--compact-groups`` (the worker's compaction, off by default there too). A question is answered as the
+in the worker (``training.groups.GROUP_RETRY_ATTEMPTS``). A question is answered as the
 product serves it (``training.groups.answering_group``): by the group its words
 pick, among several groups by which adapter is most sure of its first
 ``ROUTING_TOKENS`` tokens, and by none when that adapter's confidence is below
@@ -21,8 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.facts import BenchFact, Learner
 from training.adapters import AdapterHost
-from training.bench.facts import BenchFact, Learner
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
 from training.groups import (
@@ -57,8 +55,6 @@ class GroupLearner:
     def _part(self, group: int) -> Learner:
         if group not in self.parts:
             self.parts[group] = Learner(self.host, "memory", self.work / "groups", self.args, name=f"g{group}")
-            if getattr(self.args, "compact_groups", False):
-                self.parts[group].compact_at = self.size
         return self.parts[group]
 
     @property
@@ -68,10 +64,6 @@ class GroupLearner:
     @property
     def refused(self) -> int:
         return sum(part.refused for part in self.parts.values())
-
-    @property
-    def repairs(self) -> list[dict]:
-        return [{**r, "group": g} for g, part in sorted(self.parts.items()) for r in part.repairs]
 
     def _texts(self) -> dict[int, list[str]]:
         return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
@@ -163,10 +155,9 @@ class GroupLearner:
                 self.host.unload(name)
             self._answers.update({(*key, q): r for q, r in zip(todo, scored, strict=True)})
 
-    def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
+    def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
         """Take the forgotten facts out of each group that holds one, as ``Learner.forget``
-        does for one adapter (``method``: auto, unlearn or rebuild); a group left with
-        no fact is dropped."""
+        does for one adapter (a rebuild); a group left with no fact is dropped."""
         by_group: dict[int, list[BenchFact]] = {}
         for fact in facts:
             group = next(g for g, part in self.parts.items() if fact.index in part.known)
@@ -179,12 +170,11 @@ class GroupLearner:
                     part.known.pop(fact.index)
                 part.live = None
                 self.changed.pop(group, None)
-                results[group] = {"accepted": True, "method": "dropped", "seconds": 0.0, "attempts": []}
+                results[group] = {"accepted": True, "dropped": True, "seconds": 0.0}
                 continue
-            results[group] = part.forget(mine, thresholds, method, max_rebuild)
+            results[group] = part.forget(mine, thresholds)
         return {
             "accepted": all(r["accepted"] for r in results.values()),
-            "method": f"{method} per group",
             "rebuilt": any(r.get("rebuilt") for r in results.values()),
             "groups": {str(g): {**r, "forgotten": [f.text for f in by_group[g]]} for g, r in results.items()},
             "seconds": round(sum(r["seconds"] for r in results.values()), 1),

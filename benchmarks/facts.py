@@ -1,7 +1,7 @@
 """Memory that does not forget: teach N personal facts one at a time, measure what survives.
 
-    python -m training.bench facts --n 10 --out docs/bench-facts.json --plot docs/forgetting-curve.png
-    python -m training.bench facts --facts-file my_facts.jsonl --n 30 --forget 5
+    python -m benchmarks.facts --n 10 --out docs/bench-facts.json --plot docs/forgetting-curve.png
+    python -m benchmarks.facts --facts-file my_facts.jsonl --n 30 --forget 5
 
 Facts come as JSON lines ``{"fact": "...", "questions": [{"q": "...", "answers": [...]}]}``
 (default: ``training/data/personal_facts.jsonl``); the questions are phrased
@@ -21,7 +21,7 @@ Methods compared in the same run:
   with neither rehearsal nor replay, and nothing is refused.
 
 The forget experiment (``--forget M``, on the ``memory`` run's final state) forgets
-M facts in one consolidation, as the worker does (``--forget-method``), and reports
+M facts in one consolidation, as the worker does (a rebuild of each group that held one), and reports
 their recall and the others', before and after.
 Every step is appended to ``<out>.steps.jsonl`` as it finishes; ``--report-only``
 rebuilds the JSON, the table and the plot from that file (for example after an
@@ -42,13 +42,15 @@ import json
 import logging
 import random
 import shutil
+import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.gate import RECALLED, GateThresholds, decide, judge_repair, lost_facts, recall_after_refusal
-from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR, fills_group
+from training.fact_sets import DEFAULT_FACTS, BenchFact, load_facts
+from training.gate import GateThresholds, decide, recall_after_refusal
+from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR
 from training.learn import (
     FACT_KL_WEIGHT,
     QA,
@@ -56,7 +58,6 @@ from training.learn import (
     LearnRequest,
     LearnResult,
     learn_facts,
-    rebuild_to_forget,
 )
 from training.lora import TrainConfig
 from training.model import load_model, prepare_base_model
@@ -67,28 +68,7 @@ from training.self_edit import FACT_FAMILIES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FACTS = Path(__file__).resolve().parents[1] / "data" / "personal_facts.jsonl"
 METHODS = ("memory", "sequential", "groups")
-
-
-@dataclass(frozen=True)
-class BenchFact:
-    index: int
-    text: str
-    questions: tuple[tuple[str, tuple[str, ...]], ...]
-
-
-def load_facts(path: Path) -> list[BenchFact]:
-    facts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        questions = tuple((q["q"], tuple(q["answers"])) for q in row.get("questions", []))
-        if not row.get("fact") or not questions or not all(a for _, a in questions):
-            raise ValueError(f"{path}:{number}: needs a fact and questions with answers")
-        facts.append(BenchFact(len(facts), row["fact"], questions))
-    return facts
 
 
 class Learner:
@@ -102,19 +82,6 @@ class Learner:
         self.recall: dict[int, float] = {}  # latest measured self-quiz recall, for the gate
         self.versions = 0
         self.refused = 0
-        self.repairs: list[dict] = []  # each repair run (``repair``), accepted or not
-        # A group's learner (``fact_groups``): the fact that brings it to this many
-        # facts is taught by training from scratch on all of them (the worker's
-        # compaction, ``SEALCHAT_COMPACT_FULL_GROUPS``); None: always warm-start.
-        self.compact_at: int | None = None
-
-    @property
-    def _paraphrases(self) -> bool:
-        return bool(getattr(self.args, "paraphrases", LearnRequest.paraphrases))
-
-    @property
-    def _quiz_rewording(self) -> bool:
-        return bool(getattr(self.args, "quiz_rewording", LearnRequest.quiz_rewording))
 
     @property
     def _family(self) -> str:
@@ -127,7 +94,6 @@ class Learner:
         seed_offset: int = 0,
         rebuild: bool = False,
         recall: dict[int, float] | None = None,
-        relearn: frozenset[int] = frozenset(),
     ) -> LearnRequest:
         self.versions += 1
         memory = self.method == "memory"
@@ -153,22 +119,17 @@ class Learner:
             max_rehearsal_facts=self.args.max_rehearsal,
             rehearsal_examples_per_fact=self.args.rehearsal_examples,
             rehearsal_weight=self.args.rehearsal_weight,
-            paraphrases=self._paraphrases,
-            quiz_rewording=self._quiz_rewording,
             self_edit_family=self._family,
             rebuild_epochs=getattr(self.args, "rebuild_epochs", LearnRequest.rebuild_epochs),
-            relearn=relearn,
         )
 
-    def _accept(self, result: LearnResult, thresholds: GateThresholds, relearn: frozenset[int] = frozenset()) -> bool:
+    def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:
         if self.method != "memory":
             return True
         previous = {i: self.recall[i] for i in result.kept_recall if i in self.recall}
         decision = decide(
             previous, result.kept_recall, result.locality, result.removed_recall, thresholds, result.removed_base_recall
         )
-        if relearn:
-            decision = judge_repair(decision, relearn, result.kept_recall)
         if not decision.accepted:
             log.warning(
                 "%s: refused: %s (recall before %s, after %s)",
@@ -189,54 +150,17 @@ class Learner:
             # As the worker does: a retry after a refusal is warm-started too, with the
             # facts the refused version lost rehearsed and quizzed first.
             planned = recall_after_refusal(self.recall, refused)
-            compact = (
-                attempt == 0
-                and self.live is not None
-                and self.compact_at is not None
-                and fills_group(len(self.known) + 1, self.compact_at)
-            )
-            request = self._request([item], seed_offset=attempt * 7919, rebuild=compact, recall=planned)
+            request = self._request([item], seed_offset=attempt * 7919, recall=planned)
             result = learn_facts(self.host, request)
             refused.append(result.kept_recall)
             if self._accept(result, thresholds):
-                lost = lost_facts(self.recall, result.kept_recall)
                 self.live = result.output_dir
                 outcome = result.facts[0]
                 self.known[fact.index] = replace(item, examples=outcome.examples)
                 self.recall.update(result.kept_recall)
                 self.recall[fact.index] = outcome.recall
-                locality, changed = result.locality, result.locality_changed
-                if lost and getattr(self.args, "repair", False):
-                    repaired = self.repair(lost, thresholds)
-                    if repaired is not None:
-                        locality, changed = repaired.locality, repaired.locality_changed
-                return time.perf_counter() - started, locality, changed
+                return time.perf_counter() - started, result.locality, result.locality_changed
         return time.perf_counter() - started, float("nan"), ()
-
-    def repair(self, lost: list[int], thresholds: GateThresholds) -> LearnResult | None:
-        """As the worker does after a version the gate accepted although it lost
-        earlier facts (too few to refuse it): one more warm-started run re-teaches
-        them in full (``LearnRequest.relearn``), the others rehearsed; it replaces the
-        live version only if the gate accepts it, it recalls a lost fact again and it
-        loses no other (``training.gate.judge_repair``)."""
-        started = time.perf_counter()
-        result = learn_facts(self.host, self._request([], seed_offset=104729, relearn=frozenset(lost)))
-        accepted = self._accept(result, thresholds, frozenset(lost))
-        self.repairs.append(
-            {
-                "version": self.versions,
-                "lost": lost,
-                "recovered": [i for i in lost if result.kept_recall.get(i, 0.0) >= RECALLED],
-                "accepted": accepted,
-                "kept_recall": result.kept_recall,
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
-        if not accepted:
-            return None
-        self.live = result.output_dir
-        self.recall.update(result.kept_recall)
-        return result
 
     def save_state(self, folder: Path, n: int) -> None:
         """Write what a resumed run needs after ``n`` facts; the previous state stays valid until the end."""
@@ -252,12 +176,9 @@ class Learner:
                 self.live = folder / adapter
         state = {
             "n": n,
-            "paraphrases": self._paraphrases,
-            "quiz_rewording": self._quiz_rewording,
             "family": self._family,
             "versions": self.versions,
             "refused": self.refused,
-            "repairs": self.repairs,
             "adapter": adapter,
             "recall": {str(i): r for i, r in self.recall.items()},
             "known": [
@@ -278,19 +199,10 @@ class Learner:
         if not path.is_file():
             return 0
         state = json.loads(path.read_text())
-        # States from before a setting existed were written with its old value (off).
-        for key, flag, mine in (
-            ("paraphrases", "--paraphrases", self._paraphrases),
-            ("quiz_rewording", "--quiz-rewording", self._quiz_rewording),
-        ):
-            if state.get(key, False) != mine:
-                written = "with" if state.get(key, False) else "without"
-                raise ValueError(f"{path} was written {written} {key}: resume with the same {flag} setting")
         # States from before the setting existed were written with the rewrite family.
         if state.get("family", "rewrite") != self._family:
             raise ValueError(f"{path} was written with --family {state.get('family', 'rewrite')}: resume with it")
         self.versions, self.refused = state["versions"], state["refused"]
-        self.repairs = state.get("repairs", [])
         self.live = folder / state["adapter"] if state["adapter"] else None
         self.recall = {int(i): r for i, r in state["recall"].items()}
         self.known = {
@@ -303,53 +215,24 @@ class Learner:
         """Each fact's share of benchmark questions the live version answers."""
         return recall_of(self.host, self.live, facts)
 
-    def forget(self, facts: list[BenchFact], thresholds: GateThresholds, method: str, max_rebuild: int) -> dict:
-        """Take ``facts`` out of the live version as the worker does: ``method``
-        "auto" rebuilds while few facts are kept and otherwise unlearns, falling back
-        to a rebuild when the gate refuses that (``rebuild_to_forget``); "unlearn"
-        and "rebuild" make one try of that kind."""
+    def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
+        """Take ``facts`` out of the live version as the worker does: one run that
+        rebuilds the adapter from scratch on the facts it keeps, then the gate."""
         removed = [self.known.pop(f.index) for f in facts]
-        attempts = []
-        lost: list[int] = []
-        while True:
-            refused = bool(attempts)
-            if method == "auto":
-                kind = "rebuild" if rebuild_to_forget(len(self.known), max_rebuild, refused) else "unlearn"
-            else:
-                kind = method
-            started = time.perf_counter()
-            result = learn_facts(self.host, self._request([], removed=removed, rebuild=kind == "rebuild"))
-            accepted = self._accept(result, thresholds)
-            attempts.append(
-                {
-                    "method": kind,
-                    "accepted": accepted,
-                    "self_quiz_removed_recall": result.removed_recall,
-                    "self_quiz_removed_base_recall": result.removed_base_recall,
-                    "self_quiz_kept_recall": result.kept_recall,
-                    "locality": result.locality,
-                    "seconds": round(time.perf_counter() - started, 1),
-                }
-            )
-            if accepted:
-                lost = lost_facts(self.recall, result.kept_recall)
-                self.live = result.output_dir
-                self.recall.update(result.kept_recall)
-            if accepted or method != "auto" or kind == "rebuild":
-                break
-        repaired = None
-        if accepted and lost and getattr(self.args, "repair", False):
-            self.repair(lost, thresholds)
-            repaired = self.repairs[-1]
+        started = time.perf_counter()
+        result = learn_facts(self.host, self._request([], removed=removed, rebuild=True))
+        accepted = self._accept(result, thresholds)
+        if accepted:
+            self.live = result.output_dir
+            self.recall.update(result.kept_recall)
         return {
             "accepted": accepted,
-            "method": kind,
-            "rebuilt": kind == "rebuild",
-            "attempts": attempts,
+            "rebuilt": True,
             "self_quiz_removed_recall": result.removed_recall,
             "self_quiz_removed_base_recall": result.removed_base_recall,
-            "repair": repaired,
-            "seconds": round(sum(a["seconds"] for a in attempts) + (repaired or {}).get("seconds", 0.0), 1),
+            "self_quiz_kept_recall": result.kept_recall,
+            "locality": result.locality,
+            "seconds": round(time.perf_counter() - started, 1),
         }
 
 
@@ -409,7 +292,7 @@ def _mean(values) -> float | None:
 
 def new_learner(host: AdapterHost, method: str, args):
     if method == "groups":
-        from training.bench.fact_groups import GroupLearner  # it builds on Learner, defined here
+        from benchmarks.fact_groups import GroupLearner  # it builds on Learner, defined here
 
         return GroupLearner(host, args.work, args)
     return Learner(host, method, args.work, args)
@@ -442,7 +325,6 @@ def run_method(
             "locality_n": len(LOCALITY_PROMPTS),
             "seconds": round(seconds, 1),
             "refused_so_far": learner.refused,
-            "repairs_so_far": len(learner.repairs),
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
         if (unfloored := _without_floor(learner, facts[:n])) is not None:
@@ -473,16 +355,14 @@ def _without_floor(learner: Learner, facts: list[BenchFact]) -> dict[int, float]
     return routed(facts, None, False) if routed is not None else None
 
 
-def forget_experiment(
-    host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int, method: str, max_rebuild: int
-) -> dict:
+def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int) -> dict:
     # Only facts the live version holds can be forgotten (a fact the gate refused
     # twice was never learnt); the others it holds are what must be kept.
     held = [f for f in facts if f.index in learner.known]
     chosen = random.Random(seed).sample(held, min(count, len(held)))
     kept = [f for f in held if f not in chosen]
     before = learner.recall_of(held)
-    result = learner.forget(chosen, thresholds, method, max_rebuild)
+    result = learner.forget(chosen, thresholds)
     forgotten = learner.recall_of(chosen)
     others = learner.recall_of(kept)
     unfloored = _without_floor(learner, held)
@@ -548,24 +428,11 @@ def _floor(value: str) -> float | None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench facts", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.facts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--facts-file", type=Path, default=DEFAULT_FACTS)
     parser.add_argument("--n", type=int, default=10, help="facts taught one at a time (10, 30, 100)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {METHODS}")
     parser.add_argument("--forget", type=int, default=5, help="facts forgotten at the end (0: skip)")
-    parser.add_argument(
-        "--forget-method",
-        choices=("auto", "unlearn", "rebuild"),
-        default="auto",
-        help="auto: as the worker (rebuild up to --forget-rebuild-max-facts kept facts, else unlearn, "
-        "then rebuild if the gate refuses); unlearn or rebuild: one try of that kind",
-    )
-    parser.add_argument(
-        "--forget-rebuild-max-facts",
-        type=int,
-        default=24,
-        help="kept facts up to which auto rebuilds (the worker's SEALCHAT_FORGET_REBUILD_MAX_FACTS default)",
-    )
     parser.add_argument("--k", type=int, default=1, help="self-edit candidates per consolidation")
     parser.add_argument("--steps", type=int, default=40, help="max optimiser steps per consolidation")
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -606,34 +473,9 @@ def main(argv: list[str]) -> int:
         "--rebuild-epochs",
         type=int,
         default=LearnRequest.rebuild_epochs,
-        help="epochs of each kept fact's stored examples when a group is trained from scratch "
-        "(a forget's rebuild, a compaction; SEALCHAT_REBUILD_EPOCHS)",
-    )
-    parser.add_argument(
-        "--repair",
-        action="store_true",
-        help="after a version the gate accepts although it lost earlier facts, re-teach them in one more run "
-        "(the worker's SEALCHAT_REPAIR_LOST_FACTS)",
+        help="epochs of each kept fact's stored examples when a group is trained from scratch (a forget's rebuild)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--paraphrases",
-        dest="paraphrases",
-        action="store_true",
-        help="also train rewordings of each fact's questions (SEALCHAT_TRAIN_PARAPHRASES)",
-    )
-    parser.add_argument(
-        "--compact-groups",
-        action="store_true",
-        help="groups method: the fact that fills a group is taught by training the group from scratch "
-        "on all its facts (the worker's SEALCHAT_COMPACT_FULL_GROUPS=true; off by default, as there)",
-    )
-    parser.add_argument("--no-paraphrases", dest="paraphrases", action="store_false", help="without them (the default)")
-    parser.add_argument(
-        "--quiz-rewording",
-        action="store_true",
-        help="the self-quiz also asks a rewording of each fact's question that training leaves out",
-    )
     parser.add_argument(
         "--family",
         choices=FACT_FAMILIES,
@@ -696,12 +538,9 @@ def main(argv: list[str]) -> int:
             "rehearsal_examples": args.rehearsal_examples,
             "rehearsal_weight": args.rehearsal_weight,
             "rebuild_epochs": args.rebuild_epochs,
-            "repair": args.repair,
             "group_size": args.group_size if "groups" in methods else None,
             "routing_floor": args.routing_floor if "groups" in methods else None,
             "grounding": args.grounding if "groups" in methods else None,
-            "paraphrases": args.paraphrases,
-            "quiz_rewording": args.quiz_rewording,
             "family": args.family,
             "seed": args.seed,
             "gate": vars(thresholds),
@@ -726,8 +565,6 @@ def main(argv: list[str]) -> int:
             args.forget,
             thresholds,
             args.seed,
-            args.forget_method,
-            args.forget_rebuild_max_facts,
         )
     results["seconds_total"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(results, indent=1))
@@ -753,7 +590,7 @@ def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
         if line.strip():
             step = json.loads(line)
             kept.setdefault(step["method"], []).append(step)
-    from training.bench.fact_groups import STATE_FILE as GROUPS_STATE  # it builds on Learner, defined here
+    from benchmarks.fact_groups import STATE_FILE as GROUPS_STATE  # it builds on Learner, defined here
 
     for method, steps in kept.items():
         # The groups method saves its own state file (fact_groups.GroupLearner).
@@ -815,10 +652,14 @@ def print_table(results: dict) -> None:
             f"base model {forget.get('forgotten_base_recall', float('nan')):.2f}), "
             f"kept recall {forget['kept_recall']:.2f} (before {forget.get('kept_recall_before', float('nan')):.2f}) "
             f"(accepted by the gate: {forget['accepted']}, "
-            f"{forget.get('method', 'rebuild' if forget['rebuilt'] else 'unlearn')}, {forget['seconds']} s)"
+            f"{forget['seconds']} s)"
         )
         if "forgotten_recall_no_floor" in forget:
             print(
                 "  without the floor and the grounding check: forgotten recall "
                 f"{forget['forgotten_recall_no_floor']:.2f}, kept recall {forget['kept_recall_no_floor']:.2f}"
             )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

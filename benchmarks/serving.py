@@ -1,7 +1,7 @@
 """Serving benchmark: time to first token and decode speed, base vs. a user adapter;
 adapter swap time; adapter size; time to learn one fact.
 
-    python -m app.serving.bench [--reps 5] [--out docs/bench-serving.json]
+    python -m benchmarks.serving [--reps 5] [--out docs/bench-serving.json]
 
 Prints a table and writes JSON. Base and adapter runs alternate in the same
 process, so their ratio is meaningful on a noisy machine.

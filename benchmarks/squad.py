@@ -1,7 +1,7 @@
 """Knowledge incorporation on SQuAD v1.1, the paper's protocol, on the configured base model.
 
-    python -m training.bench squad --n 50 --seed 0 --k 4 --out docs/bench-squad.json
-    python -m training.bench squad --passages-file my_passages.json --k 4
+    python -m benchmarks.squad --n 50 --seed 0 --k 4 --out docs/bench-squad.json
+    python -m benchmarks.squad --passages-file my_passages.json --k 4
 
 For each passage, accuracy on its questions *without the passage in context* for:
 ``base`` (no training), ``passage`` (LoRA on the passage alone), ``self_edit:<family>``
@@ -28,13 +28,14 @@ import argparse
 import fcntl
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.adapters import AdapterHost
-from training.bench.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.candidates import DEFAULT_CHOICE, GRID, assign, propose_candidates
 from training.inner_loop import applied, mix_replay, text_examples
 from training.lora import TrainConfig
@@ -315,7 +316,7 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench squad", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.squad", description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad-file", type=Path, help="SQuAD v1.1 JSON (default: the verified dev set)")
     parser.add_argument("--passages-file", type=Path, help="explicit passages in SQuAD JSON format (all used)")
     parser.add_argument("--n", type=int, default=50, help="number of passages to sample")
@@ -438,3 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,1 +1,0 @@
-"""Benchmarks for the SEAL library (``python -m training.bench <name> ...``)."""

@@ -1,0 +1,35 @@
+"""Personal facts with questions and answers: the sets that evaluate memory.
+
+A line of a ``.jsonl`` set: ``{"fact": "...", "questions": [{"q": "...", "answers": ["..."]}]}``.
+``personal_facts.jsonl`` is the dev set (tuned on); a policy round scores its
+self-edits on the first few of it. Benchmarks load the others by path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_FACTS = DATA / "personal_facts.jsonl"
+
+
+@dataclass(frozen=True)
+class BenchFact:
+    index: int
+    text: str
+    questions: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def load_facts(path: Path) -> list[BenchFact]:
+    facts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        questions = tuple((q["q"], tuple(q["answers"])) for q in row.get("questions", []))
+        if not row.get("fact") or not questions or not all(a for _, a in questions):
+            raise ValueError(f"{path}:{number}: needs a fact and questions with answers")
+        facts.append(BenchFact(len(facts), row["fact"], questions))
+    return facts
