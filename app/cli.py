@@ -96,7 +96,7 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from app.db import session_scope
-    from app.memory.tasks import enqueue_consolidation
+    from app.memory.tasks import enqueue_consolidation, run_consolidation
     from app.models import User
 
     with session_scope() as session:
@@ -109,9 +109,7 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     if args.k is not None:
         options["k"] = args.k
     if args.now:
-        from app.memory.consolidation import consolidate_user_facts
-
-        print(consolidate_user_facts(user_id, options))
+        print(run_consolidation(user_id, options))
         return 0
     enqueue_consolidation(user_id, options)
     print(f"queued a consolidation for user {user_id}{' with ' + str(options) if options else ''}")

@@ -134,6 +134,20 @@ class AdapterVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    @property
+    def fact_recall(self) -> dict[int, float]:
+        """Every fact's latest measured recall, carried forward version to version."""
+        return _recall_by_id((self.metrics or {}).get("fact_recall"))
+
+    @property
+    def kept_recall(self) -> dict[int, float]:
+        """The earlier facts' recall this version's gate measured."""
+        return _recall_by_id((self.metrics or {}).get("kept_recall"))
+
+
+def _recall_by_id(stored: dict | None) -> dict[int, float]:
+    return {int(k): float(v) for k, v in (stored or {}).items()}
+
 
 class SelfEditCandidate(Base):
     """One of the K candidates a consolidation tried: its self-edits, settings and reward."""

@@ -7,17 +7,14 @@ running task is not handed to a second worker.
 
 from __future__ import annotations
 
-import logging
-
 from celery import Celery
-from celery.signals import worker_ready
 
 from app.settings import get_settings
 
-log = logging.getLogger(__name__)
 settings = get_settings()
 RECOVERY_INTERVAL_S = 60.0
 
+# The task modules register their tasks and their start-up recovery (``worker_ready``).
 celery_app = Celery("sealchat", broker=settings.celery_broker_url, include=["app.memory.tasks", "app.policy.tasks"])
 celery_app.conf.update(
     task_default_queue="consolidation",
@@ -41,17 +38,3 @@ if settings.redis_url is None:
     from app.embedded_redis import ensure_running
 
     ensure_running(settings.redis_socket)
-
-
-@worker_ready.connect
-def _recover_unfinished_work(**_kwargs: object) -> None:
-    """Facts are never lost: re-enqueue every user with unfinished facts at start."""
-    from app.memory.tasks import enqueue_unfinished
-    from app.policy.tasks import enqueue_unfinished_rounds
-
-    count = enqueue_unfinished()
-    if count:
-        log.info("re-enqueued consolidation for %d user(s) with unfinished facts", count)
-    rounds = enqueue_unfinished_rounds()
-    if rounds:
-        log.info("re-enqueued %d unfinished self-edit policy round(s)", rounds)

@@ -25,12 +25,13 @@ from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
 from training.gate import GateThresholds
 from training.groups import (
     DEFAULT_ROUTING_FLOOR,
+    GROUP_RETRY_ATTEMPTS,
     ROUTING_TOKENS,
     answering_group,
     candidate_groups,
     grounded,
-    next_group,
 )
+from training.plan import PendingFact, plan_run
 from training.quiz import contains_answer
 
 STATE_FILE = "groups.json"
@@ -69,19 +70,20 @@ class GroupLearner:
         return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
 
     def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float, tuple[str, ...]]:
-        """As the worker does: the fact's group tries twice (the gate's retry); a fact
-        refused both times opens a new group (``next_group``'s ``fresh``) and tries there."""
+        """As the worker plans it (``training.plan.plan_run``): the fact's group tries
+        twice (the gate's retry); a fact refused both times opens a new group and tries there."""
         held = {g: list(part.known) for g, part in self.parts.items()}
-        plan = next_group(held, [fact.index], {}, self.size)
+        plan = plan_run(held, [PendingFact(fact.index)], [], self.size)
         assert plan is not None
-        seconds, locality, changed = self._part(plan[0]).teach(fact, thresholds)
-        if locality != locality and self.parts[plan[0]].known:
-            plan = next_group(held, [fact.index], {}, self.size, fresh=[fact.index])
+        seconds, locality, changed = self._part(plan.group).teach(fact, thresholds)
+        if locality != locality and self.parts[plan.group].known:
+            # Refused twice (``Learner.teach`` retries once), as the worker counts attempts.
+            plan = plan_run(held, [PendingFact(fact.index, attempts=GROUP_RETRY_ATTEMPTS)], [], self.size)
             assert plan is not None
-            more, locality, changed = self._part(plan[0]).teach(fact, thresholds)
+            more, locality, changed = self._part(plan.group).teach(fact, thresholds)
             seconds += more
         if locality == locality:  # accepted: the group's live adapter changed
-            self.changed[plan[0]] = changed
+            self.changed[plan.group] = changed
         return seconds, locality, self.locality_changed
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery.signals import worker_ready
+
 from app.db import session_scope
 from app.memory import repository
 from app.memory.keys import queued_mark, user_lock_name
@@ -23,14 +25,33 @@ log = logging.getLogger(__name__)
     acks_late=True,
 )
 def consolidate_user_facts_task(self, user_id: int, options: dict | None = None) -> str:  # noqa: ANN001
-    from app.memory.consolidation import Busy, consolidate_user_facts
+    from app.memory.consolidation import Busy
 
     try:
-        return consolidate_user_facts(user_id, options)
+        return run_consolidation(user_id, options)
     except Busy:
         # Another worker holds this user's lock; it re-checks for new facts when
         # it finishes, but retry too in case it dies first.
         raise self.retry(countdown=30) from None
+
+
+def run_consolidation(user_id: int, options: dict | None = None) -> str:
+    """One consolidation in this process; then, if facts still wait (taught
+    meanwhile, or put back after a refusal or a failure), the next one is queued.
+    (Imported here, not at the top: the web process enqueues without loading torch.)"""
+    from app.memory.consolidation import Busy, consolidate_user_facts, has_more_work
+
+    try:
+        summary = consolidate_user_facts(user_id, options)
+    except Busy:
+        raise
+    except BaseException:
+        if has_more_work(user_id):
+            enqueue_consolidation(user_id)
+        raise
+    if has_more_work(user_id):
+        enqueue_consolidation(user_id)
+    return summary
 
 
 QUEUED_MARK_TTL_S = 15 * 60
@@ -68,3 +89,11 @@ def recover_unfinished_task() -> int:
     if idle:
         log.info("recovery: queued consolidation for %d user(s) with waiting facts", len(idle))
     return len(idle)
+
+
+@worker_ready.connect
+def _recover_unfinished_facts(**_kwargs: object) -> None:
+    """Facts are never lost: re-enqueue every user with unfinished facts at start."""
+    count = enqueue_unfinished()
+    if count:
+        log.info("re-enqueued consolidation for %d user(s) with unfinished facts", count)

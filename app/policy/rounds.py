@@ -15,7 +15,7 @@ import json
 import logging
 
 from app.db import session_scope
-from app.memory.consolidation import worker_host
+from app.model_host import worker_host
 from app.models import PolicyRound, PolicyVersion, RoundStatus, VersionStatus, utcnow
 from app.policy import repository, service
 from app.progress import ThrottledProgress

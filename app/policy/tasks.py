@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+from celery.signals import worker_ready
+
 from app.db import session_scope
 from app.policy import repository
 from app.settings import get_settings
 from app.worker import celery_app
+
+log = logging.getLogger(__name__)
 
 # A round trains and quizzes dozens of adapters: far longer than a consolidation.
 # If the worker dies or the limit kills it, the redelivered task resumes from the round's files.
@@ -40,3 +46,10 @@ def enqueue_unfinished_rounds() -> int:
     for round_id in ids:
         enqueue_round(round_id)
     return len(ids)
+
+
+@worker_ready.connect
+def _resume_unfinished_rounds(**_kwargs: object) -> None:
+    rounds = enqueue_unfinished_rounds()
+    if rounds:
+        log.info("re-enqueued %d unfinished self-edit policy round(s)", rounds)
