@@ -7,7 +7,7 @@ from functools import lru_cache
 from app.settings import get_settings
 from training.adapters import AdapterHost
 from training.model import load_model, prepare_base_model
-from training.scope import TopicEmbedder
+from training.routing.scope import TopicEmbedder
 
 
 @lru_cache

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, alias="SEALCHAT_MAX_ATTEMPTS", ge=1, le=10)
     task_time_limit_s: int = Field(1800, alias="SEALCHAT_TASK_TIME_LIMIT", ge=60)
     fact_group_size: int = Field(
-        5,  # training.groups.DEFAULT_GROUP_SIZE (the benchmarks' default; settings imports no torch)
+        5,  # training.memory.plan.DEFAULT_GROUP_SIZE (the benchmarks' default; settings imports no torch)
         alias="SEALCHAT_FACT_GROUP_SIZE",
         ge=0,
         le=100000,
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
     routing_floor: float | None = Field(
-        -0.5,  # training.groups.DEFAULT_ROUTING_FLOOR (how it was measured; settings imports no torch)
+        -0.5,  # training.routing.groups.DEFAULT_ROUTING_FLOOR (how it was measured; settings imports no torch)
         alias="SEALCHAT_ROUTING_FLOOR",
         le=0.0,
         description="a question about the user goes to the base model when the answering adapter's confidence "
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         True,
         alias="SEALCHAT_GROUNDING_CHECK",
         description="a question about the user goes unanswered by the adapter when the first sentence of its "
-        "reply names things none of the user's facts holds (training.groups.grounded)",
+        "reply names things none of the user's facts holds (training.routing.groups.grounded)",
     )
 
     @field_validator("routing_floor", mode="before")

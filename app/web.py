@@ -40,7 +40,7 @@ from app.serving.listener import PromotionListener
 from app.settings import get_settings
 from app.templating import render
 from training.embeddings import SentenceEmbedder
-from training.statements import StatementDetector
+from training.memory.statements import StatementDetector
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]

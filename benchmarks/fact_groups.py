@@ -4,12 +4,12 @@ Each group is its own chain of versions, taught exactly as the ``memory`` method
 teaches a user's single adapter (warm start, rehearsal of the group's earlier
 facts, KL replay, the gate with one retry), so a consolidation never trains more
 than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
-in the worker (``training.groups.GROUP_RETRY_ATTEMPTS``). A question is answered as the
-product serves it (``training.groups.answering_group``): by the group its words
+in the worker (``training.memory.plan.GROUP_RETRY_ATTEMPTS``). A question is answered as the
+product serves it (``training.routing.groups.answering_group``): by the group its words
 pick, among several groups by which adapter is most sure of its first
 ``ROUTING_TOKENS`` tokens, and by none when that adapter's confidence is below
 the routing floor (``--routing-floor``) or its reply's first sentence names things
-no taught fact holds (``--grounding``, ``training.groups.grounded``); the product
+no taught fact holds (``--grounding``, ``training.routing.groups.grounded``); the product
 then says it does not know, which recalls nothing. A forget rebuilds each affected group from scratch
 without the forgotten facts; the other groups are not touched.
 """
@@ -22,17 +22,16 @@ from pathlib import Path
 from benchmarks.facts import BenchFact, Learner
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
-from training.gate import GateThresholds
-from training.groups import (
+from training.memory.gate import GateThresholds
+from training.memory.plan import GROUP_RETRY_ATTEMPTS, PendingFact, plan_run
+from training.memory.quiz import contains_answer
+from training.routing.groups import (
     DEFAULT_ROUTING_FLOOR,
-    GROUP_RETRY_ATTEMPTS,
     ROUTING_TOKENS,
     answering_group,
     candidate_groups,
     grounded,
 )
-from training.plan import PendingFact, plan_run
-from training.quiz import contains_answer
 
 STATE_FILE = "groups.json"
 
@@ -70,7 +69,7 @@ class GroupLearner:
         return {g: [f.text for f in part.known.values()] for g, part in self.parts.items() if part.known}
 
     def teach(self, fact: BenchFact, thresholds: GateThresholds) -> tuple[float, float, tuple[str, ...]]:
-        """As the worker plans it (``training.plan.plan_run``): the fact's group tries
+        """As the worker plans it (``training.memory.plan.plan_run``): the fact's group tries
         twice (the gate's retry); a fact refused both times opens a new group and tries there."""
         held = {g: list(part.known) for g, part in self.parts.items()}
         plan = plan_run(held, [PendingFact(fact.index)], [], self.size)

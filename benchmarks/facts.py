@@ -48,10 +48,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.fact_sets import DEFAULT_FACTS, BenchFact, load_facts
-from training.gate import GateThresholds, decide, recall_after_refusal
-from training.groups import DEFAULT_GROUP_SIZE, DEFAULT_ROUTING_FLOOR
-from training.learn import (
+from training.lora import TrainConfig
+from training.memory.fact_sets import DEFAULT_FACTS, BenchFact, load_facts
+from training.memory.gate import GateThresholds, decide, recall_after_refusal
+from training.memory.learn import (
     FACT_KL_WEIGHT,
     QA,
     FactToLearn,
@@ -59,12 +59,13 @@ from training.learn import (
     LearnResult,
     learn_facts,
 )
-from training.lora import TrainConfig
+from training.memory.plan import DEFAULT_GROUP_SIZE
+from training.memory.quiz import ask_and_grade
 from training.model import load_model, prepare_base_model
-from training.quiz import ask_and_grade
 from training.replay import LOCALITY_PROMPTS
-from training.scope import Scope, Topical, TopicEmbedder, served_locality
-from training.self_edit import FACT_FAMILIES
+from training.routing.groups import DEFAULT_ROUTING_FLOOR
+from training.routing.scope import Scope, Topical, TopicEmbedder, served_locality
+from training.seal.self_edit import FACT_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ def main(argv: list[str]) -> int:
         "--group-size",
         type=int,
         default=DEFAULT_GROUP_SIZE,
-        help="facts per adapter in the groups method (training.groups)",
+        help="facts per adapter in the groups method (training.routing.groups)",
     )
     parser.add_argument(
         "--routing-floor",

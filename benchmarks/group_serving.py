@@ -42,7 +42,7 @@ from app.adapters.service import AdapterRef, GroupRef
 from app.serving.engine import ROUTING_TOKENS, ServingEngine
 from app.settings import get_settings
 from benchmarks.serving import timed_stream
-from training.groups import DEFAULT_ROUTING_FLOOR, GROUNDING_TOKENS
+from training.routing.groups import DEFAULT_ROUTING_FLOOR, GROUNDING_TOKENS
 
 FACTS = [
     "My cat is called Biscotti.",

@@ -1,4 +1,4 @@
-"""Precision and recall of the "Remember this?" suggestions (training/statements.py).
+"""Precision and recall of the "Remember this?" suggestions (training/memory/statements.py).
 
     .venv/bin/python -m benchmarks.memory_suggestions [--out docs/bench-memory-suggestions.json]
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from training.embeddings import SentenceEmbedder
-from training.statements import EXAMPLES, THRESHOLD, LabelledTurn, StatementDetector, load_turns
+from training.memory.statements import EXAMPLES, THRESHOLD, LabelledTurn, StatementDetector, load_turns
 
 TEST_SET = Path(__file__).resolve().parent / "data" / "memory_suggestions_test.jsonl"
 

@@ -22,8 +22,8 @@ from app.adapters.service import AdapterRef
 from app.serving.engine import ServingEngine
 from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
-from training.learn import FactToLearn, LearnRequest, learn_facts
 from training.lora import TrainConfig
+from training.memory.learn import FactToLearn, LearnRequest, learn_facts
 
 PROMPTS = ["What is my cat's name?", "What is the capital of France?", "Give me a tip for sleeping well."]
 

@@ -36,15 +36,15 @@ import torch
 
 from benchmarks.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
 from training.adapters import AdapterHost
-from training.candidates import DEFAULT_CHOICE, GRID, assign, propose_candidates
-from training.inner_loop import applied, mix_replay, text_examples
 from training.lora import TrainConfig
+from training.memory.quiz import ask_and_grade, cloze_probes
 from training.model import load_model, prepare_base_model
-from training.policy import PolicyRef, activate
-from training.quiz import ask_and_grade, cloze_probes
+from training.policy.squad import Passage, ensure_squad, load_passages, sample_passages
 from training.replay import load_or_build
-from training.self_edit import FAMILIES, generate_passage_self_edit
-from training.squad import Passage, ensure_squad, load_passages, sample_passages
+from training.seal.candidates import DEFAULT_CHOICE, GRID, assign, propose_candidates
+from training.seal.inner_loop import applied, mix_replay, text_examples
+from training.seal.policy import PolicyRef, activate
+from training.seal.self_edit import FAMILIES, generate_passage_self_edit
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         action="append",
         default=[],
-        help="a self-edit policy version directory (python -m training.improve_policy); repeatable",
+        help="a self-edit policy version directory (python -m training.policy.improve); repeatable",
     )
     parser.add_argument("--policy-family", default="implications", help="prompt family the policy writes with")
     parser.add_argument("--base-model", default=None, help="model folder or .gguf (default: bundled SmolLM2)")

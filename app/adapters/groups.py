@@ -1,7 +1,7 @@
 """A version's fact groups: one LoRA adapter per group, in one immutable directory.
 
 A user's facts are split into groups of at most ``SEALCHAT_FACT_GROUP_SIZE``
-(``training/groups.py``); a version directory holds one adapter sub-directory per
+(``training/routing/groups.py``); a version directory holds one adapter sub-directory per
 group, ``g<k>/``, and a consolidation trains only the group it touches. The
 other groups of the new version are hard links to the previous version's files:
 no copy, no retraining, and their weights are bit for bit what was live.

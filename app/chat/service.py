@@ -16,7 +16,7 @@ from app.memory.service import bridge_facts, known_facts
 from app.models import Conversation, Message, User, utcnow
 from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
-from training.scope import Topical, in_scope
+from training.routing.scope import Topical, in_scope
 
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64

@@ -3,10 +3,10 @@
 One run, in order:
 
 1. **lock**: one run per user at a time (a Redis heartbeat lock);
-2. **rows → plan**: claim the pending facts and let ``training.plan.plan_run``
+2. **rows → plan**: claim the pending facts and let ``training.memory.plan.plan_run``
    decide which fact group this run trains and how (warm start, fresh, rebuild);
-3. **learn**: ``training.learn.learn_facts`` (SEAL best-of-K, checkpointed);
-4. **gate**: ``training.gate.decide``: earlier facts' recall, locality, removed
+3. **learn**: ``training.memory.learn.learn_facts`` (SEAL best-of-K, checkpointed);
+4. **gate**: ``training.memory.gate.decide``: earlier facts' recall, locality, removed
    facts really gone;
 5. **record** the version (``app.memory.recording``), refused or not;
 6. **promote**: the user's pointer flips to it, in the same transaction;
@@ -52,9 +52,9 @@ from app.policy import service as policy_service
 from app.progress import ThrottledProgress
 from app.redis_client import HeartbeatLock, get_redis
 from app.settings import get_settings
-from training.candidates import TrainingChoice
-from training.gate import GateDecision, GateThresholds, decide, recall_after_refusal
-from training.learn import (
+from training.lora import TrainConfig
+from training.memory.gate import GateDecision, GateThresholds, decide, recall_after_refusal
+from training.memory.learn import (
     FACT_GRID,
     FACT_KL_WEIGHT,
     QA,
@@ -64,8 +64,8 @@ from training.learn import (
     checkpointed_candidates,
     learn_facts,
 )
-from training.lora import TrainConfig
-from training.plan import PendingFact, RunPlan, plan_run
+from training.memory.plan import PendingFact, RunPlan, plan_run
+from training.seal.candidates import TrainingChoice
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The store side of a consolidation: versions written, promoted, refused or abandoned.
 
-Crash safety: a version's directory appears atomically (``training.learn``) and
+Crash safety: a version's directory appears atomically (``training.memory.learn``) and
 its row is written after it, so a crash leaves at most an orphan directory, never
 a live half-written adapter. Promotion is the only pointer flip: the user's
 ``active_adapter_id``, set in the same transaction as the version's row.
@@ -24,10 +24,10 @@ from app.memory.erasure import erase_retired
 from app.model_host import worker_topics
 from app.models import AdapterVersion, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.settings import get_settings
-from training.gate import GateDecision
-from training.learn import LearnRequest, LearnResult
+from training.memory.gate import GateDecision
+from training.memory.learn import LearnRequest, LearnResult
 from training.replay import LOCALITY_PROMPTS
-from training.scope import Scope, served_locality
+from training.routing.scope import Scope, served_locality
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def record_version(
                     "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
                     "train": request.train.to_dict(),
                     "self_edit_family": request.self_edit_family,
-                    # Trained from scratch because facts left the group (``training.plan``).
+                    # Trained from scratch because facts left the group (``training.memory.plan``).
                     "rebuilt": bool(request.removed),
                     "rehearse": request.rehearse,
                     "removed_facts": [f.fact_id for f in request.removed],

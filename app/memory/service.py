@@ -12,7 +12,7 @@ from app.errors import AppError, NotFound
 from app.memory import repository
 from app.memory.erasure import erase_retired
 from app.models import Fact, FactStatus, User
-from training.phrasing import fact_slot
+from training.language.phrasing import fact_slot
 
 log = logging.getLogger(__name__)
 

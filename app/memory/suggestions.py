@@ -1,6 +1,6 @@
 """ "Remember this?": what the chat offers under a user's message.
 
-The web process holds one ``StatementDetector`` (training/statements.py) on
+The web process holds one ``StatementDetector`` (training/memory/statements.py) on
 ``app.state``, loaded at start-up beside the model. For a message that states
 something about the user it offers to remember it, or, when the message is close
 in meaning to a fact they already taught, to correct that fact with it. Nothing is
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.memory import repository
 from app.memory.service import ACTIVE
 from app.models import User
-from training.statements import StatementDetector
+from training.memory.statements import StatementDetector
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Run one ReST-EM round in the worker (:func:`training.rest_em.run_round`) and record it.
+"""Run one ReST-EM round in the worker (:func:`training.policy.rest_em.run_round`) and record it.
 
 Offline (``squad``): SQuAD v1.1 *train* passages, held out: a fixed sample of the
 train split (the benchmark's dev passages are never used). Online: the recorded
@@ -21,14 +21,14 @@ from app.policy import repository, service
 from app.progress import ThrottledProgress
 from app.redis_client import HeartbeatLock
 from app.settings import get_settings
-from training.fact_sets import DEFAULT_FACTS, load_facts
-from training.improve_policy import as_input, split_passages
-from training.learn import SELF_EDIT_FAMILY
-from training.policy import read_manifest
+from training.memory.fact_sets import DEFAULT_FACTS, load_facts
+from training.memory.learn import SELF_EDIT_FAMILY
+from training.policy.improve import as_input, split_passages
+from training.policy.rest_em import RoundConfig, StudyInput, run_round
+from training.policy.rest_em_work import fact_work, passage_work
+from training.policy.squad import ensure_squad, load_passages
 from training.replay import load_or_build
-from training.rest_em import RoundConfig, StudyInput, run_round
-from training.rest_em_work import fact_work, passage_work
-from training.squad import ensure_squad, load_passages
+from training.seal.policy import read_manifest
 
 log = logging.getLogger(__name__)
 

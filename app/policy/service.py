@@ -15,8 +15,8 @@ from app.errors import AppError, NotFound
 from app.models import PolicyRound, PolicyVersion, RoundStatus, User, VersionStatus, utcnow
 from app.policy import repository
 from app.settings import get_settings
-from training.policy import PolicyRef, PolicyStore
-from training.rest_em_work import RecordedSelfEdit
+from training.policy.rest_em_work import RecordedSelfEdit
+from training.seal.policy import PolicyRef, PolicyStore
 
 SOURCES = ("online", "squad")
 

@@ -3,12 +3,12 @@
 Interface (kept small so the engine can change without touching routes or
 tasks): ``start()``, ``preload(user_id, ref)``, ``choose(user_id, ref, question)``,
 ``stream(user_id, ref, messages, adapter=...)``, and ``topical(message, facts)``
-for scope routing (training/scope.py). ``ref`` is the user's active version as
+for scope routing (training/routing/scope.py). ``ref`` is the user's active version as
 the database says right now (or ``None`` for the base model): one LoRA adapter
 per fact group, each loaded under its own unique name if needed; the engine
 routes the user to it and unloads the adapters of the version it replaced that
 the new one does not share. ``choose`` picks the group adapter that answers a
-question (training/groups.py).
+question (training/routing/groups.py).
 
 This implementation is PyTorch + PEFT. A single lock serialises generation and
 adapter changes: loading a version waits for the in-flight generation to finish,
@@ -29,9 +29,9 @@ from app.adapters.service import AdapterRef
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, encode_prompt, generate_batch_scored, stream_text, with_system_prompt
-from training.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
 from training.model import load_model, prepare_base_model
-from training.scope import TopicEmbedder
+from training.routing.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
+from training.routing.scope import TopicEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ServingEngine:
             self._route_locked(user_id, ref)
 
     def choose(self, user_id: int, ref: AdapterRef, question: str) -> str | None:
-        """Which of ``ref``'s adapters answers ``question`` (``training.groups.answering_group``):
+        """Which of ``ref``'s adapters answers ``question`` (``training.routing.groups.answering_group``):
         the group whose facts share its words, and among several, the adapter most
         sure of its own first words (every candidate's short greedy start in one
         batch); None when that adapter's confidence is below ``routing_floor``, or

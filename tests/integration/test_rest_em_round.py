@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import AdapterHost
-from training.improve_policy import build_parser, run_rounds
 from training.model import load_model
-from training.policy import PolicyStore, read_manifest
+from training.policy.improve import build_parser, run_rounds
 from training.replay import load_or_build
+from training.seal.policy import PolicyStore, read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 DATA = ROOT / "tests" / "data"

@@ -83,7 +83,7 @@ def test_topic_check_routes_fact_questions_and_keeps_general_my_requests_on_the_
     from pathlib import Path
 
     from training.replay import PERSONAL_LOCALITY_PROMPTS
-    from training.scope import Scope
+    from training.routing.scope import Scope
 
     rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
     facts = [row["fact"] for row in rows]
@@ -155,7 +155,7 @@ def test_a_reply_no_fact_grounds_leaves_the_question_unanswered(engine, versions
     """The grounding check reads the first sentence of the answering adapter's reply
     (an untrained adapter: the base model's own) against the version's fact texts."""
     from app.adapters.service import GroupRef
-    from training.groups import GROUNDING_TOKENS, grounded
+    from training.routing.groups import GROUNDING_TOKENS, grounded
 
     v1, _ = versions
     question = "What is my passport number?"

@@ -13,12 +13,12 @@ from benchmarks.squad import run_passage
 from tests.conftest import REPLAY_CACHE, ROOT, assert_base_unchanged, base_snapshot
 from training.adapters import IDLE_ADAPTER, AdapterHost
 from training.chat import ChatMessage, generate_batch, generate_batch_scored, with_system_prompt
-from training.learn import FactToLearn, LearnRequest, checkpointed_candidates, learn_facts, quiz_questions
 from training.lora import TrainConfig
+from training.memory.learn import FactToLearn, LearnRequest, checkpointed_candidates, learn_facts, quiz_questions
 from training.model import load_model
+from training.policy.squad import ensure_squad, load_passages, sample_passages
 from training.replay import load_or_build
-from training.self_edit import generate_self_edit, key_words, kind_of
-from training.squad import ensure_squad, load_passages, sample_passages
+from training.seal.self_edit import generate_self_edit, key_words, kind_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from benchmarks.facts import Learner, recorded_steps
-from training.learn import QA, FactToLearn
+from training.memory.learn import QA, FactToLearn
 
 
 def learner_with_history(tmp_path) -> Learner:

@@ -10,18 +10,16 @@ import pytest
 from app.settings import Settings
 from benchmarks.fact_groups import GroupLearner
 from benchmarks.facts import Learner
-from training.groups import (
-    DEFAULT_GROUP_SIZE,
+from training.memory.learn import QA, FactToLearn
+from training.memory.plan import DEFAULT_GROUP_SIZE, next_group, place_facts
+from training.routing.groups import (
     DEFAULT_ROUTING_FLOOR,
     answering_group,
     candidate_groups,
     choose_group,
     grounded,
-    next_group,
-    place_facts,
     routing_words,
 )
-from training.learn import QA, FactToLearn
 
 
 def test_new_facts_fill_the_newest_group_then_open_another():

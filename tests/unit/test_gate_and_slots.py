@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from training.gate import GateThresholds, decide, lost_facts
-from training.phrasing import fact_slot, strip_correction
-from training.quiz import fact_quiz
+from training.language.phrasing import fact_slot, strip_correction
+from training.memory.gate import GateThresholds, decide, lost_facts
+from training.memory.quiz import fact_quiz
 
 T = GateThresholds(max_recall_drop=0.2, min_locality=0.5, max_removed_recall=0.0, min_lost_facts=1)
 
@@ -126,7 +126,7 @@ def test_bundled_personal_facts_set_has_no_corrections_inside_it():
 
 
 def test_model_written_questions_are_filtered():
-    from training.quiz import FactProbe, grade_fact_probe, usable_question
+    from training.memory.quiz import FactProbe, grade_fact_probe, usable_question
 
     fact = "I work at Acme Robotics."
     assert usable_question("Where does the user work at Acme? Answer: ...", fact) == "Where does the user work at Acme?"
@@ -141,7 +141,7 @@ def test_model_written_questions_are_filtered():
 def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
     import random
 
-    from training.learn import FactToLearn, verify_sample, weakest_first
+    from training.memory.learn import FactToLearn, verify_sample, weakest_first
 
     facts = [FactToLearn(i, f"fact {i}", recall=r) for i, r in enumerate([1.0, 0.5, 1.0, None, 0.0, 1.0, 1.0, 1.0])]
     order = weakest_first(facts, random.Random(0))
@@ -155,7 +155,7 @@ def test_rehearsal_puts_the_weakest_facts_first_and_verifies_some_of_them():
 
 
 def test_rehearsal_takes_each_earlier_facts_first_examples_and_enough_epochs():
-    from training.learn import QA, REHEARSAL_MAX_EPOCHS, FactToLearn, rehearsal_examples
+    from training.memory.learn import QA, REHEARSAL_MAX_EPOCHS, FactToLearn, rehearsal_examples
 
     def fact(i: int, n: int, recall: float | None) -> FactToLearn:
         return FactToLearn(i, f"fact {i}", tuple(QA(f"q{i}.{j}?", f"a{i}") for j in range(n)), recall)
@@ -176,7 +176,7 @@ def test_rehearsal_takes_each_earlier_facts_first_examples_and_enough_epochs():
 def test_facts_a_new_fact_may_overwrite_are_verified_first():
     import random
 
-    from training.learn import FactToLearn, at_risk, verify_sample
+    from training.memory.learn import FactToLearn, at_risk, verify_sample
 
     earlier = [
         FactToLearn(1, "My mother was born in Naples.", recall=1.0),
@@ -199,8 +199,8 @@ def test_facts_a_new_fact_may_overwrite_are_verified_first():
 def test_a_retry_after_a_refusal_rehearses_and_quizzes_what_the_refused_version_lost_first():
     import random
 
-    from training.gate import recall_after_refusal
-    from training.learn import FactToLearn, verify_sample, weakest_first
+    from training.memory.gate import recall_after_refusal
+    from training.memory.learn import FactToLearn, verify_sample, weakest_first
 
     live = {1: 1.0, 2: 1.0, 3: 0.5, 4: 1.0, 5: 1.0, 6: 1.0}
     refused = [{2: 0.0, 3: 1.0, 4: 1.0}, {5: 0.5}]  # two refused versions' gate quizzes

@@ -87,3 +87,19 @@ def test_the_product_loads_no_benchmark_or_experiment_code():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_training_subpackages_depend_on_each_other_one_way():
+    """seal, memory, routing, policy, language: no two import each other, even through a third."""
+    subpackage = {}
+    for module, targets in import_graph().items():
+        if module.startswith("training.") and module.count(".") >= 2:
+            mine = ".".join(module.split(".")[:2])
+            subpackage.setdefault(mine, set())
+            subpackage[mine] |= {
+                ".".join(t.split(".")[:2]) for t in targets if t.startswith("training.") and t.count(".") >= 2
+            } - {mine}
+    for targets in list(subpackage.values()):
+        for target in targets:
+            subpackage.setdefault(target, set())
+    assert len(subpackage) >= 5 and cycles(subpackage) == []

@@ -50,7 +50,7 @@ def test_planned_steps(n, epochs, cap, expected):
 
 
 def test_a_rebuild_trains_a_full_pass_past_the_step_cap():
-    from training.learn import rebuild_config
+    from training.memory.learn import rebuild_config
 
     config = TrainConfig(epochs=1, max_steps=40, batch_size=4)
     assert planned_steps(3400, rebuild_config(config, 3400)) == 850  # 25 facts: not cut to 40

@@ -1,8 +1,8 @@
 """Pure text logic: second person, probe questions, self-edit parsing, repetition cutting."""
 
-from training.phrasing import fact_slot, probe_questions, split_sentences, to_second_person, topic_questions
-from training.quiz import cloze_probes
-from training.self_edit import anchor_words, cut_repetition, parse_lines
+from training.language.phrasing import fact_slot, probe_questions, split_sentences, to_second_person, topic_questions
+from training.memory.quiz import cloze_probes
+from training.seal.self_edit import anchor_words, cut_repetition, parse_lines
 
 
 def test_second_person_turns_the_users_voice_into_the_assistants():

@@ -1,9 +1,8 @@
-"""The planning rules one consolidation follows (``training.plan``), shared by the worker and the benchmark."""
+"""The planning rules one consolidation follows (``training.memory.plan``), shared by the worker and the benchmark."""
 
 from __future__ import annotations
 
-from training.groups import GROUP_RETRY_ATTEMPTS
-from training.plan import PendingFact, plan_run
+from training.memory.plan import GROUP_RETRY_ATTEMPTS, PendingFact, plan_run
 
 
 def test_a_first_fact_opens_a_fresh_group():

@@ -1,6 +1,6 @@
 """Grading replies against a fact without a gold answer."""
 
-from training.quiz import answer_words, equivalent, fact_quiz, gives_correction, grade_fact_probe, recalls
+from training.memory.quiz import answer_words, equivalent, fact_quiz, gives_correction, grade_fact_probe, recalls
 
 
 def test_answer_words_exclude_what_the_question_already_says():

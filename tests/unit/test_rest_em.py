@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.policy import PolicyRef, PolicyStore, publish_version
-from training.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput, run_round, select_best
+from training.policy.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput, run_round, select_best
+from training.seal.policy import PolicyRef, PolicyStore, publish_version
 
 
 def sample(

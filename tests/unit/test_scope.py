@@ -4,7 +4,7 @@ import pytest
 
 from training.chat import ChatMessage
 from training.replay import GENERAL_LOCALITY_PROMPTS, PERSONAL_LOCALITY_PROMPTS, REPLAY_PROMPTS
-from training.scope import Scope, fact_terms, in_scope, served_locality, topic_words
+from training.routing.scope import Scope, fact_terms, in_scope, served_locality, topic_words
 
 FACTS = ["My daughter Emma turns 7 on March 3rd.", "I live in Denver.", "My cat is called Biscotti."]
 

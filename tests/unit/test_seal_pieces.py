@@ -7,21 +7,21 @@ import pytest
 
 from benchmarks.squad import _shard, _store, choose, extend_candidates, summarize
 from benchmarks.stats import bootstrap_gain_and_ratio, mean_interval, wilson_interval
-from training.candidates import GRID, assign
-from training.learn import (
+from training.language.phrasing import GENERAL_RECALL_PROMPTS
+from training.memory.learn import (
     fact_examples,
     quiz_questions,
 )
-from training.phrasing import GENERAL_RECALL_PROMPTS
-from training.quiz import (
+from training.memory.quiz import (
     cloze_probes,
     contains_answer,
     fact_quiz,
     grade_fact_probe,
     squad_f1,
 )
-from training.self_edit import SelfEdit, parse_qa_pairs, parse_questions
-from training.squad import load_passages, sample_passages
+from training.policy.squad import load_passages, sample_passages
+from training.seal.candidates import GRID, assign
+from training.seal.self_edit import SelfEdit, parse_qa_pairs, parse_questions
 
 
 def test_containment_is_normalised_and_whole_word():
@@ -89,7 +89,7 @@ def test_self_qa_questions_are_trained_with_the_fact_and_never_the_quiz():
     assert all(trained[q] == "The wifi password at home is sunflower88." for q in asked)
     # All come before the general recall prompts, so rehearsal (a fact's first few
     # examples) keeps the fact's own questions, not the ones every fact shares.
-    # The plain question read off the fact's clause first (training.wh_questions).
+    # The plain question read off the fact's clause first (training.language.wh_questions).
     assert [qa.question for qa in pairs[:4]] == ["What is the wifi password at home?", *asked]
     assert [qa.question for qa in pairs[4:]] == list(GENERAL_RECALL_PROMPTS)
     # The self-QA lines are questions, never answers to a general prompt.

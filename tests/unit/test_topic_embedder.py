@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from training.scope import TopicEmbedder
+from training.routing.scope import TopicEmbedder
 
 WORDS = "[PAD] [UNK] my cat is called tofu i live in oslo what do you know about me how many days week".split()
 GENERAL = ["how many days in a week", "what do you know", "i live", "my cat is called tofu and i live in oslo"]

@@ -1,8 +1,8 @@
-"""Wh-questions read off a fact's clause (training.wh_questions)."""
+"""Wh-questions read off a fact's clause (training.language.wh_questions)."""
 
 import pytest
 
-from training.wh_questions import clause_questions
+from training.language.wh_questions import clause_questions
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,8 @@ def test_a_correction_is_asked_like_the_plain_fact_and_limit_caps_the_questions(
 
 
 def test_a_kind_the_model_names_turns_what_into_which():
-    from training.self_edit import parse_kind
-    from training.wh_questions import kind_questions, kind_slots
+    from training.language.wh_questions import kind_questions, kind_slots
+    from training.seal.self_edit import parse_kind
 
     slots = kind_slots("I've been learning the cello for three years.")
     assert slots == [("the cello", "What have I been learning?")]

@@ -1,4 +1,4 @@
-"""The model work of a ReST-EM round (:class:`training.rest_em.RoundWork`), on one :class:`AdapterHost`.
+"""The model work of a ReST-EM round (:class:`training.policy.rest_em.RoundWork`), on one :class:`AdapterHost`.
 
 Passages (offline, SQuAD train): the policy writes a self-edit with a paper
 prompt family; it is applied with the passage under the candidate's
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.adapters import AdapterHost
-from training.candidates import DEFAULT_CHOICE, GRID, TrainingChoice, propose_candidates
 from training.chat import ChatMessage
-from training.inner_loop import applied, mix_replay, text_examples
-from training.learn import fact_examples, fact_recall, quiz_questions, training_examples
 from training.lora import TrainConfig, TrainingExample, train_lora
-from training.policy import PolicyRef, activate
-from training.quiz import ask_and_grade
-from training.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput
-from training.self_edit import (
+from training.memory.learn import fact_examples, fact_recall, quiz_questions, training_examples
+from training.memory.quiz import ask_and_grade
+from training.policy.rest_em import RoundConfig, RoundWork, ScoredSample, StudyInput
+from training.seal.candidates import DEFAULT_CHOICE, GRID, TrainingChoice, propose_candidates
+from training.seal.inner_loop import applied, mix_replay, text_examples
+from training.seal.policy import PolicyRef, activate
+from training.seal.self_edit import (
     DOCUMENT_FAMILIES,
     PASSAGE_PROMPTS,
     SelfEdit,

@@ -15,7 +15,7 @@ One round (:func:`run_round`):
    recommended for promotion only if its held-out score beats the current one's.
 
 The model work is passed in as three functions (:class:`RoundWork`), so the
-same orchestration serves SQuAD passages (:mod:`training.rest_em_work`), a
+same orchestration serves SQuAD passages (:mod:`training.policy.rest_em_work`), a
 product's recorded candidates, and tests of the orchestration itself.
 
 Resumable: each scored input and each evaluation is appended to a JSONL file in
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from training.policy import PolicyRef, label, publish_version
+from training.seal.policy import PolicyRef, label, publish_version
 
 log = logging.getLogger(__name__)
 

@@ -116,7 +116,7 @@ def recall_after_refusal(recall: Mapping[int, float], refused: Iterable[Mapping[
     version measured where that was less: the facts the refused version pushed out
     then count as the weakest, so the retry (warm-started, bounded like any run)
     rehearses them first and twice and its gate quizzes them first
-    (``training.learn.weakest_first``, ``verify_sample``). A retry used to rebuild
+    (``training.memory.learn.weakest_first``, ``verify_sample``). A retry used to rebuild
     from scratch on every fact, a cost linear in the user's facts (about 870 s at
     21 and 23 facts against 130 s for a warm start, 2 CPU cores:
     docs/BENCHMARKS.md).

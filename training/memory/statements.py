@@ -28,7 +28,7 @@ import numpy as np
 
 from training.embeddings import SentenceEmbedder
 
-EXAMPLES = Path(__file__).resolve().parent / "data" / "statement_examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "statement_examples.jsonl"
 # Fitted on normalised embeddings; 5-fold cross-validation on the examples chose it
 # (accuracy 0.89 against 0.86 at C=1 or without the question cue).
 REGULARISATION_C = 10.0

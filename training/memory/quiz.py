@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.chat import ChatMessage, generate_batch, generate_text, with_system_prompt
-from training.phrasing import (
+from training.language.phrasing import (
     TITLE,
     fact_slot,
     probe_questions,
@@ -23,8 +23,8 @@ from training.phrasing import (
     strip_correction,
     topic_questions,
 )
-from training.self_edit import STOPWORDS, key_words, normalize
-from training.wh_questions import clause_questions
+from training.language.wh_questions import clause_questions
+from training.seal.self_edit import STOPWORDS, key_words, normalize
 
 
 @dataclass(frozen=True)

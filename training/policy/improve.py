@@ -1,8 +1,8 @@
 """Improve the self-edit policy offline: ReST-EM rounds on SQuAD v1.1 *train* passages.
 
-    python -m training.improve_policy --store .cache/policy --rounds 2 --n 8 --eval-n 6 --k 4
-    python -m training.improve_policy --store .cache/policy --list
-    python -m training.improve_policy --store .cache/policy --rollback
+    python -m training.policy.improve --store .cache/policy --rounds 2 --n 8 --eval-n 6 --k 4
+    python -m training.policy.improve --store .cache/policy --list
+    python -m training.policy.improve --store .cache/policy --rollback
 
 Held-out passages are a fixed seeded sample of the train split, disjoint from
 every round's training passages; dev passages (the benchmark's) are never used.
@@ -24,11 +24,11 @@ import torch
 
 from training.adapters import AdapterHost
 from training.model import load_model, prepare_base_model
-from training.policy import BASE_LABEL, PolicyStore, read_manifest
+from training.policy.rest_em import RoundConfig, RoundOutcome, StudyInput, run_round
+from training.policy.rest_em_work import passage_work
+from training.policy.squad import Passage, ensure_squad, load_passages, sample_passages
 from training.replay import load_or_build
-from training.rest_em import RoundConfig, RoundOutcome, StudyInput, run_round
-from training.rest_em_work import passage_work
-from training.squad import Passage, ensure_squad, load_passages, sample_passages
+from training.seal.policy import BASE_LABEL, PolicyStore, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def list_versions(store: PolicyStore) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.improve_policy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.policy.improve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".cache/policy"), help="policy versions directory")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--n", type=int, default=8, help="training passages per round")

@@ -19,19 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from training.phrasing import split_sentences
-from training.scope import fact_terms, question_words, topic_words
-from training.self_edit import key_words, normalize
-
-# Facts per group (``SEALCHAT_FACT_GROUP_SIZE``). 5, not 10: on the
-# held-out sets taught one at a time, the first 10 facts kept 21 of the 23 they
-# had learnt just after learning in groups of 5, against 16 of 24 in groups of 10
-# (the same three runs, docs/BENCHMARKS.md "Groups of 5").
-DEFAULT_GROUP_SIZE = 5
-
-# A fact the gate refused this many times in its group is retried in a new one
-# (``next_group``'s ``fresh``): the facts there cannot push it out again.
-GROUP_RETRY_ATTEMPTS = 2
+from training.language.phrasing import split_sentences
+from training.routing.scope import fact_terms, question_words, topic_words
+from training.seal.self_edit import key_words, normalize
 
 # Routing among a user's fact groups compares each candidate adapter's confidence
 # in the first tokens of its reply. At 100 bundled facts in 10 groups
@@ -85,7 +75,7 @@ def grounded(reply: str, question: str, facts: Sequence[str]) -> bool:
 # ("Where does my mom come from?" for "My mother was born in Naples."): each set
 # is one routing word. Written from the routing misses on the bundled facts
 # (docs/BENCHMARKS.md "Fact groups") and the family words of
-# ``training.phrasing``; the held-out sets were not used, so they check it.
+# ``training.language.phrasing``; the held-out sets were not used, so they check it.
 SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("mother", "mom", "mum"),
     ("father", "dad"),
@@ -105,42 +95,6 @@ _CANONICAL = {word: words[0] for words in SYNONYMS for word in words}
 def routing_words(text: str) -> frozenset[str]:
     """``scope.topic_words`` with synonyms merged: what a question and a fact share."""
     return frozenset(_CANONICAL.get(w, w) for w in topic_words(text))
-
-
-def place_facts(
-    groups: Mapping[int, Sequence[int]],
-    new: Sequence[int],
-    size: int,
-    home: Mapping[int, int] | None = None,
-) -> dict[int, list[int]]:
-    """The group of each new fact, as ``{group: [new fact ids]}``.
-
-    ``groups``: the facts each existing group holds now (after removals).
-    ``home``: a new fact that replaces an earlier one (a correction) joins the
-    replaced fact's group, so one rebuild both removes the old value and teaches
-    the new one, and no other group still holds the old value to answer with.
-    Other facts fill the newest group up to ``size``, then open new groups.
-    """
-    if size < 1:
-        raise ValueError(f"a fact group holds at least one fact (size={size})")
-    filled = {g: len(ids) for g, ids in groups.items()}
-    out: dict[int, list[int]] = {}
-    rest = []
-    for fact in new:
-        group = (home or {}).get(fact)
-        if group is None:
-            rest.append(fact)
-            continue
-        out.setdefault(group, []).append(fact)
-        filled[group] = filled.get(group, 0) + 1
-    current = max(filled, default=-1)
-    for fact in rest:
-        if current < 0 or filled[current] >= size:
-            current += 1
-            filled[current] = 0
-        out.setdefault(current, []).append(fact)
-        filled[current] += 1
-    return out
 
 
 def candidate_groups(
@@ -221,32 +175,3 @@ def answering_group(
     if floor is None:
         return group
     return group if remembered([group])[group] >= floor else None
-
-
-def next_group(
-    groups: Mapping[int, Sequence[int]],
-    new: Sequence[int],
-    removed: Mapping[int, int],
-    size: int,
-    home: Mapping[int, int] | None = None,
-    fresh: Sequence[int] = (),
-) -> tuple[int, list[int]] | None:
-    """The one group a consolidation trains next, and the new facts it learns.
-
-    ``groups``: the facts each group holds that stay (learnt, not being removed);
-    ``removed``: each fact leaving the weights, mapped to its group; ``home`` as in
-    ``place_facts``; ``fresh``: new facts the gate refused again and again in their
-    group (a group whose earlier facts every new version pushed out), which open
-    a new group instead. The lowest touched group goes first; facts placed in
-    other groups wait for the next run, so every run trains one bounded group and
-    one gate judges it. ``None`` when nothing is to be learnt or removed.
-    """
-    home = dict(home or {})
-    if fresh:
-        opened = max([*groups, *removed.values(), *home.values()], default=-1) + 1
-        home.update({fact: opened for fact in fresh if fact not in home})
-    placed = place_facts(groups, new, size, home)
-    touched = sorted({*placed, *removed.values()})
-    if not touched:
-        return None
-    return touched[0], placed.get(touched[0], [])

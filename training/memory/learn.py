@@ -33,10 +33,8 @@ from pathlib import Path
 
 from training import locality
 from training.adapters import AdapterHost, sha256_file
-from training.candidates import TrainingChoice
 from training.chat import ChatMessage, with_system_prompt
-from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
-from training.phrasing import (
+from training.language.phrasing import (
     GENERAL_RECALL_PROMPTS,
     fact_slot,
     probe_questions,
@@ -45,11 +43,13 @@ from training.phrasing import (
     to_second_person,
     topic_questions,
 )
-from training.policy import PolicyRef, activate, label
-from training.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
+from training.language.wh_questions import clause_questions
+from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
+from training.memory.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
-from training.self_edit import SelfEdit, generate_self_edit, key_words
-from training.wh_questions import clause_questions
+from training.seal.candidates import TrainingChoice
+from training.seal.policy import PolicyRef, activate, label
+from training.seal.self_edit import SelfEdit, generate_self_edit, key_words
 
 log = logging.getLogger(__name__)
 

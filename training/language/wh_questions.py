@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from training.phrasing import TITLES, split_sentences, strip_correction
+from training.language.phrasing import TITLES, split_sentences, strip_correction
 
 _CONTRACTIONS = {
     "i'm": ("I", "am"),

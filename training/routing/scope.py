@@ -56,7 +56,7 @@ import torch
 
 from training.chat import ChatMessage
 from training.replay import REPLAY_PROMPTS
-from training.self_edit import STOPWORDS
+from training.seal.self_edit import STOPWORDS
 
 if TYPE_CHECKING:
     from training.adapters import AdapterHost

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from training.self_edit import SelfEdit, generate_passage_self_edit
+from training.seal.self_edit import SelfEdit, generate_passage_self_edit
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.chat import ChatMessage, generate_completion, generate_text
-from training.phrasing import split_sentences
-from training.wh_questions import kind_questions, kind_slots
+from training.language.phrasing import split_sentences
+from training.language.wh_questions import kind_questions, kind_slots
 
 FACT_PROMPTS: dict[str, str] = {
     "rewrite": (

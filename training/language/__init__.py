@@ -1,0 +1,1 @@
+"""Language rules over first-person facts: rephrasings and the questions a fact answers."""

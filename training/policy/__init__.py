@@ -1,0 +1,1 @@
+"""The self-edit policy and ReST-EM, SEAL's outer loop."""

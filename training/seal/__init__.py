@@ -1,0 +1,1 @@
+"""SEAL's self-edits: candidates, parsing and the inner loop."""
