@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from training.language.phrasing import fact_slot, strip_correction
+from training.memory.fact_sets import DEFAULT_FACTS
 from training.memory.gate import GateThresholds, decide, lost_facts
 from training.memory.quiz import fact_quiz
 
@@ -115,9 +116,8 @@ def test_slot_answer_and_quiz_use_the_new_value():
 
 def test_bundled_personal_facts_set_has_no_corrections_inside_it():
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "training" / "data" / "personal_facts.jsonl"
+    path = DEFAULT_FACTS
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     assert len(rows) >= 100
     keys = [s.key for r in rows if (s := fact_slot(r["fact"]))]

@@ -84,7 +84,7 @@ def test_names_not_attribute_words_identify_facts():
 
 def test_general_prompts_are_not_routed_even_with_all_bundled_facts_taught():
     """The word rules alone (the topic check over the real model is tested in
-    tests/integration/test_serving_engine.py)."""
+    tests/integration/app/serving/test_serving_engine.py)."""
     import json
     from pathlib import Path
 

@@ -19,7 +19,7 @@ EXAMPLES_PER_OPERATION = 20
 
 def test_no_request_gets_a_server_error(stack: Stack, tmp_path):
     key = stack.create_user("schemathesis@example.com")
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.app.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [
             sys.executable,
