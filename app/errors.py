@@ -25,3 +25,7 @@ class Forbidden(AppError):
 
 class Unauthorized(AppError):
     status_code = 401
+
+
+class Unavailable(AppError):
+    status_code = 503

@@ -26,12 +26,16 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 from app.adapters.service import AdapterRef
+from app.errors import Unavailable
 from app.settings import Settings
 from training.adapters import AdapterHost
 from training.chat import ChatMessage, encode_prompt, generate_batch_scored, stream_text, with_system_prompt
 from training.model import load_model, prepare_base_model
 from training.routing.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
 from training.routing.scope import TopicEmbedder
+
+# SEALCHAT_LOAD_MODEL off: this web process serves pages and the API, never a reply.
+NOT_SERVING = "this server does not generate replies (SEALCHAT_LOAD_MODEL is off)"
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class ServingEngine:
     @property
     def host(self) -> AdapterHost:
         if self._host is None:
-            raise RuntimeError("serving engine not started")
+            raise Unavailable(NOT_SERVING)
         return self._host
 
     def _route_locked(self, user_id: int, ref: AdapterRef | None) -> str | None:
@@ -177,7 +181,7 @@ class ServingEngine:
         forward pass over the texts not seen before; the general requests were
         embedded at start)."""
         if self._topics is None:
-            raise RuntimeError("serving engine not started")
+            raise Unavailable(NOT_SERVING)
         with self._lock:
             return self._topics.nearer_to_facts(message, facts)
 
