@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,19 @@ def test_the_training_subpackages_depend_on_each_other_one_way():
         for target in targets:
             subpackage.setdefault(target, set())
     assert len(subpackage) >= 5 and cycles(subpackage) == []
+
+
+def test_a_deployer_has_at_most_twenty_settings():
+    from app.settings import Settings
+
+    assert len(Settings.model_fields) <= 20, sorted(Settings.model_fields)
+
+
+def test_docs_hold_no_weights_and_no_internal_process_words():
+    docs = [p for p in (ROOT / "docs").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in docs) <= 5 * 1024 * 1024
+    assert not [p for p in docs if p.suffix in {".safetensors", ".bin", ".pt", ".pkl"}]
+    pattern = re.compile(r"\bsessions? [0-9]+", re.IGNORECASE)
+    texts = [ROOT / "README.md", *docs, *(p for d in ("app", "training", "tests") for p in (ROOT / d).rglob("*.py"))]
+    found = [str(p) for p in texts if p.suffix in {".md", ".py", ".json"} and pattern.search(p.read_text("utf-8"))]
+    assert found == []
