@@ -1,8 +1,12 @@
 """Personal facts with questions and answers: the sets that evaluate memory.
 
 A line of a ``.jsonl`` set: ``{"fact": "...", "questions": [{"q": "...", "answers": ["..."]}]}``.
-``personal_facts.jsonl`` is the dev set (tuned on); a policy round scores its
-self-edits on the first few of it. Benchmarks load the others by path.
+``personal_facts.jsonl`` and the two ``personal_facts_heldout*.jsonl`` are dev
+sets (rules and defaults were tuned while reading them); a policy round scores its
+self-edits on the first few of the first. ``personal_facts_test.jsonl`` is the
+test set: 64 facts from people, places and domains none of the dev sets has,
+written before the routing it judges; no code is changed because of one of its
+failures.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_FACTS = DATA / "personal_facts.jsonl"
+TEST_FACTS = DATA / "personal_facts_test.jsonl"
 
 
 @dataclass(frozen=True)
