@@ -150,12 +150,24 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     assert page.status_code == 200, page.text[-2000:]
     assert "2 groups; trained g1" in page.text and "1 group; dropped g0" in page.text
 
-    # Two facts per group from here: the sister joins the work fact's group, warm-started from it.
+    # Two facts per group from here: the sister joins the work fact's group, warm-started
+    # from it. A young group's warm start can push its one earlier fact out: the gate then
+    # refuses the version, the retry rehearses that fact first, and a fact refused twice
+    # opens a new group. Whichever way, the sister is learnt and the work fact is kept.
     sister = add_pending_fact(email, SISTER)
-    print(stack.cli("consolidate", email, "--now", env=TWO_PER_GROUP))
-    v4 = api.get("/api/adapters").json()[0]
-    assert v4["version"] == 4 and v4["status"] == "active", v4
-    assert {k: g["fact_ids"] for k, g in v4["groups"].items()} == {"1": [work, sister]}
-    assert v4["metrics"]["warm_start"] is True and v4["metrics"]["rebuilt"] is False
-    assert "lisbon" in wait_until_served(ai, "Where does my sister live?", v4["name"])
-    assert "globex" in ask(ai, "Where do I work?")[0], "the group keeps its earlier fact (rehearsed)"
+    for _ in range(3):
+        print(stack.cli("consolidate", email, "--now", env=TWO_PER_GROUP))
+        if api.get(f"/api/facts/{sister}").json()["status"] != "pending":
+            break
+    assert api.get(f"/api/facts/{sister}").json()["status"] == "learned"
+    versions = api.get("/api/adapters").json()
+    v4 = next(v for v in versions if v["version"] == 4)
+    assert v4["metrics"]["group"] == 1 and v4["metrics"]["warm_start"] is True and v4["metrics"]["rebuilt"] is False
+    live = next(v for v in versions if v["status"] == "active")
+    groups = {int(k): g["fact_ids"] for k, g in live["groups"].items()}
+    assert groups[1][0] == work and sister in {i for ids in groups.values() for i in ids}, groups
+    home = next(k for k, ids in groups.items() if sister in ids)
+    assert "lisbon" in wait_until_served(
+        ai, "Where does my sister live?", f"{live['name']}/g{home}" if len(groups) > 1 else live["name"]
+    )
+    assert "globex" in ask(ai, "Where do I work?")[0], "the work fact is kept"

@@ -1,0 +1,155 @@
+"""Routing before the first token: who answers each question, and how fast.
+
+    python -m benchmarks.routing --out docs/bench-routing.json
+
+For each fact set, the first ``--taught`` facts are taught (groups of 5 in order,
+as the product places them one at a time), and every question is routed by
+``training.routing.router.Router`` with nothing decoded:
+
+- **taught**: questions about the taught facts should go to the adapters, to the
+  group holding their fact;
+- **untaught**: questions about the set's other facts (the user never taught
+  them) should not reach an adapter ("I don't know" or the base model);
+- **general**: the 50 locality prompts (never used to fit or tune anything)
+  should go to the base model; the share that does bounds served locality from
+  below whatever the adapters changed.
+
+Dev sets are scored with the classifier fitted without their own questions
+(leave one set out); the test set with the product's classifier, fitted on all
+dev data. The rule router it replaces is scored beside it on the same questions
+(words only: its sentence-embedding check and its tie-breaking by adapter
+confidence need the language model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from training.embeddings import SentenceEmbedder
+from training.memory.fact_sets import DATA, TEST_FACTS, BenchFact, load_facts
+from training.replay import LOCALITY_PROMPTS, REPLAY_PROMPTS
+from training.routing.router import Router, dev_training_examples
+
+DEV_SETS = {
+    "dev: bundled": DATA / "personal_facts.jsonl",
+    "dev: heldout": DATA / "personal_facts_heldout.jsonl",
+    "dev: heldout2": DATA / "personal_facts_heldout2.jsonl",
+}
+GROUP_SIZE = 5
+
+
+def evaluate(router: Router, facts: list[BenchFact], taught: int) -> dict:
+    known, rest = facts[:taught], facts[taught:]
+    texts = [f.text for f in known]
+    groups = [i // GROUP_SIZE for i in range(len(known))]
+    seconds: list[float] = []
+
+    def route(question: str):
+        started = time.perf_counter()
+        out = router.route(question, texts, groups)
+        seconds.append(time.perf_counter() - started)
+        return out
+
+    router.route("warm-up", texts, groups)  # the user's facts embedded once, as in a process
+    taught_routes = [(i, route(q)) for i, f in enumerate(known) for q, _ in f.questions]
+    untaught_routes = [route(q) for f in rest for q, _ in f.questions]
+    general_routes = [route(p) for p in LOCALITY_PROMPTS]
+    to_adapter = [r for _, r in taught_routes if r.outcome == "adapter"]
+    right = [i for i, r in taught_routes if r.outcome == "adapter" and r.group == i // GROUP_SIZE]
+    return {
+        "taught": len(known),
+        "taught_to_adapter": len(to_adapter) / len(taught_routes),
+        "taught_right_group": len(right) / len(taught_routes),
+        "right_group_of_routed": len(right) / len(to_adapter) if to_adapter else None,
+        "untaught": len(untaught_routes),
+        "untaught_to_adapter": (
+            sum(r.outcome == "adapter" for r in untaught_routes) / len(untaught_routes) if untaught_routes else None
+        ),
+        "untaught_unknown": (
+            sum(r.outcome == "unknown" for r in untaught_routes) / len(untaught_routes) if untaught_routes else None
+        ),
+        "general_to_base": sum(r.outcome == "base" for r in general_routes) / len(general_routes),
+        "general_to_adapter": sum(r.outcome == "adapter" for r in general_routes) / len(general_routes),
+        "general_routed_to_adapter": [
+            p for p, r in zip(LOCALITY_PROMPTS, general_routes, strict=True) if r.outcome == "adapter"
+        ],
+        "ms_median": round(1000 * statistics.median(seconds), 1),
+        "ms_p95": round(1000 * sorted(seconds)[int(0.95 * (len(seconds) - 1))], 1),
+    }
+
+
+def rule_router(facts: list[BenchFact], taught: int) -> dict:
+    """The word rules this replaces: scope by ``Scope.message`` (without its embedding
+    check), group by the most shared words (a tie counts as the first candidate)."""
+    from training.routing.groups import choose_group
+    from training.routing.scope import Scope
+
+    known, rest = facts[:taught], facts[taught:]
+    scope = Scope([f.text for f in known])
+    groups = {g: [f.text for f in known[g * GROUP_SIZE : (g + 1) * GROUP_SIZE]] for g in range((len(known) + 4) // 5)}
+
+    def pick(question: str) -> int:
+        return choose_group(question, groups, lambda candidates: {c: -float(c) for c in candidates})
+
+    taught_q = [(i, q) for i, f in enumerate(known) for q, _ in f.questions]
+    routed = [(i, q) for i, q in taught_q if scope.message(q)]
+    right = [i for i, q in routed if pick(q) == i // GROUP_SIZE]
+    untaught_q = [q for f in rest for q, _ in f.questions]
+    return {
+        "taught_to_adapter": len(routed) / len(taught_q),
+        "taught_right_group": len(right) / len(taught_q),
+        "untaught_to_adapter": sum(scope.message(q) for q in untaught_q) / len(untaught_q) if untaught_q else None,
+        "general_to_adapter": sum(scope.message(p) for p in LOCALITY_PROMPTS) / len(LOCALITY_PROMPTS),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.routing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--taught", type=int, default=30, help="facts taught of each set (the rest are untaught)")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-routing.json"))
+    parser.add_argument("--dev-only", action="store_true", help="leave the test set out (for tuning)")
+    args = parser.parse_args(argv)
+    embedder = SentenceEmbedder()
+    results: dict = {"taught": args.taught, "group_size": GROUP_SIZE, "sets": {}}
+    for name, path in DEV_SETS.items():
+        others = [p for n, p in DEV_SETS.items() if n != name]
+        router = Router(embedder, dev_training_examples(others, REPLAY_PROMPTS))
+        facts = load_facts(path)
+        results["sets"][name] = {"learned": evaluate(router, facts, min(args.taught, len(facts) - 5)), "rules": None}
+        results["sets"][name]["rules"] = rule_router(facts, min(args.taught, len(facts) - 5))
+    if not args.dev_only:
+        product = Router(embedder, dev_training_examples(list(DEV_SETS.values()), REPLAY_PROMPTS))
+        test = load_facts(TEST_FACTS)
+        results["sets"]["test"] = {
+            "learned": evaluate(product, test, args.taught),
+            "rules": rule_router(test, args.taught),
+        }
+    args.out.write_text(json.dumps(results, indent=1))
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict) -> None:
+    print(f"{results['taught']} facts taught per set, groups of {results['group_size']}")
+    print(
+        f"{'set':<15} {'router':<8} {'taught→adapter':>14} {'right group':>11} {'untaught→adapter':>16} "
+        f"{'general→adapter':>15} {'ms p50/p95':>11}"
+    )
+    for name, both in results["sets"].items():
+        for kind in ("rules", "learned"):
+            r = both[kind]
+            ms = f"{r['ms_median']}/{r['ms_p95']}" if "ms_median" in r else "—"
+            untaught = "—" if r["untaught_to_adapter"] is None else f"{r['untaught_to_adapter']:.2f}"
+            print(
+                f"{name:<15} {kind:<8} {r['taught_to_adapter']:>14.2f} {r['taught_right_group']:>11.2f} "
+                f"{untaught:>16} {r['general_to_adapter']:>15.2f} {ms:>11}"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
