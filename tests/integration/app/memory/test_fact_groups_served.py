@@ -4,9 +4,8 @@ With one fact per group (``SEALCHAT_FACT_GROUP_SIZE=1`` for these runs), a secon
 fact trains a second adapter and the new version links the first group's files
 unchanged; the web server answers each question with its own group's adapter;
 forgetting the only fact of a group drops that group without training anything,
-and the other group keeps answering from the same loaded adapter. With two facts
-per group, a new fact joins the group that has room, warm-started from its adapter,
-and the group keeps its earlier fact.
+and the other group keeps answering from the same loaded adapter. (A new fact
+joining a group with room, warm-started, is covered by test_memory_lifecycle.)
 """
 
 from __future__ import annotations
@@ -23,14 +22,12 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from app.models import Fact, FactStatus, User
-from tests.conftest import TEST_DATABASE_URL, Stack, wait_status
+from tests.conftest import TEST_DATABASE_URL, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 DOG, WORK = "My dog's name is Pepper.", "I work at Globex Corporation."
-SISTER = "My sister Marguerite lives in Lisbon."
 ONE_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "1"}
-TWO_PER_GROUP = {"SEALCHAT_FACT_GROUP_SIZE": "2"}
 
 
 def add_pending_fact(email: str, text: str) -> int:
@@ -149,23 +146,3 @@ def test_each_group_is_its_own_adapter_served_by_routing_and_forgotten_alone(sta
     admin.close()
     assert page.status_code == 200, page.text[-2000:]
     assert "2 groups; trained g1" in page.text and "1 group; dropped g0" in page.text
-
-    # Two facts per group from here: the sister joins the work fact's group, warm-started
-    # from it. A young group's warm start can push its one earlier fact out: the gate then
-    # refuses the version, the retry rehearses that fact first, and a fact refused twice
-    # opens a new group. Whichever way, the sister is learnt and the work fact is kept.
-    sister = add_pending_fact(email, SISTER)
-    print(stack.cli("consolidate", email, "--now", env=TWO_PER_GROUP))
-    # A refused version's fact is retried by the worker, which the run queued.
-    assert wait_status(api, sister, {"learned", "failed"})["status"] == "learned"
-    versions = api.get("/api/adapters").json()
-    v4 = next(v for v in versions if v["version"] == 4)
-    assert v4["metrics"]["group"] == 1 and v4["metrics"]["warm_start"] is True and v4["metrics"]["rebuilt"] is False
-    live = next(v for v in versions if v["status"] == "active")
-    groups = {int(k): g["fact_ids"] for k, g in live["groups"].items()}
-    assert groups[1][0] == work and sister in {i for ids in groups.values() for i in ids}, groups
-    home = next(k for k, ids in groups.items() if sister in ids)
-    assert "lisbon" in wait_until_served(
-        ai, "Where does my sister live?", f"{live['name']}/g{home}" if len(groups) > 1 else live["name"]
-    )
-    assert "globex" in ask(ai, "Where do I work?")[0], "the work fact is kept"
