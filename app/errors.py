@@ -29,3 +29,7 @@ class Unauthorized(AppError):
 
 class Unavailable(AppError):
     status_code = 503
+
+
+# SEALCHAT_LOAD_MODEL off: a web process that serves pages and the API, never a reply.
+NOT_SERVING = "this server does not generate replies (SEALCHAT_LOAD_MODEL is off)"

@@ -1,4 +1,5 @@
-"""The worker's base model, loaded once per worker process (consolidations and policy rounds)."""
+"""The worker's models, loaded once per worker process: the base model (consolidations and
+policy rounds) and the router (locality as served)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from functools import lru_cache
 
 from app.settings import get_settings
 from training.adapters import AdapterHost
+from training.embeddings import SentenceEmbedder
 from training.model import load_model, prepare_base_model
-from training.routing.scope import TopicEmbedder
+from training.routing.router import Router, product_router
 
 
 @lru_cache
@@ -17,6 +19,6 @@ def worker_host() -> AdapterHost:
 
 
 @lru_cache
-def worker_topics() -> TopicEmbedder:
-    """Scope routing's topic check over the worker's base model (for served locality)."""
-    return TopicEmbedder.of_host(worker_host())
+def worker_router() -> Router:
+    """The serving router, to measure locality as served (which general prompts reach an adapter)."""
+    return product_router(SentenceEmbedder())

@@ -91,25 +91,6 @@ class Settings(BaseSettings):
         description="LoRA adapters kept loaded (a user's version holds one per fact group)",
     )
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
-    routing_floor: float | None = Field(
-        -0.5,  # training.routing.groups.DEFAULT_ROUTING_FLOOR (how it was measured; settings imports no torch)
-        alias="SEALCHAT_ROUTING_FLOOR",
-        le=0.0,
-        description="a question about the user goes to the base model when the answering adapter's confidence "
-        "(mean log-probability of its first words) is below this; empty or 'off': no floor",
-    )
-
-    grounding_check: bool = Field(
-        True,
-        alias="SEALCHAT_GROUNDING_CHECK",
-        description="a question about the user goes unanswered by the adapter when the first sentence of its "
-        "reply names things none of the user's facts holds (training.routing.groups.grounded)",
-    )
-
-    @field_validator("routing_floor", mode="before")
-    @classmethod
-    def _floor_off(cls, value: object) -> object:
-        return None if isinstance(value, str) and value.strip().lower() in {"", "off", "none"} else value
 
     @field_validator("chat_rate")
     @classmethod

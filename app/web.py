@@ -41,6 +41,7 @@ from app.settings import get_settings
 from app.templating import render
 from training.embeddings import SentenceEmbedder
 from training.memory.statements import StatementDetector
+from training.routing.router import product_router
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +58,14 @@ async def lifespan(app: FastAPI):
     listener = None
     if settings.load_model_in_web:
         await run_in_threadpool(engine.start)
-        app.state.statements = await run_in_threadpool(load_statement_detector)
+        embedder = await run_in_threadpool(SentenceEmbedder)
+        app.state.statements = await run_in_threadpool(StatementDetector, embedder)
+        engine.router = await run_in_threadpool(product_router, embedder)
         listener = PromotionListener(engine)
         listener.start()
     yield
     if listener:
         listener.stopping.set()
-
-
-def load_statement_detector() -> StatementDetector:
-    """The chat's "Remember this?" detector: the offline MiniLM model, fitted on its examples (a few seconds)."""
-    return StatementDetector(SentenceEmbedder())
 
 
 def _wants_json(request: Request) -> bool:

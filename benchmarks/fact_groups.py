@@ -5,13 +5,10 @@ teaches a user's single adapter (warm start, rehearsal of the group's earlier
 facts, KL replay, the gate with one retry), so a consolidation never trains more
 than ``--group-size`` facts; a fact its group refuses twice opens a new group, as
 in the worker (``training.memory.plan.GROUP_RETRY_ATTEMPTS``). A question is answered as the
-product serves it (``training.routing.groups.answering_group``): by the group its words
-pick, among several groups by which adapter is most sure of its first
-``ROUTING_TOKENS`` tokens, and by none when that adapter's confidence is below
-the routing floor (``--routing-floor``) or its reply's first sentence names things
-no taught fact holds (``--grounding``, ``training.routing.groups.grounded``); the product
-then says it does not know, which recalls nothing. A forget rebuilds each affected group from scratch
-without the forgotten facts; the other groups are not touched.
+product serves it (``training.routing.router``): by the group of the nearest taught
+fact when the router sends it to an adapter; a question it sends to the base model
+or answers "I don't know" recalls nothing. A forget rebuilds each affected group
+from scratch without the forgotten facts; the other groups are not touched.
 """
 
 from __future__ import annotations
@@ -21,17 +18,11 @@ from pathlib import Path
 
 from benchmarks.facts import BenchFact, Learner
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
+from training.chat import ChatMessage, generate_batch, with_system_prompt
 from training.memory.gate import GateThresholds
 from training.memory.plan import GROUP_RETRY_ATTEMPTS, PendingFact, plan_run
 from training.memory.quiz import contains_answer
-from training.routing.groups import (
-    DEFAULT_ROUTING_FLOOR,
-    ROUTING_TOKENS,
-    answering_group,
-    candidate_groups,
-    grounded,
-)
+from training.routing.router import Router
 
 STATE_FILE = "groups.json"
 
@@ -41,16 +32,14 @@ class GroupLearner:
 
     method = "groups"
 
-    def __init__(self, host: AdapterHost, work: Path, args) -> None:
+    def __init__(self, host: AdapterHost, work: Path, args, router: Router | None = None) -> None:
         self.host, self.work, self.args = host, work, args
         self.size = args.group_size
-        self.floor = getattr(args, "routing_floor", DEFAULT_ROUTING_FLOOR)
-        self.grounding = getattr(args, "grounding", "on") == "on"
+        self.router = router
         self.parts: dict[int, Learner] = {}
         self.changed: dict[int, tuple[str, ...]] = {}  # each group's locality prompts it changed
-        # (group, its version count, question) -> reply, confidence: a group's
-        # answers change only when it does.
-        self._answers: dict[tuple[int, int, str], tuple[str, float]] = {}
+        # (group, its version count, question) -> reply: a group's answers change only when it does.
+        self._answers: dict[tuple[int, int, str], str] = {}
 
     def _part(self, group: int) -> Learner:
         if group not in self.parts:
@@ -95,66 +84,56 @@ class GroupLearner:
                 out.update(dict.fromkeys(prompts))
         return tuple(out)
 
-    def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
-        """Each fact's share of benchmark questions answered as served: the routing floor
-        and the grounding check on."""
-        return self.routed_recall(facts, self.floor, self.grounding)
+    def held(self) -> tuple[list[str], list[int]]:
+        """The taught facts' texts and their groups, as the router sees a user's version."""
+        pairs = [(f.text, g) for g, part in sorted(self.parts.items()) for f in part.known.values()]
+        return [t for t, _ in pairs], [g for _, g in pairs]
 
-    def routed_recall(self, facts: list[BenchFact], floor: float | None, grounding: bool = False) -> dict[int, float]:
-        """Each fact's share of benchmark questions answered through group routing;
-        a question whose answering adapter is less sure than ``floor`` (None: no
-        floor), or whose reply is not grounded in the taught facts (``grounding``),
-        recalls nothing. Every candidate group's reply is decoded once per version."""
-        texts = self._texts()
-        if not texts:
-            return {f.index: 0.0 for f in facts}
-        questions = [(q, answers) for f in facts for q, answers in f.questions]
-        candidates = [candidate_groups(q, texts) for q, _ in questions]
-        self._answer(
-            {g for c in candidates for g in c}, [(q, c) for (q, _), c in zip(questions, candidates, strict=True)]
-        )
-        taught = [t for mine in texts.values() for t in mine] if grounding else None
-        graded = iter(contains_answer(self._served(q, texts, floor, taught), answers) for q, answers in questions)
+    def recall_of(self, facts: list[BenchFact]) -> dict[int, float]:
+        """Each fact's share of benchmark questions answered as served: routed by the
+        router to the nearest fact's group, or not answered by an adapter at all."""
+        texts, groups = self.held()
+        if self.router is None:
+            raise ValueError("the groups method grades as served: it needs the product's router")
+        routes = {q: self.router.route(q, texts, groups) for f in facts for q, _ in f.questions} if texts else {}
+        return self._graded(facts, {q: r.group for q, r in routes.items() if r.outcome == "adapter"})
+
+    def adapter_recall(self, facts: list[BenchFact]) -> dict[int, float]:
+        """Each fact's share of benchmark questions its own group's adapter answers (no
+        routing: what the weights hold), beside recall as served."""
+        group_of = {i: g for g, part in self.parts.items() for i in part.known}
+        return self._graded(facts, {q: group_of[f.index] for f in facts if f.index in group_of for q, _ in f.questions})
+
+    def _graded(self, facts: list[BenchFact], answering: dict[str, int]) -> dict[int, float]:
+        """Grade each question on the reply of the group ``answering`` names ("" without one)."""
+        self._answer(answering)
         out = {}
         for fact in facts:
-            mine = [next(graded) for _ in fact.questions]
+            mine = [
+                contains_answer(self._answers[(answering[q], self.parts[answering[q]].versions, q)], answers)
+                if q in answering
+                else False
+                for q, answers in fact.questions
+            ]
             out[fact.index] = sum(mine) / len(mine)
         return out
 
-    def _served(self, question: str, texts: dict[int, list[str]], floor: float | None, taught: list[str] | None) -> str:
-        """The reply of the group ``answering_group`` picks; "" where none answers
-        (under the floor, or not grounded in ``taught``, the facts' texts: None, no check)."""
-
-        def confidence(groups) -> dict[int, float]:
-            return {g: self._answers[(g, self.parts[g].versions, question)][1] for g in groups}
-
-        group = answering_group(question, texts, confidence, floor)
-        reply = "" if group is None else self._answers[(group, self.parts[group].versions, question)][0]
-        if taught is not None and reply and not grounded(reply, question, taught):
-            return ""
-        return reply
-
-    def _answer(self, groups: set[int], asked: list[tuple[str, list[int]]]) -> None:
-        """Each group's greedy reply and confidence on the questions routed to it, cached per live adapter."""
-        for group in sorted(groups):
+    def _answer(self, answering: dict[str, int]) -> None:
+        """Each group's greedy reply to the questions it answers, cached per live adapter."""
+        for group in sorted(set(answering.values())):
             key = (group, self.parts[group].versions)
-            todo = list(dict.fromkeys(q for q, c in asked if group in c and (*key, q) not in self._answers))
+            todo = [q for q, g in answering.items() if g == group and (*key, q) not in self._answers]
             if not todo:
                 continue
             name = f"bench-route-g{group}"
             self.host.load(name, self.parts[group].live)
             try:
                 with self.host.using(name) as model:
-                    scored = generate_batch_scored(
-                        model,
-                        self.host.tokenizer,
-                        [with_system_prompt([ChatMessage("user", q)]) for q in todo],
-                        40,
-                        confidence_tokens=ROUTING_TOKENS,
-                    )
+                    prompts = [with_system_prompt([ChatMessage("user", q)]) for q in todo]
+                    replies = generate_batch(model, self.host.tokenizer, prompts, 40)
             finally:
                 self.host.unload(name)
-            self._answers.update({(*key, q): r for q, r in zip(todo, scored, strict=True)})
+            self._answers.update({(*key, q): r for q, r in zip(todo, replies, strict=True)})
 
     def forget(self, facts: list[BenchFact], thresholds: GateThresholds) -> dict:
         """Take the forgotten facts out of each group that holds one, as ``Learner.forget``

@@ -48,6 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from training.adapters import AdapterHost
+from training.embeddings import SentenceEmbedder
 from training.lora import TrainConfig
 from training.memory.fact_sets import DEFAULT_FACTS, BenchFact, load_facts
 from training.memory.gate import GateThresholds, decide, recall_after_refusal
@@ -63,8 +64,7 @@ from training.memory.plan import DEFAULT_GROUP_SIZE
 from training.memory.quiz import ask_and_grade
 from training.model import load_model, prepare_base_model
 from training.replay import LOCALITY_PROMPTS
-from training.routing.groups import DEFAULT_ROUTING_FLOOR
-from training.routing.scope import Scope, Topical, TopicEmbedder, served_locality
+from training.routing.router import Router, product_router, served_locality
 from training.seal.self_edit import FACT_FAMILIES
 
 log = logging.getLogger(__name__)
@@ -262,18 +262,21 @@ def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
     return out
 
 
-def with_routing(step: dict, facts: list[BenchFact], topical: Topical | None = None) -> dict:
-    """Add what a user is *served* at this step, with scope routing in front of the adapter.
+def with_routing(step: dict, facts: list[BenchFact], router: Router) -> dict:
+    """Add what a user is *served* at this step, with the router in front of the adapter.
 
-    A question is answered by the adapter only when routing sends it there (else
-    the base model answers, which recalls none of these facts); a general prompt
-    the adapter changed reaches the user only when routed to the adapter.
-    ``topical``: the topic check of the served rule (``TopicEmbedder``); without
-    it only the word rules apply.
+    A question is answered by the adapter only when the router sends it there (else
+    the base model answers, or "I don't know", neither of which recalls these
+    facts); a general prompt the adapter changed reaches the user only when routed
+    to the adapter.
     """
     taught = facts[: step["n"]]
-    scope = Scope((f.text for f in taught), topical)
-    routed = {f.index: all(scope.message(q) for q, _ in f.questions) for f in taught}
+    texts, groups = [f.text for f in taught], [0] * len(taught)
+
+    def reaches(message: str) -> bool:
+        return router.route(message, texts, groups).outcome == "adapter"
+
+    routed = {f.index: all(reaches(q) for q, _ in f.questions) for f in taught}
     recall = {int(k): v for k, v in step["recall_by_fact"].items()}
     served = {i: recall[i] if routed[i] else 0.0 for i in recall}
     out = dict(step)
@@ -282,7 +285,7 @@ def with_routing(step: dict, facts: list[BenchFact], topical: Topical | None = N
     out["served_recall_first10"] = _mean(served[f.index] for f in taught[:10])
     if step.get("locality") is not None and "locality_changed" in step:
         n_prompts = step.get("locality_n", 40)  # steps recorded before the set grew to 50 had 40
-        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, scope), 4)
+        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, reaches), 4)
     return out
 
 
@@ -291,11 +294,11 @@ def _mean(values) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def new_learner(host: AdapterHost, method: str, args):
+def new_learner(host: AdapterHost, method: str, args, router: Router | None = None):
     if method == "groups":
         from benchmarks.fact_groups import GroupLearner  # it builds on Learner, defined here
 
-        return GroupLearner(host, args.work, args)
+        return GroupLearner(host, args.work, args, router)
     return Learner(host, method, args.work, args)
 
 
@@ -303,11 +306,11 @@ def run_method(
     host, method: str, facts: list[BenchFact], args, thresholds, done: dict, steps: list[dict]
 ) -> tuple[list[dict], Learner]:
     """Teach ``facts`` in order; ``steps`` holds those a resumed run already recorded."""
-    learner = new_learner(host, method, args)
+    router = product_router(SentenceEmbedder())
+    learner = new_learner(host, method, args, router)
     state = args.out.with_suffix(".state") / method
     if learner.restore(state) != len(steps):
         raise SystemExit(f"{state}: its state does not match the {len(steps)} recorded step(s) of {method}")
-    topics = TopicEmbedder.of_host(host)
     steps = list(steps)
     for n, fact in enumerate(facts, 1):
         if n <= len(steps):
@@ -328,13 +331,13 @@ def run_method(
             "refused_so_far": learner.refused,
             "recall_by_fact": {str(k): v for k, v in recalled.items()},
         }
-        if (unfloored := _without_floor(learner, facts[:n])) is not None:
-            step["no_floor"] = {
+        if (unfloored := _unrouted(learner, facts[:n])) is not None:
+            step["unrouted"] = {
                 "recall_new": unfloored[fact.index],
                 "recall_first10": _mean(unfloored[f.index] for f in facts[: min(10, n)]),
                 "recall_all": _mean(unfloored.values()),
             }
-        step = with_routing(step, facts, topics.nearer_to_facts)
+        step = with_routing(step, facts, router)
         steps.append(step)
         with done["file"].open("a") as fh:
             fh.write(json.dumps(step) + "\n")
@@ -348,12 +351,11 @@ def run_method(
     return steps, learner
 
 
-def _without_floor(learner: Learner, facts: list[BenchFact]) -> dict[int, float] | None:
-    """The groups method's recall with neither the routing floor nor the grounding
-    check (what the adapters say, guesses included), beside its recall as served;
-    None for one adapter."""
-    routed = getattr(learner, "routed_recall", None)
-    return routed(facts, None, False) if routed is not None else None
+def _unrouted(learner: Learner, facts: list[BenchFact]) -> dict[int, float] | None:
+    """The groups method's recall with each question asked of its own fact's group
+    (what the weights hold, no routing), beside its recall as served; None for one adapter."""
+    unrouted = getattr(learner, "adapter_recall", None)
+    return unrouted(facts) if unrouted is not None else None
 
 
 def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int, thresholds, seed: int) -> dict:
@@ -366,7 +368,7 @@ def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int
     result = learner.forget(chosen, thresholds)
     forgotten = learner.recall_of(chosen)
     others = learner.recall_of(kept)
-    unfloored = _without_floor(learner, held)
+    unfloored = _unrouted(learner, held)
     # What the base model, which never learnt them, answers of the forgotten facts'
     # questions from its own knowledge ("Which antibiotic should I stay away from?" ->
     # penicillin, on the held-out set):
@@ -389,8 +391,8 @@ def forget_experiment(host, learner: Learner, facts: list[BenchFact], count: int
         "kept_recall_before": _mean(before[f.index] for f in kept),
         **(
             {
-                "forgotten_recall_no_floor": _mean(unfloored[f.index] for f in chosen),
-                "kept_recall_no_floor": _mean(unfloored[f.index] for f in kept),
+                "forgotten_recall_unrouted": _mean(unfloored[f.index] for f in chosen),
+                "kept_recall_unrouted": _mean(unfloored[f.index] for f in kept),
             }
             if unfloored is not None
             else {}
@@ -413,7 +415,7 @@ def plot(results: dict, path: Path) -> None:
         axes[1].plot(ns, [s["locality"] for s in steps], style, marker="o", label=f"{method}: adapter")
         if method != "sequential" and any(s.get("served_locality") is not None for s in steps):
             served = [s.get("served_locality") for s in steps]
-            axes[1].plot(ns, served, ":", marker="s", label=f"{method}: served (scope routing)")
+            axes[1].plot(ns, served, ":", marker="s", label=f"{method}: served (routing)")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
@@ -422,10 +424,6 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _floor(value: str) -> float | None:
-    return None if value.strip().lower() in {"off", "none", ""} else float(value)
 
 
 def main(argv: list[str]) -> int:
@@ -454,21 +452,7 @@ def main(argv: list[str]) -> int:
         "--group-size",
         type=int,
         default=DEFAULT_GROUP_SIZE,
-        help="facts per adapter in the groups method (training.routing.groups)",
-    )
-    parser.add_argument(
-        "--routing-floor",
-        type=_floor,
-        default=DEFAULT_ROUTING_FLOOR,
-        help="groups method: below this answering-adapter confidence no adapter answers, as served "
-        "(SEALCHAT_ROUTING_FLOOR); 'off': none",
-    )
-    parser.add_argument(
-        "--grounding",
-        choices=("on", "off"),
-        default="on",
-        help="groups method: an adapter reply whose first sentence names things no taught fact holds is not "
-        "answered, as served (SEALCHAT_GROUNDING_CHECK)",
+        help="facts per adapter in the groups method (training.memory.plan)",
     )
     parser.add_argument(
         "--rebuild-epochs",
@@ -540,8 +524,7 @@ def main(argv: list[str]) -> int:
             "rehearsal_weight": args.rehearsal_weight,
             "rebuild_epochs": args.rebuild_epochs,
             "group_size": args.group_size if "groups" in methods else None,
-            "routing_floor": args.routing_floor if "groups" in methods else None,
-            "grounding": args.grounding if "groups" in methods else None,
+            "routing": "training.routing.router" if "groups" in methods else None,
             "family": args.family,
             "seed": args.seed,
             "gate": vars(thresholds),
@@ -604,15 +587,14 @@ def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
 
 def report_only(args) -> int:
     """Summarise the recorded steps; what is *served* is recomputed with the current
-    routing rule (it needs only the base model, for the topic check)."""
+    router (it needs no language model)."""
     steps_file = args.out.with_suffix(".steps.jsonl")
     facts = load_facts(args.facts_file)
-    host = AdapterHost(load_model(prepare_base_model(args.model, args.cache_dir / "models")))
-    topics = TopicEmbedder.of_host(host)
+    router = product_router(SentenceEmbedder())
     methods: dict[str, list[dict]] = {}
     for line in steps_file.read_text().splitlines():
         if line.strip():
-            step = with_routing(json.loads(line), facts, topics.nearer_to_facts)
+            step = with_routing(json.loads(line), facts, router)
             methods.setdefault(step["method"], []).append(step)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {
@@ -655,10 +637,10 @@ def print_table(results: dict) -> None:
             f"(accepted by the gate: {forget['accepted']}, "
             f"{forget['seconds']} s)"
         )
-        if "forgotten_recall_no_floor" in forget:
+        if "forgotten_recall_unrouted" in forget:
             print(
-                "  without the floor and the grounding check: forgotten recall "
-                f"{forget['forgotten_recall_no_floor']:.2f}, kept recall {forget['kept_recall_no_floor']:.2f}"
+                "  each question asked of its own fact's group: forgotten recall "
+                f"{forget['forgotten_recall_unrouted']:.2f}, kept recall {forget['kept_recall_unrouted']:.2f}"
             )
 
 

@@ -14,11 +14,9 @@ as the product places them one at a time), and every question is routed by
   should go to the base model; the share that does bounds served locality from
   below whatever the adapters changed.
 
-Dev sets are scored with the classifier fitted without their own questions
-(leave one set out); the test set with the product's classifier, fitted on all
-dev data. The rule router it replaces is scored beside it on the same questions
-(words only: its sentence-embedding check and its tie-breaking by adapter
-confidence need the language model).
+Dev sets are scored with a router fitted without them (leave one set out); the
+test set with the product's router, fitted on every dev set. (The word rules it replaced were scored beside it once:
+docs/routing-rules-vs-learned.json, docs/decisions/014.)
 """
 
 from __future__ import annotations
@@ -32,8 +30,8 @@ from pathlib import Path
 
 from training.embeddings import SentenceEmbedder
 from training.memory.fact_sets import DATA, TEST_FACTS, BenchFact, load_facts
-from training.replay import LOCALITY_PROMPTS, REPLAY_PROMPTS
-from training.routing.router import Router, dev_training_examples
+from training.replay import LOCALITY_PROMPTS
+from training.routing.router import Router, dev_router, product_router
 
 DEV_SETS = {
     "dev: bundled": DATA / "personal_facts.jsonl",
@@ -83,31 +81,6 @@ def evaluate(router: Router, facts: list[BenchFact], taught: int) -> dict:
     }
 
 
-def rule_router(facts: list[BenchFact], taught: int) -> dict:
-    """The word rules this replaces: scope by ``Scope.message`` (without its embedding
-    check), group by the most shared words (a tie counts as the first candidate)."""
-    from training.routing.groups import choose_group
-    from training.routing.scope import Scope
-
-    known, rest = facts[:taught], facts[taught:]
-    scope = Scope([f.text for f in known])
-    groups = {g: [f.text for f in known[g * GROUP_SIZE : (g + 1) * GROUP_SIZE]] for g in range((len(known) + 4) // 5)}
-
-    def pick(question: str) -> int:
-        return choose_group(question, groups, lambda candidates: {c: -float(c) for c in candidates})
-
-    taught_q = [(i, q) for i, f in enumerate(known) for q, _ in f.questions]
-    routed = [(i, q) for i, q in taught_q if scope.message(q)]
-    right = [i for i, q in routed if pick(q) == i // GROUP_SIZE]
-    untaught_q = [q for f in rest for q, _ in f.questions]
-    return {
-        "taught_to_adapter": len(routed) / len(taught_q),
-        "taught_right_group": len(right) / len(taught_q),
-        "untaught_to_adapter": sum(scope.message(q) for q in untaught_q) / len(untaught_q) if untaught_q else None,
-        "general_to_adapter": sum(scope.message(p) for p in LOCALITY_PROMPTS) / len(LOCALITY_PROMPTS),
-    }
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.routing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--taught", type=int, default=30, help="facts taught of each set (the rest are untaught)")
@@ -118,17 +91,13 @@ def main(argv: list[str]) -> int:
     results: dict = {"taught": args.taught, "group_size": GROUP_SIZE, "sets": {}}
     for name, path in DEV_SETS.items():
         others = [p for n, p in DEV_SETS.items() if n != name]
-        router = Router(embedder, dev_training_examples(others, REPLAY_PROMPTS))
+        router = dev_router(embedder, others)
         facts = load_facts(path)
-        results["sets"][name] = {"learned": evaluate(router, facts, min(args.taught, len(facts) - 5)), "rules": None}
-        results["sets"][name]["rules"] = rule_router(facts, min(args.taught, len(facts) - 5))
+        results["sets"][name] = evaluate(router, facts, min(args.taught, len(facts) - 5))
     if not args.dev_only:
-        product = Router(embedder, dev_training_examples(list(DEV_SETS.values()), REPLAY_PROMPTS))
+        product = product_router(embedder)
         test = load_facts(TEST_FACTS)
-        results["sets"]["test"] = {
-            "learned": evaluate(product, test, args.taught),
-            "rules": rule_router(test, args.taught),
-        }
+        results["sets"]["test"] = evaluate(product, test, args.taught)
     args.out.write_text(json.dumps(results, indent=1))
     print_table(results)
     return 0
@@ -137,18 +106,15 @@ def main(argv: list[str]) -> int:
 def print_table(results: dict) -> None:
     print(f"{results['taught']} facts taught per set, groups of {results['group_size']}")
     print(
-        f"{'set':<15} {'router':<8} {'taught→adapter':>14} {'right group':>11} {'untaught→adapter':>16} "
+        f"{'set':<15} {'taught→adapter':>14} {'right group':>11} {'untaught→adapter':>16} "
         f"{'general→adapter':>15} {'ms p50/p95':>11}"
     )
-    for name, both in results["sets"].items():
-        for kind in ("rules", "learned"):
-            r = both[kind]
-            ms = f"{r['ms_median']}/{r['ms_p95']}" if "ms_median" in r else "—"
-            untaught = "—" if r["untaught_to_adapter"] is None else f"{r['untaught_to_adapter']:.2f}"
-            print(
-                f"{name:<15} {kind:<8} {r['taught_to_adapter']:>14.2f} {r['taught_right_group']:>11.2f} "
-                f"{untaught:>16} {r['general_to_adapter']:>15.2f} {ms:>11}"
-            )
+    for name, r in results["sets"].items():
+        untaught = "—" if r["untaught_to_adapter"] is None else f"{r['untaught_to_adapter']:.2f}"
+        print(
+            f"{name:<15} {r['taught_to_adapter']:>14.2f} {r['taught_right_group']:>11.2f} {untaught:>16} "
+            f"{r['general_to_adapter']:>15.2f} {r['ms_median']:>5}/{r['ms_p95']:<5}"
+        )
 
 
 if __name__ == "__main__":

@@ -214,3 +214,12 @@ def assert_base_unchanged(host: AdapterHost, before: dict[str, torch.Tensor]) ->
     changed = [n for n in before if not torch.equal(before[n], after[n])]
     assert changed == [], f"base weights changed: {changed[:3]}"
     assert host.names == set(), "candidate adapters were all unloaded"
+
+
+@pytest.fixture(scope="session")
+def router():
+    """The product's router on the real all-MiniLM-L6-v2 model (a few seconds to load)."""
+    from training.embeddings import SentenceEmbedder
+    from training.routing.router import product_router
+
+    return product_router(SentenceEmbedder())

@@ -57,7 +57,7 @@ class AdapterRef:
 
     @property
     def facts(self) -> tuple[str, ...]:
-        """The texts of the facts the version holds (what scope routing looks for)."""
+        """The texts of the facts the version holds (what routing compares a message with)."""
         return tuple(text for part in self.parts for text in part.facts)
 
 

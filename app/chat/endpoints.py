@@ -112,9 +112,7 @@ def _stream_reply(
     after ``REPLY_TIMEOUT_S``."""
     max_tokens = service.reply_tokens(None)
     history = service.history_of(conversation)
-    plan = service.prepare_reply(
-        session, user, history, bridge, engine.topical, engine.choose, engine.count_tokens, max_tokens
-    )
+    plan = service.prepare_reply(session, user, history, bridge, engine.router, engine.count_tokens, max_tokens)
     session.commit()
     cancel = threading.Event()
     adapter_name = plan.adapter_name

@@ -11,26 +11,26 @@ from sqlalchemy.orm import Session
 from app.adapters.service import AdapterRef, active_ref
 from app.chat import repository
 from app.db import session_scope
-from app.errors import AppError, NotFound
+from app.errors import NOT_SERVING, AppError, NotFound, Unavailable
 from app.memory.service import bridge_facts, known_facts
 from app.models import Conversation, Message, User, utcnow
 from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
-from training.routing.scope import Topical, in_scope
+from training.routing.router import Router
 
 MAX_MESSAGE_CHARS = 4000
 MAX_MESSAGES = 64
-# The serving engine's choice among a version's group adapters: (user id, version, question) -> adapter name.
-Chooser = Callable[[int, AdapterRef, str], str | None]
+# The group of a fact the user taught that no adapter of their live version holds
+# (pending, learning, or learnt after the version was rolled back).
+NOT_IN_WEIGHTS = -1
 HISTORY_MESSAGES = 12  # the 135M model's context is short; older turns are dropped
 # Tokens a reply's prompt and its new tokens may take together: the serving context
 # (what vLLM is started with, --max-model-len), far below the model's 8k, so one
 # long conversation cannot hold the CPU for minutes. Older turns are dropped to fit.
 CONTEXT_TOKENS = 2048
 # The reply to a question about the user that nothing they taught answers (the
-# adapter's confidence is below ``Settings.routing_floor``): the base model asked
-# instead invents one ("You can wear a size 12."), even told that it does not know
-# (docs/BENCHMARKS.md, "Questions about facts never taught").
+# router finds no taught fact near it): the base model asked instead invents one
+# ("You can wear a size 12."), even told that it does not know (docs/decisions/007).
 UNKNOWN_REPLY = "I don't know that about you yet. Tell me, and I can remember it."
 
 
@@ -176,17 +176,16 @@ def save_reply(conversation_id: int, text: str, adapter_name: str | None, bridge
 @dataclass(frozen=True)
 class ReplyPlan:
     """What a reply is generated from: the prompt, the user's live adapter, and
-    whether the conversation is about the user (scope routing; always true when
-    routing is off). A general question is answered by the base model, so the
-    adapter's drift never reaches it."""
+    whether the conversation is about the user (the router's decision). A general
+    question is answered by the base model, so the adapter's drift never reaches it."""
 
     prompt: list[ChatMessage]
     ref: AdapterRef | None
     personal: bool
     adapter: str | None = None  # which of the version's group adapters answers
-    # About the user, but the adapter was unsure of its answer (``Settings.routing_floor``):
-    # nothing taught seems to answer it. ``canned``: the reply then, unless facts
-    # the bridge put in the prompt may answer it (the base model reads them).
+    # About the user, but no fact of the live version is near it: nothing taught in
+    # the weights answers it. ``canned``: the reply then, unless facts the bridge put
+    # in the prompt may answer it (the base model reads them).
     unsure: bool = False
     canned: str | None = None
 
@@ -214,31 +213,35 @@ def prepare_reply(
     user: User,
     history: Sequence[ChatMessage],
     bridge: bool,
-    topical: Topical | None = None,
-    choose: Chooser | None = None,
+    router: Router | None,
     count_tokens: Callable[[Sequence[ChatMessage]], int] | None = None,
     max_new_tokens: int = 0,
 ) -> ReplyPlan:
     """Everything a reply needs, settled before streaming starts: the prompt, the
-    user's active version as the database says right now, the routing decision
-    (``topical``: the serving engine's topic check) and which of the version's
-    fact-group adapters answers (``choose``: the engine's, on the last user message;
-    None when even that adapter is unsure: the canned ``UNKNOWN_REPLY``, or the base
-    model when the bridge gives it facts not yet learnt). With ``count_tokens`` the
-    prompt is trimmed to the context (``fit_to_context``)."""
+    user's active version as the database says right now, and the router's
+    decision on the last user message (``training.routing.router``: an adapter of
+    the version, "I don't know" when nothing taught is near a question about the
+    user, or the base model), taken from sentence embeddings without decoding.
+    With ``count_tokens`` the prompt is trimmed to the context (``fit_to_context``)."""
     ref = active_ref(session, user)
-    personal = True
-    if ref is not None:
-        personal = in_scope(history, known_facts(session, user, ref.facts), topical)
-    adapter = ref.sole_adapter if ref is not None and personal else None
-    unsure = False
-    if ref is not None and personal and (adapter is None or choose is not None):
-        if choose is None:
-            raise ValueError(f"{ref.name} has {len(ref.parts)} fact groups: a chooser must pick the adapter")
-        asked = next((m.content for m in reversed(history) if m.role == "user"), "")
-        adapter = choose(user.id, ref, asked)
-        unsure = adapter is None
     pending = bridge_facts(session, user) if bridge else []
+    personal, adapter, unsure = True, None, False
+    if ref is not None:
+        if router is None:
+            raise Unavailable(NOT_SERVING)
+        parts = ref.parts
+        facts = [text for part in parts for text in part.facts]
+        groups = [part.index for part in parts for _ in part.facts]
+        # A version from before groups lists no fact texts: its one adapter holds them all.
+        legacy = ref.sole_adapter is not None and not facts
+        others = [text for text in known_facts(session, user) if text not in set(facts)]
+        groups += [parts[0].index if legacy else NOT_IN_WEIGHTS] * len(others)
+        users = [m.content for m in history if m.role == "user"]
+        route = router.route_turn(users, facts + others, groups)
+        personal = route.outcome != "base"
+        if route.outcome == "adapter" and route.group != NOT_IN_WEIGHTS:
+            adapter = next(part.name for part in parts if part.index == route.group)
+        unsure = personal and adapter is None
     canned = UNKNOWN_REPLY if unsure and not pending else None
     prompt = build_prompt(history, pending)
     if count_tokens is not None:

@@ -21,13 +21,13 @@ from app.adapters.service import notify_promoted
 from app.db import session_scope
 from app.memory import repository as facts_repo
 from app.memory.erasure import erase_retired
-from app.model_host import worker_topics
+from app.model_host import worker_router
 from app.models import AdapterVersion, FactStatus, SelfEditCandidate, User, VersionStatus, utcnow
 from app.settings import get_settings
 from training.memory.gate import GateDecision
 from training.memory.learn import LearnRequest, LearnResult
 from training.replay import LOCALITY_PROMPTS
-from training.routing.scope import Scope, served_locality
+from training.routing.router import served_locality
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ class Build:
     texts: dict[int, str]
 
     def served_locality(self, groups: dict[int, Group]) -> float:
-        """Locality as served: with scope routing, a general prompt reaches an adapter
-        only when it is on a fact's topic, and counts as changed if any group changed it."""
+        """Locality as served: a general prompt reaches an adapter only when the router
+        sends it to one, and counts as changed if any group changed it."""
         changed = list(dict.fromkeys(p for _, g in sorted(groups.items()) for p in g.locality_changed))
-        facts = [self.texts[i] for g in groups.values() for i in g.fact_ids if i in self.texts]
-        return served_locality(tuple(changed), len(LOCALITY_PROMPTS), Scope(facts, worker_topics().nearer_to_facts))
+        held = [(k, self.texts[i]) for k, g in sorted(groups.items()) for i in g.fact_ids if i in self.texts]
+        facts, owners = [t for _, t in held], [k for k, _ in held]
+        router = worker_router()
+        return served_locality(
+            changed, len(LOCALITY_PROMPTS), lambda p: router.route(p, facts, owners).outcome == "adapter"
+        )
 
 
 def drop_group(

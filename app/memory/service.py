@@ -130,7 +130,7 @@ def forget(session: Session, user: User, fact_id: int) -> Fact:
 
 
 def known_facts(session: Session, user: User, held: Iterable[str] = ()) -> list[str]:
-    """What scope routing looks for: the facts the user taught and has not taken
+    """What routing compares a message with: the facts the user taught and has not taken
     back, and those the live adapter holds (``held``, their texts, read with the
     version: after an admin's rollback it may hold one taken back since, and it
     answers from it)."""

@@ -58,14 +58,12 @@ async def chat_completions(
 ):
     """Answer with your adapter (``model: seal``) or the base model (``model: base``).
 
-    With ``model: seal``, a conversation that is not about you or your facts
-    (no name from your facts, no question about you such as "where do I ...",
-    no "my ..." on the topic of one of your facts) is answered by the base model,
-    so your adapter cannot change general answers; ``system_fingerprint`` names
-    the adapter only when it answered (``SEALCHAT_SCOPE_ROUTING=false`` turns this off).
-    A question about you that your adapter is unsure of (nothing you taught seems to
-    answer it: ``SEALCHAT_ROUTING_FLOOR``) gets "I don't know that about you yet ...",
-    unless the bridge puts facts not yet learnt in the prompt (the base model reads them).
+    With ``model: seal``, a message that is not about your facts is answered by the
+    base model, so your adapter cannot change general answers; ``system_fingerprint``
+    names the adapter only when it answered. A question about you that nothing you
+    taught answers gets "I don't know that about you yet ...", unless the bridge puts
+    facts not yet learnt in the prompt (the base model reads them). Who answers is
+    decided from sentence embeddings before the first token (``training.routing.router``).
 
     Extra field ``bridge`` (default true): set it to false to hear what the weights
     alone know (with the openai client: ``extra_body={"bridge": False}``).
@@ -81,8 +79,7 @@ async def chat_completions(
         user,
         history,
         body.bridge,
-        engine.topical,
-        engine.choose,
+        engine.router,
         engine.count_tokens,
         max_tokens,
     )

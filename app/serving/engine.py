@@ -1,14 +1,13 @@
 """The generation engine: one base model, per-user LoRA adapters, hot-swapped.
 
 Interface (kept small so the engine can change without touching routes or
-tasks): ``start()``, ``preload(user_id, ref)``, ``choose(user_id, ref, question)``,
-``stream(user_id, ref, messages, adapter=...)``, and ``topical(message, facts)``
-for scope routing (training/routing/scope.py). ``ref`` is the user's active version as
-the database says right now (or ``None`` for the base model): one LoRA adapter
-per fact group, each loaded under its own unique name if needed; the engine
-routes the user to it and unloads the adapters of the version it replaced that
-the new one does not share. ``choose`` picks the group adapter that answers a
-question (training/routing/groups.py).
+tasks): ``start()``, ``preload(user_id, ref)`` and ``stream(user_id, ref,
+messages, adapter=...)``. ``ref`` is the user's active version as the database
+says right now (or ``None`` for the base model): one LoRA adapter per fact group,
+each loaded under its own unique name if needed; the engine routes the user to it
+and unloads the adapters of the version it replaced that the new one does not
+share. Which group answers is decided before, without decoding
+(``training.routing.router``).
 
 This implementation is PyTorch + PEFT. A single lock serialises generation and
 adapter changes: loading a version waits for the in-flight generation to finish,
@@ -26,16 +25,12 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 from app.adapters.service import AdapterRef
-from app.errors import Unavailable
+from app.errors import NOT_SERVING, Unavailable
 from app.settings import Settings
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, encode_prompt, generate_batch_scored, stream_text, with_system_prompt
+from training.chat import ChatMessage, encode_prompt, stream_text
 from training.model import load_model, prepare_base_model
-from training.routing.groups import GROUNDING_TOKENS, ROUTING_TOKENS, SENTENCE_ENDS, answering_group, grounded
-from training.routing.scope import TopicEmbedder
-
-# SEALCHAT_LOAD_MODEL off: this web process serves pages and the API, never a reply.
-NOT_SERVING = "this server does not generate replies (SEALCHAT_LOAD_MODEL is off)"
+from training.routing.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +43,13 @@ class ServingEngine:
         self._routes: dict[int, str] = {}  # user id -> the version they are routed to
         self._adapters: dict[int, tuple[str, ...]] = {}  # user id -> that version's loaded adapters
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded adapter names
-        self._topics: TopicEmbedder | None = None
-        self.routing_tokens = ROUTING_TOKENS  # a benchmark compares others
+        # Who answers each turn (sentence embeddings, no decoding); set by the web
+        # process at start beside the model (``app.web``), None where replies are off.
+        self.router: Router | None = None
 
     def start(self) -> None:
         folder = prepare_base_model(self.settings.base_model, self.settings.models_dir)
         self._host = AdapterHost(load_model(folder))
-        # Scope routing's general requests, embedded now (about a second) rather than
-        # in the first reply about a user.
-        self._topics = TopicEmbedder.of_host(self._host)
         log.info("serving %s", folder)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
@@ -127,64 +120,6 @@ class ServingEngine:
         with self._lock:
             self._route_locked(user_id, ref)
 
-    def choose(self, user_id: int, ref: AdapterRef, question: str) -> str | None:
-        """Which of ``ref``'s adapters answers ``question`` (``training.routing.groups.answering_group``):
-        the group whose facts share its words, and among several, the adapter most
-        sure of its own first words (every candidate's short greedy start in one
-        batch); None when that adapter's confidence is below ``routing_floor``, or
-        (``grounding_check``) when the first sentence of its reply names things none
-        of the user's facts holds (no adapter answers: ``app.chat.service.prepare_reply``)."""
-        floor, grounding = self.settings.routing_floor, self.settings.grounding_check
-        with self._lock:
-            self._route_locked(user_id, ref)
-            if ref.sole_adapter and floor is None and not grounding:
-                return ref.sole_adapter
-            parts = {part.index: part for part in ref.parts}
-            prompt = with_system_prompt([ChatMessage("user", question)])
-
-            def confidence(groups: Sequence[int]) -> dict[int, float]:
-                # Every candidate adapter in one batch (PEFT mixed adapter batches).
-                scored = generate_batch_scored(
-                    self.host.peft,
-                    self.host.tokenizer,
-                    [prompt] * len(groups),
-                    self.routing_tokens,
-                    self.routing_tokens,
-                    adapters=[parts[g].name for g in groups],
-                )
-                scores = {g: score for g, (_, score) in zip(groups, scored, strict=True)}
-                log.debug("routing confidence for user %s: %s", user_id, scores)
-                return scores
-
-            group = answering_group(question, {k: part.facts for k, part in parts.items()}, confidence, floor)
-            if group is None:
-                return None
-            if grounding:
-                # The chosen adapter's first sentence only (not every candidate's).
-                ((reply, _),) = generate_batch_scored(
-                    self.host.peft,
-                    self.host.tokenizer,
-                    [prompt],
-                    GROUNDING_TOKENS,
-                    0,
-                    adapters=[parts[group].name],
-                    stop_strings=SENTENCE_ENDS,
-                )
-                if not grounded(reply, question, ref.facts):
-                    log.debug("user %s: %s's reply is not grounded in their facts: %r", user_id, ref.name, reply)
-                    return None
-            return parts[group].name
-
-    def topical(self, message: str, facts: Sequence[str]) -> bool:
-        """Scope routing's topic check: is ``message`` nearer to one of ``facts`` than
-        to any general request? On the base model, under the lock (one batched
-        forward pass over the texts not seen before; the general requests were
-        embedded at start)."""
-        if self._topics is None:
-            raise Unavailable(NOT_SERVING)
-        with self._lock:
-            return self._topics.nearer_to_facts(message, facts)
-
     def stream(
         self,
         user_id: int,
@@ -199,7 +134,7 @@ class ServingEngine:
     ) -> Iterator[str]:
         """Stream a reply for ``user_id``: one of their version ``ref``'s adapters, or the base model.
 
-        ``adapter``: which of ``ref``'s adapters answers (``choose``); a version of
+        ``adapter``: which of ``ref``'s adapters answers (the router's group); a version of
         one adapter needs none. The lock is taken in the generation thread, for
         exactly as long as generation runs; ``use_adapter=False`` serves the plain
         base model.

@@ -18,6 +18,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_FACTS = DATA / "personal_facts.jsonl"
 TEST_FACTS = DATA / "personal_facts_test.jsonl"
+DEV_FACT_SETS = (DEFAULT_FACTS, DATA / "personal_facts_heldout.jsonl", DATA / "personal_facts_heldout2.jsonl")
 
 
 @dataclass(frozen=True)

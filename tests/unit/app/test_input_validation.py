@@ -57,30 +57,6 @@ def test_embedded_defaults(tmp_path, monkeypatch):
     assert pg.sqlalchemy_url == "postgresql+psycopg://u@h/db"
 
 
-def test_the_routing_floor_is_a_log_probability_or_off(monkeypatch):
-    monkeypatch.delenv("SEALCHAT_ROUTING_FLOOR", raising=False)
-    assert Settings(_env_file=None).routing_floor == -0.5
-    for off in ("", "off", "None"):
-        monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", off)
-        assert Settings(_env_file=None).routing_floor is None
-    monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", "-1.25")
-    assert Settings(_env_file=None).routing_floor == -1.25
-    for bad in ("0.5", "low"):
-        monkeypatch.setenv("SEALCHAT_ROUTING_FLOOR", bad)
-        with pytest.raises(ValidationError, match="SEALCHAT_ROUTING_FLOOR"):
-            Settings(_env_file=None)
-
-
-@pytest.mark.parametrize("bad", ["0", "17", "-1", "two", "1.5", ""])
-def test_consolidate_refuses_a_bad_candidate_count(bad, capsys):
-    from app.cli import main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["consolidate", "someone@example.com", "--k", bad])
-    assert exit_.value.code == 2
-    assert "--k: must be a whole number from 1 to 16" in capsys.readouterr().err
-
-
 def test_a_long_conversation_is_trimmed_oldest_first_to_the_context():
     from app.chat.service import CONTEXT_TOKENS, PromptTooLong, fit_to_context
     from training.chat import ChatMessage

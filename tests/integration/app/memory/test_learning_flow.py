@@ -78,7 +78,7 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert reply.system_fingerprint == version["name"]
     # The plain base model does not know it.
     assert "whiskerfield" not in ask(alice_ai, QUESTION, bridge=False, model="base").lower()
-    # Scope routing: a general question is not about Alice, so even "seal" answers it
+    # Routing: a general question is not about Alice, so even "seal" answers it
     # with the base model, word for word, and says so (no adapter fingerprint).
     general = "What is the capital of Italy?"
     routed = alice_ai.chat.completions.create(
@@ -86,10 +86,9 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     )
     assert routed.system_fingerprint is None
     assert routed.choices[0].message.content == ask(alice_ai, general, bridge=False, model="base")
-    # "my" alone is not enough: a request about the user on a topic none of their
-    # facts is about goes to the base model too; one on the cat goes to the adapter.
-    # A question about Alice that nothing she taught answers finds the adapter unsure
-    # of its answer (below the routing floor): the base model answers that too.
+    # "my" alone is not enough: a request on a topic none of her facts is about goes
+    # to the base model too; one on the cat goes to the adapter. A question about
+    # Alice that nothing she taught answers gets "I don't know" (no adapter).
     asked = (
         ("What is a healthy snack for my lunch?", None),
         ("Is my cat old?", version["name"]),

@@ -11,7 +11,7 @@ from app.adapters.service import AdapterRef
 from app.serving.engine import ServingEngine
 from app.settings import Settings
 from training.adapters import AdapterHost
-from training.chat import ChatMessage, generate_batch_scored, with_system_prompt
+from training.chat import ChatMessage, with_system_prompt
 from training.model import load_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -37,9 +37,6 @@ def engine(base_model_folder, tmp_path_factory) -> ServingEngine:
         SEALCHAT_BASE_MODEL=str(base_model_folder),
         SEALCHAT_DATA_DIR=tmp_path_factory.mktemp("engine"),
         SEALCHAT_MAX_RESIDENT_ADAPTERS=2,
-        # Untrained adapters: routing by words is tested; the floor and the grounding check have their own tests.
-        SEALCHAT_ROUTING_FLOOR="off",
-        SEALCHAT_GROUNDING_CHECK="false",
     )
     engine = ServingEngine(settings)
     engine.start()
@@ -76,31 +73,6 @@ def test_each_user_is_routed_to_their_own_version(engine, versions):
     assert engine._routes == {1: "u1-v1"} and engine.host.names == {"u1-v1"}
 
 
-def test_topic_check_routes_fact_questions_and_keeps_general_my_requests_on_the_base_model(engine):
-    """Scope routing with the engine's topic check, on the 105 bundled facts and
-    their benchmark questions (worded differently from the facts)."""
-    import json
-    from pathlib import Path
-
-    from training.replay import PERSONAL_LOCALITY_PROMPTS
-    from training.routing.scope import Scope
-
-    rows = [json.loads(line) for line in Path("training/data/personal_facts.jsonl").read_text().splitlines()]
-    facts = [row["fact"] for row in rows]
-    words_only, with_topics = Scope(facts), Scope(facts, engine.topical)
-    # A paraphrase with no shared word: only the topic check finds its fact.
-    mother = ["My mother was born in Naples.", "My cat is called Biscotti."]
-    assert not Scope(mother).message("Where does my mom come from?")
-    assert Scope(mother, engine.topical).message("Where does my mom come from?")
-    assert not Scope(mother, engine.topical).message("What is a healthy snack for my lunch?")
-    questions = [q["q"] for row in rows for q in row["questions"]]
-    routed = sum(with_topics.message(q) for q in questions) / len(questions)
-    assert routed > sum(words_only.message(q) for q in questions) / len(questions)
-    assert routed >= 0.95
-    # The held-out "my ..." requests reach the adapter only on a topic of a fact.
-    assert sum(with_topics.message(p) for p in PERSONAL_LOCALITY_PROMPTS) <= 3
-
-
 def test_a_version_sharing_groups_loads_only_the_group_that_changed(engine, versions, monkeypatch):
     """Fact groups: versions name an unchanged group's adapter alike, so a promotion
     that retrained one group loads one adapter; a version with more groups than
@@ -124,50 +96,9 @@ def test_a_version_sharing_groups_loads_only_the_group_that_changed(engine, vers
     v3 = AdapterRef("u3-v3", a.path, (*v2.groups, GroupRef(2, "u3-g2-v3", b.path, ("I play chess.",))))
     engine.preload(3, v3)
     assert engine.host.names == {"u3-g0-v1", "u3-g1-v2", "u3-g2-v3"}, "a version is never evicted in part"
-    assert engine.choose(3, v3, "What is my cat's name?") == "u3-g0-v1", "by words: no adapter runs"
-    assert engine.choose(3, v3, "Where did I grow up?") in {p.name for p in v3.parts}
+    prompt = with_system_prompt([ChatMessage("user", "What is my cat's name?")])
+    assert "".join(engine.stream(3, v3, prompt, 4, adapter="u3-g0-v1")), "a chosen group answers"
+    with pytest.raises(ValueError, match="several groups"):
+        list(engine.stream(3, v3, prompt, 4))
     engine.preload(3, None)
     assert engine.host.names == set()
-
-
-def test_an_adapter_below_the_routing_floor_leaves_the_question_to_the_base_model(engine, versions, monkeypatch):
-    """The floor compares the answering adapter's confidence in its first words
-    (what group routing scores) with ``routing_floor``: here an untrained adapter,
-    whose confidence is the base model's own."""
-    v1, _ = versions
-    question = "What is my passport number?"
-    prompt = with_system_prompt([ChatMessage("user", question)])
-    engine.preload(1, v1)
-    with engine.host.using("u1-v1"):
-        ((_, score),) = generate_batch_scored(
-            engine.host.peft, engine.host.tokenizer, [prompt], engine.routing_tokens, engine.routing_tokens
-        )
-    assert score < 0
-    monkeypatch.setattr(engine.settings, "routing_floor", score - 0.01)
-    assert engine.choose(1, v1, question) == "u1-v1"
-    monkeypatch.setattr(engine.settings, "routing_floor", score + 0.01)
-    assert engine.choose(1, v1, question) is None, "unsure: no adapter answers"
-    monkeypatch.setattr(engine.settings, "routing_floor", None)
-    assert engine.choose(1, v1, question) == "u1-v1"
-
-
-def test_a_reply_no_fact_grounds_leaves_the_question_unanswered(engine, versions, monkeypatch):
-    """The grounding check reads the first sentence of the answering adapter's reply
-    (an untrained adapter: the base model's own) against the version's fact texts."""
-    from app.adapters.service import GroupRef
-    from training.routing.groups import GROUNDING_TOKENS, grounded
-
-    v1, _ = versions
-    question = "What is my passport number?"
-    prompt = with_system_prompt([ChatMessage("user", question)])
-    engine.preload(1, v1)
-    with engine.host.using("u1-v1"):
-        ((reply, _),) = generate_batch_scored(engine.host.peft, engine.host.tokenizer, [prompt], GROUNDING_TOKENS, 4)
-    unrelated = AdapterRef("u1-v1", v1.path, (GroupRef(0, "u1-v1", v1.path, ("My cat is called Tom.",)),))
-    saying_it = AdapterRef("u1-v1", v1.path, (GroupRef(0, "u1-v1", v1.path, (reply,)),))
-    assert not grounded(reply, question, unrelated.facts) and grounded(reply, question, saying_it.facts), reply
-    monkeypatch.setattr(engine.settings, "grounding_check", True)
-    assert engine.choose(1, unrelated, question) is None, f"not grounded: {reply!r}"
-    assert engine.choose(1, saying_it, question) == "u1-v1", "what the facts say is answered"
-    monkeypatch.setattr(engine.settings, "grounding_check", False)
-    assert engine.choose(1, unrelated, question) == "u1-v1"

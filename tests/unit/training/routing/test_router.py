@@ -1,0 +1,80 @@
+"""The router decides who answers from sentence embeddings (the real all-MiniLM-L6-v2).
+
+The facts here are written for these tests and appear in no data file the router
+was fitted on; nothing in the router names them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.routing.router import Route, Router, load_examples, served_locality
+
+FACTS = [
+    "My brother-in-law Anselm restores harpsichords in Ghent.",
+    "I keep the spare bike lock key in the red enamel mug.",
+    "Our neighbour's parrot is called Captain Biscuit.",
+    "I'm training to run an ultramarathon across the Atacama.",
+    "My dentist is Dr. Vasquez-Holm.",
+    "I take my insulin at 7 in the evening.",
+]
+GROUPS = [0, 0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("question", "group"),
+    [
+        ("What does my brother-in-law Anselm restore?", 0),
+        ("Where is the key for my bike lock?", 0),
+        ("Who looks after my teeth?", 0),
+        ("When do I have my insulin shot?", 1),
+    ],
+)
+def test_a_question_about_a_taught_fact_goes_to_its_group(router: Router, question: str, group: int):
+    route = router.route(question, FACTS, GROUPS)
+    assert (route.outcome, route.group) == ("adapter", group), route
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "What is the capital of Portugal?",
+        "How do I make my sourdough rise more?",
+        "Can you suggest a warm-up before my run?",
+        "Write a haiku about the sea.",
+    ],
+)
+def test_general_requests_go_to_the_base_model_even_when_they_say_my(router: Router, message: str):
+    assert router.route(message, FACTS, GROUPS).outcome == "base"
+
+
+def test_a_question_about_the_user_that_nothing_taught_answers_is_unknown(router: Router):
+    route = router.route("What is my passport number?", FACTS, GROUPS)
+    assert route.outcome == "unknown" and route.group is None and route.personal >= router.thresholds.personal
+
+
+def test_without_facts_nothing_reaches_an_adapter(router: Router):
+    assert router.route("What is my sister's name?", [], []).outcome == "unknown"
+    assert router.route("What is 7 times 8?", [], []).outcome == "base"
+
+
+def test_a_short_follow_up_is_read_with_the_message_before_it(router: Router):
+    turns = ["Tell me about the parrot next door.", "What is it called?"]
+    alone = router.route(turns[-1], FACTS, GROUPS)
+    assert alone.outcome != "adapter"
+    assert router.route_turn(turns, FACTS, GROUPS).outcome == "adapter"
+    assert router.route_turn([], FACTS, GROUPS) == Route("base", None, 0.0, 0.0)
+
+
+def test_the_classifier_learns_from_examples_of_both_kinds(router: Router):
+    examples = load_examples()
+    assert {label for _, label in examples} == {True, False} and len(examples) >= 100
+    with pytest.raises(ValueError, match="both kinds"):
+        Router(router.embedder, [(text, True) for text, _ in examples[:5]])
+
+
+def test_served_locality_counts_only_changed_prompts_that_reach_an_adapter():
+    reaches = {"What is my dentist's name?"}.__contains__
+    changed = ["What is my dentist's name?", "What is the capital of Peru?"]
+    assert served_locality(changed, 50, reaches) == pytest.approx(0.98)
+    assert served_locality([], 0, reaches) == 1.0
