@@ -465,7 +465,7 @@ def main(argv: list[str]) -> int:
         "--family",
         choices=FACT_FAMILIES,
         default=LearnRequest.self_edit_family,
-        help="the self-edit family (SEALCHAT_SELF_EDIT_FAMILY)",
+        help="the self-edit family (the product writes training.memory.learn.SELF_EDIT_FAMILY)",
     )
     parser.add_argument("--model", default=None, help="model folder or GGUF (default: the bundled SmolLM2)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
