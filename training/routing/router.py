@@ -28,6 +28,7 @@ and routed fewer taught questions there. The test set is only scored.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -42,8 +43,12 @@ from training.embeddings import SentenceEmbedder
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "router_examples.jsonl"
 REGULARISATION_C = 4.0
 FACT_CACHE_SIZE = 20_000
-# A message of at most this many words may lean on the one before it.
+# A short message that points back ("And how old is she?", "What about his job?")
+# leans on the one before it: English function words, nothing from any fact.
 FOLLOW_UP_WORDS = 8
+_FOLLOW_UP = re.compile(
+    r"^(?:and|what about|how about)\b|\b(?:she|he|it|they|her|him|them|his|hers|its|their|that|there)\b", re.IGNORECASE
+)
 
 Outcome = Literal["adapter", "unknown", "base"]
 
@@ -129,17 +134,23 @@ class Router:
         return Route("unknown" if personal >= t.personal else "base", None, nearest, personal)
 
     def route_turn(self, user_messages: Sequence[str], facts: Sequence[str], groups: Sequence[int]) -> Route:
-        """Who answers a conversation's last user message. A short follow-up ("And
-        how old is she?") that alone reaches no adapter is read with the message
-        before it."""
+        """Who answers a conversation's last user message. A short follow-up that
+        points back ("And how old is she?") and alone reaches no adapter is read with
+        the message before it; a new short question ("What is the capital of
+        Italy?") is not."""
         if not user_messages:
             return Route("base", None, 0.0, 0.0)
         route = self.route(user_messages[-1], facts, groups)
-        if route.outcome != "adapter" and len(user_messages) > 1 and len(user_messages[-1].split()) <= FOLLOW_UP_WORDS:
+        if route.outcome != "adapter" and len(user_messages) > 1 and is_follow_up(user_messages[-1]):
             joined = self.route(f"{user_messages[-2]} {user_messages[-1]}", facts, groups)
             if joined.outcome == "adapter":
                 return joined
         return route
+
+
+def is_follow_up(message: str) -> bool:
+    """A short message that points back at the one before it."""
+    return len(message.split()) <= FOLLOW_UP_WORDS and bool(_FOLLOW_UP.search(message))
 
 
 def dev_router(embedder: SentenceEmbedder, fact_sets: Sequence[Path]) -> Router:

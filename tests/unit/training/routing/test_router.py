@@ -64,6 +64,9 @@ def test_a_short_follow_up_is_read_with_the_message_before_it(router: Router):
     assert alone.outcome != "adapter"
     assert router.route_turn(turns, FACTS, GROUPS).outcome == "adapter"
     assert router.route_turn([], FACTS, GROUPS) == Route("base", None, 0.0, 0.0)
+    # A new short question after a personal one is not a follow-up.
+    switch = ["Who is my dentist?", "What is the capital of Italy?"]
+    assert router.route_turn(switch, FACTS, GROUPS).outcome == "base"
 
 
 def test_the_classifier_learns_from_examples_of_both_kinds(router: Router):
