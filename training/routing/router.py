@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from training.embeddings import SentenceEmbedder
+from training.language.phrasing import strip_correction
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "router_examples.jsonl"
 REGULARISATION_C = 4.0
@@ -108,7 +109,10 @@ class Router:
     def _fact_vectors(self, facts: Sequence[str]) -> np.ndarray:
         missing = [f for f in dict.fromkeys(facts) if f not in self._facts]
         if missing:
-            for text, vector in zip(missing, self.embedder.encode(missing), strict=True):
+            # A correction's opening ("Actually, ...") says how it was told, not what it
+            # is about: "Where do I live?" must find "Actually, I moved to Denver.".
+            vectors = self.embedder.encode([strip_correction(f) for f in missing])
+            for text, vector in zip(missing, vectors, strict=True):
                 self._facts[text] = vector
         for text in facts:
             self._facts.move_to_end(text)

@@ -81,3 +81,8 @@ def test_served_locality_counts_only_changed_prompts_that_reach_an_adapter():
     changed = ["What is my dentist's name?", "What is the capital of Peru?"]
     assert served_locality(changed, 50, reaches) == pytest.approx(0.98)
     assert served_locality([], 0, reaches) == 1.0
+
+
+def test_a_correction_is_found_by_what_it_says_not_by_its_opening(router: Router):
+    route = router.route("Where do I live?", ["Actually, I moved from Boston to Denver."], [3])
+    assert (route.outcome, route.group) == ("adapter", 3), route
