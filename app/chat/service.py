@@ -234,7 +234,8 @@ def prepare_reply(
         groups = [part.index for part in parts for _ in part.facts]
         # A version from before groups lists no fact texts: its one adapter holds them all.
         legacy = ref.sole_adapter is not None and not facts
-        others = [text for text in known_facts(session, user) if text not in set(facts)]
+        held = set(facts)
+        others = [text for text in known_facts(session, user) if text not in held]
         groups += [parts[0].index if legacy else NOT_IN_WEIGHTS] * len(others)
         users = [m.content for m in history if m.role == "user"]
         route = router.route_turn(users, facts + others, groups)

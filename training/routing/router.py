@@ -102,10 +102,6 @@ class Router:
         self._facts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # request threads share the fact cache
 
-    def personal(self, messages: Sequence[str]) -> np.ndarray:
-        """The probability that each message asks about the user (no facts needed)."""
-        return self._personal.predict_proba(self.embedder.encode(list(messages)))[:, 1]
-
     def _fact_vectors(self, facts: Sequence[str]) -> np.ndarray:
         missing = [f for f in dict.fromkeys(facts) if f not in self._facts]
         if missing:
