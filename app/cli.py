@@ -1,6 +1,6 @@
 """The ``sealchat`` command: run the product, or one part of it.
 
-sealchat run [--host 127.0.0.1] [--port 8000]   # migrate, prepare model, web + worker
+sealchat run [--host 127.0.0.1] [--port 8000]   # migrate, prepare model, web + worker (+ vLLM server)
 sealchat web [--host ...] [--port ...]          # the web process alone
 sealchat worker                                  # a Celery worker alone
 sealchat migrate                                 # apply database migrations
@@ -163,6 +163,23 @@ def cmd_worker(_: argparse.Namespace) -> int:
     os.execv(sys.executable, worker_command())
 
 
+def _vllm_server(settings):  # noqa: ANN001, ANN202 - Settings -> (url, Child)
+    import socket
+
+    from app.chat.service import CONTEXT_TOKENS
+    from app.serving.vllm_engine import SERVER_ENV, server_command
+    from app.supervisor import Child
+    from training.lora import LORA_SHAPE
+    from training.model import prepare_base_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = prepare_base_model(settings.base_model, settings.models_dir)
+    command = server_command(folder, port, CONTEXT_TOKENS, LORA_SHAPE.rank)
+    return f"http://127.0.0.1:{port}", Child("vllm", command, env={**os.environ, **SERVER_ENV})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from app.supervisor import Child, Supervisor
 
@@ -170,8 +187,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     started_redis = _ensure_redis()
     cmd_migrate(args)
     cmd_prepare_model(args)
+    children = [Child("worker", worker_command()), Child("web", web_command(args.host, args.port))]
+    if settings.engine == "vllm" and not settings.vllm_url:
+        # Our own vLLM server, supervised like the others; the web process finds it by the URL.
+        vllm_url, server = _vllm_server(settings)
+        os.environ["SEALCHAT_VLLM_URL"] = vllm_url
+        children.insert(0, server)
     supervisor = Supervisor(
-        [Child("worker", worker_command()), Child("web", web_command(args.host, args.port))],
+        children,
         # The embedded Redis is ours to keep up too; an external one is its operator's.
         keep_alive=_ensure_redis if settings.redis_url is None else None,
     )

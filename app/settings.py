@@ -91,6 +91,18 @@ class Settings(BaseSettings):
         description="LoRA adapters kept loaded (a user's version holds one per fact group)",
     )
     load_model_in_web: bool = Field(True, alias="SEALCHAT_LOAD_MODEL")
+    engine: Literal["local", "vllm"] = Field(
+        "local",
+        alias="SEALCHAT_ENGINE",
+        description="local: PyTorch + PEFT in the web process; vllm: a vLLM server with runtime LoRA "
+        "(`sealchat run` starts one unless SEALCHAT_VLLM_URL names it)",
+    )
+    vllm_url: str | None = Field(
+        None,
+        alias="SEALCHAT_VLLM_URL",
+        description="an external vLLM server (OpenAI API, LoRA and runtime LoRA updating enabled), "
+        "e.g. http://gpu-1:8000; it must read the adapter folders at the paths this host writes",
+    )
 
     @field_validator("chat_rate")
     @classmethod

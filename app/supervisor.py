@@ -1,10 +1,11 @@
 """``sealchat run`` keeps its processes up: a child that dies is started again.
 
-The web process, the Celery worker and (embedded default) the Redis server are
-watched separately, so a worker killed mid-learning (kill -9, out of memory) is
-restarted while the web process keeps serving, and a dead embedded Redis is
-started again on its socket. Restarts back off (1 s, doubling to 60 s) while a
-child keeps dying quickly, and reset once it has stayed up for a minute.
+The web process, the Celery worker, the vLLM server (``SEALCHAT_ENGINE=vllm``)
+and (embedded default) the Redis server are watched separately, so a worker
+killed mid-learning (kill -9, out of memory) is restarted while the web process
+keeps serving, and a dead embedded Redis is started again on its socket.
+Restarts back off (1 s, doubling to 60 s) while a child keeps dying quickly,
+and reset once it has stayed up for a minute.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ STABLE_AFTER_S = 60.0
 class Child:
     name: str
     command: Sequence[str]
+    env: dict[str, str] | None = None  # None: this process's environment
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     backoff_s: float = FIRST_BACKOFF_S
@@ -34,7 +36,7 @@ class Child:
     restarts: int = 0
 
     def start(self) -> None:
-        self.process = subprocess.Popen(list(self.command))
+        self.process = subprocess.Popen(list(self.command), env=self.env)
         self.started_at = time.monotonic()
         self.restart_at = None
 

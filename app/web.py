@@ -35,7 +35,7 @@ from app.openai_api.endpoints import router as openai_router
 from app.policy.endpoints import pages as policy_pages
 from app.security import RequestGuard, SecurityHeaders
 from app.serving.admission import Admission
-from app.serving.engine import ServingEngine
+from app.serving.engine import create_engine
 from app.serving.listener import PromotionListener
 from app.settings import get_settings
 from app.templating import render
@@ -52,7 +52,7 @@ SESSION_LIFETIME_S = 14 * 24 * 3600
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings = get_settings()
-    engine = ServingEngine(settings)
+    engine = create_engine(settings)
     app.state.engine = engine
     app.state.admission = Admission(settings.max_queued)
     listener = None

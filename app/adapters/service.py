@@ -52,7 +52,7 @@ class AdapterRef:
     @property
     def sole_adapter(self) -> str | None:
         """The adapter that answers every question when there is one; None when a
-        question must be routed among several groups (``ServingEngine.choose``)."""
+        question must be routed among several groups (``training.routing.router``)."""
         return self.parts[0].name if len(self.parts) == 1 else None
 
     @property

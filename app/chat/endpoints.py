@@ -22,7 +22,7 @@ from app.models import Conversation, User
 from app.params import FormRowId, QueryRowId, RowId
 from app.serving.admission import REPLY_TIMEOUT_S, Admitted, PageUserWithinRate, Ticket
 from app.serving.deps import EngineDep
-from app.serving.engine import ServingEngine
+from app.serving.engine import Engine
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -100,7 +100,7 @@ def _stream_reply(
     session: Session,
     user: User,
     conversation: Conversation,
-    engine: ServingEngine,
+    engine: Engine,
     bridge: bool,
     ticket: Ticket,
     first: dict | None = None,

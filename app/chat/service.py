@@ -264,7 +264,7 @@ def reply_stream(
     what the engine streams (``seal`` False: the caller asked for the base model
     itself, never canned)."""
     if seal and plan.canned:
-        tokenizer = engine.host.tokenizer
+        tokenizer = engine.tokenizer
         ids = tokenizer.encode(plan.canned, add_special_tokens=False)[:max_tokens]
         return iter([tokenizer.decode(ids)])
     use_adapter = seal and plan.use_adapter

@@ -94,7 +94,7 @@ async def chat_completions(
     timeout = threading.Timer(REPLY_TIMEOUT_S, cancel.set)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     stream = chat.reply_stream(engine, user.id, plan, max_tokens, temperature, top_p, cancel, body.model == "seal")
-    tokenizer = engine.host.tokenizer
+    tokenizer = engine.tokenizer
 
     def finish_reason(text: str) -> str:
         return "length" if len(tokenizer.encode(text, add_special_tokens=False)) >= max_tokens else "stop"

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.serving.engine import ServingEngine
+from app.serving.engine import Engine
 
 
-def engine_of(request: Request) -> ServingEngine:
+def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
-EngineDep = Annotated[ServingEngine, Depends(engine_of)]
+EngineDep = Annotated[Engine, Depends(engine_of)]

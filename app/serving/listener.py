@@ -16,13 +16,13 @@ from app.accounts import repository as users
 from app.adapters.service import active_ref
 from app.db import session_scope
 from app.redis_client import ADAPTER_CHANNEL, get_redis
-from app.serving.engine import ServingEngine
+from app.serving.engine import Engine
 
 log = logging.getLogger(__name__)
 
 
 class PromotionListener(threading.Thread):
-    def __init__(self, engine: ServingEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         super().__init__(name="promotion-listener", daemon=True)
         self.engine = engine
         self.stopping = threading.Event()
