@@ -176,7 +176,10 @@ def _vllm_server(settings):  # noqa: ANN001, ANN202 - Settings -> (url, Child)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     folder = prepare_base_model(settings.base_model, settings.models_dir)
-    command = server_command(folder, port, CONTEXT_TOKENS, LORA_SHAPE.rank)
+    import torch
+
+    dtype = "auto" if torch.cuda.is_available() else "float32"
+    command = server_command(folder, port, CONTEXT_TOKENS, LORA_SHAPE.rank, dtype)
     return f"http://127.0.0.1:{port}", Child("vllm", command, env={**os.environ, **SERVER_ENV})
 
 
@@ -193,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         vllm_url, server = _vllm_server(settings)
         os.environ["SEALCHAT_VLLM_URL"] = vllm_url
         children.insert(0, server)
+        print(f"starting the vLLM server at {vllm_url} (ready in about a minute)", flush=True)
     supervisor = Supervisor(
         children,
         # The embedded Redis is ours to keep up too; an external one is its operator's.

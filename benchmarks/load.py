@@ -1,6 +1,10 @@
 """Many people chatting at once while their facts are being learnt: what they wait, and what fails.
 
-    .venv/bin/python -m benchmarks.load --users 10 --concurrency 50 --out docs/bench-load.json
+    .venv/bin/python -m benchmarks.load --users 10 --concurrency 50 --engine both --out docs/bench-load.json
+
+``--engine both`` (the default) runs the whole benchmark on the local engine and
+then on vLLM (``SEALCHAT_ENGINE=vllm``; ``sealchat run`` starts the server;
+needs ``scripts/setup_vllm.sh``), one after the other, and prints them side by side.
 
 ``sealchat run`` on PostgreSQL (a fresh database ``sealchat_load``) and a private
 Redis, as an operator runs it. Each of ``--users`` users teaches one secret (a
@@ -19,7 +23,9 @@ Phases, each timed on its own:
 Reports p50/p95 time to first token (streaming, admitted), aggregate tokens/s,
 answers by status (2xx / 429 / 503 / other 5xx), the slowest refusal, versions
 promoted during the load, and cross-user answers: replies that hold another
-user's code. Prints a table and writes JSON.
+user's code; and how long each hot-swap took in the web process (the adapter
+loaded, or registered on the vLLM server, on the promotion message). Prints a
+table per engine and writes JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import threading
 import time
@@ -181,25 +188,29 @@ def promoted_versions(database_url: str) -> int:
     return count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-rounds", type=int, default=15, help="more bursts until a version is promoted")
-    parser.add_argument("--solo", type=int, default=4, help="requests of the one-stream baseline")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("docs/bench-load.json"))
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
+SWAP_LINE = re.compile(r"now served by (\S+) \((\d+) of \d+ adapters loaded, ([0-9.]+)s\)")
 
-    count_tokens("warm up")  # load the tokenizer before anything is timed
-    stack = start_stack(DATABASE, SEALCHAT_SELF_EDIT_K="1", SEALCHAT_TRAIN_STEPS="8", SEALCHAT_LEARNING_RATE="1e-3")
+
+def swap_seconds(log: str) -> list[float]:
+    """How long each hot-swap that loaded an adapter took in the web process (its log lines)."""
+    return [float(m.group(3)) for m in SWAP_LINE.finditer(log) if int(m.group(2)) > 0]
+
+
+def run_engine(engine_name: str, args: argparse.Namespace) -> dict:
+    """The three phases against `sealchat run` on ``engine_name``; the result as JSON."""
+    rng = random.Random(args.seed)
+    stack = start_stack(
+        DATABASE,
+        SEALCHAT_ENGINE=engine_name,
+        SEALCHAT_SELF_EDIT_K="1",
+        SEALCHAT_TRAIN_STEPS="8",
+        SEALCHAT_LEARNING_RATE="1e-3",
+    )
     work, database_url, url, env, run = stack.work, stack.database_url, stack.url, stack.env, stack.run
     phases: list[Phase] = []
     codes: dict[int, str] = {}
     try:
-        wait_until_serving(url, run, 600, work / "run.log")
+        wait_until_serving(url, run, 900, work / "run.log")
         keys = [create_user(env, f"load-{i}@example.com") for i in range(args.users)]
         for user, code in enumerate(rng.sample(range(1000, 9999), args.users)):
             codes[user] = str(code)
@@ -243,20 +254,25 @@ def main() -> None:
         engine.dispose()
     finally:
         stack.stop()
-
+    swaps = swap_seconds(stack.log.read_text())
     result = {
-        "engine": "local",
-        "users": args.users,
-        "concurrency": args.concurrency,
-        "max_tokens": MAX_TOKENS,
+        "engine": engine_name,
         "phases": {p.name: p.summary(codes) for p in phases},
         "versions_promoted": promoted,
         "facts_learned": learned,
-        "settings": {"k": 1, "train_steps": 8, "database": "postgresql", "redis": "external"},
+        "swap_p50_s": round(statistics.median(swaps), 3) if swaps else None,
+        "swap_max_s": round(max(swaps), 3) if swaps else None,
+        "swaps": len(swaps),
+        "logs": str(work),
     }
     solo_rate = result["phases"]["1 stream"]["tokens_per_s"]
     eight_rate = result["phases"]["8 streams"]["tokens_per_s"]
     result["speedup_8_streams"] = round(eight_rate / solo_rate, 2) if solo_rate and eight_rate else None
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(f"\n== engine: {result['engine']}")
     header = (
         f"{'phase':<18} {'req':>4} {'2xx':>4} {'429':>4} {'503':>4} {'5xx':>4} {'ttft p50':>9} "
         f"{'ttft p95':>9} {'tok/s':>7} {'refusal p50':>12} {'refusal max':>12} {'cross-user':>10}"
@@ -272,11 +288,68 @@ def main() -> None:
         )
     print(
         f"8 streams / 1 stream tokens/s: {result['speedup_8_streams']}; "
-        f"versions promoted during the run: {promoted}; facts learnt: {learned}/{args.users}"
+        f"versions promoted during the run: {result['versions_promoted']}; "
+        f"hot-swaps that loaded an adapter: {result['swaps']} (p50 {result['swap_p50_s']} s, "
+        f"max {result['swap_max_s']} s)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=("local", "vllm", "both"), default="both")
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-rounds", type=int, default=15, help="more bursts until a version is promoted")
+    parser.add_argument("--solo", type=int, default=4, help="requests of the one-stream baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-load.json"))
+    args = parser.parse_args()
+
+    count_tokens("warm up")  # load the tokenizer before anything is timed
+    engines = ("local", "vllm") if args.engine == "both" else (args.engine,)
+    results = {}
+    for name in engines:  # one after the other: each has the machine to itself
+        results[name] = run_engine(name, args)
+        print_table(results[name])
+    out = {
+        "users": args.users,
+        "concurrency": args.concurrency,
+        "max_tokens": MAX_TOKENS,
+        "settings": {"k": 1, "train_steps": 8, "database": "postgresql", "redis": "external"},
+        "engines": results,
+    }
+    if len(results) == 2:
+        print("\n== side by side")
+        print(f"{'':<34} {'local':>10} {'vllm':>10}")
+        rows = [
+            ("1 stream tokens/s", lambda r: r["phases"]["1 stream"]["tokens_per_s"]),
+            ("8 streams tokens/s", lambda r: r["phases"]["8 streams"]["tokens_per_s"]),
+            ("8 streams / 1 stream", lambda r: r["speedup_8_streams"]),
+            ("bursts: ttft p50 s", lambda r: _bursts(r, "ttft_p50_s", statistics.median)),
+            ("bursts: 2xx", lambda r: _bursts(r, "2xx", sum)),
+            ("bursts: 503 + 429", lambda r: _bursts(r, "503", sum) + _bursts(r, "429", sum)),
+            ("bursts: 5xx", lambda r: _bursts(r, "5xx", sum)),
+            ("cross-user answers", lambda r: sum(p["cross_user_answers"] for p in r["phases"].values())),
+            ("hot-swap max s", lambda r: r["swap_max_s"]),
+        ]
+        for label, get in rows:
+            print(f"{label:<34} {get(results['local'])!s:>10} {get(results['vllm'])!s:>10}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}; logs in {work}")
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+
+
+def _bursts(result: dict, key: str, combine) -> float | int | None:  # noqa: ANN001
+    """``key`` (a summary field, or a status class) over the burst phases, combined."""
+    values = []
+    for name, summary in result["phases"].items():
+        if "at once" not in name:
+            continue
+        value = summary.get(key) if key in summary else summary["statuses"].get(key, 0)
+        if value is not None:
+            values.append(value)
+    return combine(values) if values else None
 
 
 if __name__ == "__main__":

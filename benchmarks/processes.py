@@ -211,3 +211,8 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float, lo
         if time.monotonic() > deadline or process.poll() is not None:
             raise RuntimeError(f"the web process did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+def vllm_tree(run_pid: int) -> list[int]:
+    """The vLLM server that `sealchat run` (``run_pid``) supervises, with its engine processes."""
+    return [p for child in children_of(run_pid) if "vllm.entrypoints" in command_of(child) for p in tree(child)]

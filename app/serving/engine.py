@@ -15,7 +15,7 @@ Two engines, chosen by ``SEALCHAT_ENGINE``:
   version waits for the in-flight generation to finish, so a swap never breaks a
   running request, and the route for a request is resolved inside the lock, so a
   request never runs on an adapter that was just unloaded.
-- ``vllm`` (``app.serving.vllm``): a vLLM server with runtime LoRA loading,
+- ``vllm`` (``app.serving.vllm_engine``): a vLLM server with runtime LoRA loading,
   which batches concurrent requests; the web process loads no model.
 """
 
@@ -70,7 +70,7 @@ class Engine(Protocol):
 
 def create_engine(settings: Settings) -> Engine:
     if settings.engine == "vllm":
-        from app.serving.vllm import VLLMEngine
+        from app.serving.vllm_engine import VLLMEngine
 
         return VLLMEngine(settings)
     return ServingEngine(settings)

@@ -58,8 +58,11 @@ SERVER_ENV = {
 NOT_ANSWERING = "the model server is not answering; try again shortly"
 
 
-def server_command(model_folder: Path, port: int, context_tokens: int, lora_rank: int) -> list[str]:
-    """The command that starts a vLLM server for ``model_folder`` on 127.0.0.1:``port``."""
+def server_command(
+    model_folder: Path, port: int, context_tokens: int, lora_rank: int, dtype: str = "float32"
+) -> list[str]:
+    """The command that starts a vLLM server for ``model_folder`` on 127.0.0.1:``port``
+    (``dtype``: float32 on a CPU, as the local engine computes; "auto" on a GPU)."""
     if not VLLM_PYTHON.is_file():
         raise RuntimeError(f"SEALCHAT_ENGINE=vllm: vLLM is not installed ({VLLM_PYTHON}); run scripts/setup_vllm.sh")
     return [
@@ -85,8 +88,7 @@ def server_command(model_folder: Path, port: int, context_tokens: int, lora_rank
         "--max-model-len",
         str(context_tokens),
         "--dtype",
-        "float32",
-        "--disable-log-stats",
+        dtype,
     ]
 
 

@@ -54,3 +54,12 @@ def test_keep_alive_runs_every_round():
     supervisor.check()
     supervisor.check()
     assert len(calls) == 2
+
+
+def test_a_child_gets_its_own_environment_each_time_it_starts():
+    """The vLLM server is started with its own variables (runtime LoRA updating)."""
+    check = [sys.executable, "-c", "import os, sys; sys.exit(0 if os.environ.get('SEALCHAT_X') == '1' else 3)"]
+    child = Child("server", check, env={**os.environ, "SEALCHAT_X": "1"})
+    child.start()
+    assert child.process.wait(timeout=30) == 0
+    assert "SEALCHAT_X" not in os.environ
