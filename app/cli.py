@@ -187,16 +187,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from app.supervisor import Child, Supervisor
 
     settings = get_settings()
-    started_redis = _ensure_redis()
-    cmd_migrate(args)
-    cmd_prepare_model(args)
     children = [Child("worker", worker_command()), Child("web", web_command(args.host, args.port))]
     if settings.engine == "vllm" and not settings.vllm_url:
         # Our own vLLM server, supervised like the others; the web process finds it by the URL.
-        vllm_url, server = _vllm_server(settings)
+        try:
+            vllm_url, server = _vllm_server(settings)
+        except RuntimeError as exc:  # not installed
+            print(f"sealchat: {exc}", file=sys.stderr)
+            return 1
         os.environ["SEALCHAT_VLLM_URL"] = vllm_url
         children.insert(0, server)
-        print(f"starting the vLLM server at {vllm_url} (ready in about a minute)", flush=True)
+    started_redis = _ensure_redis()
+    cmd_migrate(args)
+    cmd_prepare_model(args)
+    if settings.engine == "vllm" and not settings.vllm_url:
+        print(f"starting the vLLM server at {os.environ['SEALCHAT_VLLM_URL']} (ready in about a minute)", flush=True)
     supervisor = Supervisor(
         children,
         # The embedded Redis is ours to keep up too; an external one is its operator's.

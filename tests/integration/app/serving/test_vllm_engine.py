@@ -212,12 +212,12 @@ def test_the_engine_matches_the_local_one_and_a_swap_fails_no_request(vllm_run, 
     local.start()
     remote.start()
     # An adapter that changes the replies: untrained LoRA weights are zero, so set them at random.
-    local.host.add_fresh("probe")
     torch.manual_seed(0)
+    local.host.add_fresh("probe")
     with torch.no_grad():
         for name, param in local.host.peft.named_parameters():
             if "lora_B" in name and ".probe." in name:
-                param.copy_(torch.randn_like(param) * 0.01)
+                param.copy_(torch.randn_like(param) * 0.03)
     local.host.save("probe", tmp_path / "probe")
     local.host.unload("probe")
     v1 = AdapterRef("u900-v1", tmp_path / "probe")

@@ -33,9 +33,12 @@ def test_the_server_command_enables_runtime_lora_at_the_adapters_rank(monkeypatc
     monkeypatch.setattr(vllm_engine, "VLLM_PYTHON", python)
     command = server_command(Path("/models/smol"), 8123, 2048, 16)
     assert command[:3] == [str(python), "-m", "vllm.entrypoints.openai.api_server"]
-    args = dict(zip(command[3::2], command[4::2], strict=False))
-    assert args["--model"] == "/models/smol" and args["--port"] == "8123" and args["--max-lora-rank"] == "16"
-    assert args["--max-model-len"] == "2048" and args["--served-model-name"] == "base"
+
+    def arg(flag: str) -> str:
+        return command[command.index(flag) + 1]
+
+    assert arg("--model") == "/models/smol" and arg("--port") == "8123" and arg("--max-lora-rank") == "16"
+    assert arg("--max-model-len") == "2048" and arg("--served-model-name") == "base" and arg("--dtype") == "float32"
     assert "--enable-lora" in command
     assert vllm_engine.SERVER_ENV["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
 
