@@ -74,6 +74,10 @@ def _wants_json(request: Request) -> bool:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    # The product's own messages (hot-swaps, the model server) beside uvicorn's access
+    # log; a no-op where logging is already set up (tests, an embedding application).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per call to the vLLM server
     app = FastAPI(
         title="sealchat",
         description="A chatbot that learns what you teach it, in its weights (SEAL). "
