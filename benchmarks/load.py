@@ -257,12 +257,15 @@ def run_engine(engine_name: str, args: argparse.Namespace) -> dict:
             run_phase("8 streams", [(keys[i % len(keys)], i % len(keys), general, "base", True) for i in range(8)], url)
         )
         promoted_before = promoted_versions(database_url)
-        round_, bursts_began = 0, time.monotonic()
+        round_, bursts_began, promoted_by = 0, time.monotonic(), None
         # At least --rounds bursts, and more (for up to --max-wait s) until a version
-        # is promoted during the load: the hot-swap must happen under it.
-        while round_ < args.rounds or (
-            promoted_versions(database_url) == promoted_before and time.monotonic() - bursts_began < args.max_wait
-        ):
+        # is promoted during the load and one more burst has run after it: the
+        # hot-swap must happen under load.
+        while round_ < args.rounds or promoted_by is None or round_ <= promoted_by:
+            if promoted_by is None and promoted_versions(database_url) > promoted_before:
+                promoted_by = round_
+            if promoted_by is None and time.monotonic() - bursts_began > args.max_wait:
+                break
             calls = []
             for i in range(args.concurrency):
                 user = rng.randrange(args.users)
