@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from app.adapters.service import AdapterRef
 log = logging.getLogger(__name__)
 
 
-class AdapterRoutes:
+class AdapterRoutes(ABC):
     def __init__(self, max_resident: int) -> None:
         self.max_resident = max_resident
         self._routes: dict[int, str] = {}  # user id -> the version they are routed to
@@ -32,14 +33,14 @@ class AdapterRoutes:
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU of loaded adapter names
 
     # What an engine provides.
-    def _load_adapter(self, name: str, path: Path) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _load_adapter(self, name: str, path: Path) -> None: ...
 
-    def _unload_adapter(self, name: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _unload_adapter(self, name: str) -> None: ...
 
-    def _has_adapter(self, name: str) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def _has_adapter(self, name: str) -> bool: ...
 
     def _route_locked(self, user_id: int, ref: AdapterRef | None) -> str | None:
         """Point ``user_id`` at ``ref``, loading what it needs; caller holds the lock."""
@@ -91,12 +92,6 @@ class AdapterRoutes:
         for uid, names in list(self._adapters.items()):
             if name in names:  # that user's version is no longer whole: re-load on their next request
                 del self._adapters[uid], self._routes[uid]
-
-    def _forget_loaded_locked(self) -> None:
-        """The engine lost every adapter (its server restarted): route everyone again."""
-        self._routes.clear()
-        self._adapters.clear()
-        self._resident.clear()
 
 
 def chosen_adapter(ref: AdapterRef | None, adapter: str | None, use_adapter: bool) -> str | None:
