@@ -12,15 +12,13 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from benchmarks.processes import pool_process, wait_until_serving, worker_tree
-from tests.conftest import REPLAY_CACHE, ROOT, _free_port
+from benchmarks.processes import create_user, pool_process, start_run, stop_run, wait_until_serving, worker_tree
+from tests.conftest import REPLAY_CACHE, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -42,26 +40,11 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "run.log"
-    with open(log_path, "w") as log:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    run = start_run(env, port, log_path)
     try:
         wait_until_serving(url, run, 300, log_path)
-        made = subprocess.run(
-            [sys.executable, "-m", "app.cli", "create-user", "ops@example.com"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {made.stdout.split()[-1]}"}, timeout=60)
+        key = create_user(env, "ops@example.com")
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         fact = api.post("/api/facts", json={"text": "My boat is called Sea Biscuit."}).json()
 
         # Kill the worker once the first of its two candidates has finished.
@@ -124,8 +107,4 @@ def test_the_worker_killed_mid_learning_is_restarted_and_the_fact_learnt(tmp_pat
             assert row == (0, 1), row
         assert worker_tree(run.pid), "the worker kept running"
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
+        stop_run(run)

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ import pytest
 from openai import OpenAI
 
 from app.serving.vllm_engine import VLLM_PYTHON
-from benchmarks.processes import vllm_tree, wait_until_serving
-from tests.conftest import REPLAY_CACHE, ROOT, _free_port, wait_for_fact
+from benchmarks.processes import create_user, start_run, stop_run, vllm_tree, wait_until_serving
+from tests.conftest import REPLAY_CACHE, _free_port, wait_for_fact
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -92,43 +91,20 @@ def vllm_run(vllm_installed, tmp_path_factory, base_model_folder):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp / "run.log"
-    with open(log_path, "w") as log:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    run = start_run(env, port, log_path)
     try:
         wait_until_serving(url, run, 900, log_path)
         vllm_url = re.search(r"starting the vLLM server at (\S+)", log_path.read_text()).group(1)
         assert vllm_tree(run.pid), "sealchat run started the vLLM server"
         yield VLLMRun(url, vllm_url, env, run, log_path)
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
+        stop_run(run)
 
 
 def test_taught_fact_is_answered_through_vllm_and_survives_a_server_restart(vllm_run):
     url, vllm_url, env, run, log_path = vllm_run.url, vllm_run.vllm_url, vllm_run.env, vllm_run.run, vllm_run.log
 
-    def user(email: str) -> str:
-        made = subprocess.run(
-            [sys.executable, "-m", "app.cli", "create-user", email],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return made.stdout.split()[-1]
-
-    alice_key, bob_key = user("alice@example.com"), user("bob@example.com")
+    alice_key, bob_key = create_user(env, "alice@example.com"), create_user(env, "bob@example.com")
     alice = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {alice_key}"}, timeout=120)
     alice_ai = OpenAI(base_url=url + "/v1", api_key=alice_key)
     bob_ai = OpenAI(base_url=url + "/v1", api_key=bob_key)
