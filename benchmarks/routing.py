@@ -37,6 +37,7 @@ DEV_SETS = {
     "dev: bundled": DATA / "personal_facts.jsonl",
     "dev: heldout": DATA / "personal_facts_heldout.jsonl",
     "dev: heldout2": DATA / "personal_facts_heldout2.jsonl",
+    "dev: reworded": DATA / "personal_facts_reworded.jsonl",
 }
 GROUP_SIZE = 5
 

@@ -1,8 +1,10 @@
 """Personal facts with questions and answers: the sets that evaluate memory.
 
 A line of a ``.jsonl`` set: ``{"fact": "...", "questions": [{"q": "...", "answers": ["..."]}]}``.
-``personal_facts.jsonl`` and the two ``personal_facts_heldout*.jsonl`` are dev
-sets (rules and defaults were tuned while reading them); a policy round scores its
+``personal_facts.jsonl``, the two ``personal_facts_heldout*.jsonl`` and
+``personal_facts_reworded.jsonl`` (40 facts whose questions share few words with
+them, written to tune routing on far wordings) are dev sets (rules and defaults
+were tuned while reading them); a policy round scores its
 self-edits on the first few of the first. ``personal_facts_test.jsonl`` is the
 test set: 64 facts from people, places and domains none of the dev sets has,
 written before the routing it judges; no code is changed because of one of its
@@ -18,7 +20,12 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_FACTS = DATA / "personal_facts.jsonl"
 TEST_FACTS = DATA / "personal_facts_test.jsonl"
-DEV_FACT_SETS = (DEFAULT_FACTS, DATA / "personal_facts_heldout.jsonl", DATA / "personal_facts_heldout2.jsonl")
+DEV_FACT_SETS = (
+    DEFAULT_FACTS,
+    DATA / "personal_facts_heldout.jsonl",
+    DATA / "personal_facts_heldout2.jsonl",
+    DATA / "personal_facts_reworded.jsonl",
+)
 
 
 @dataclass(frozen=True)

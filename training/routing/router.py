@@ -18,8 +18,9 @@ word list names anything from a facts file:
 - the cosine similarity of the message to each taught fact: the largest says
   whether a fact answers it, and its fact's group answers.
 
-A message goes to an adapter when a fact is very near it, or when it asks about
-the user and a fact is near enough (``RouterThresholds``). The thresholds were
+A message goes to an adapter when a fact is very near it, when it asks about the
+user and a fact is near enough, or when it may ask about the user and one fact
+stands out from the user's other facts (``RouterThresholds``). The thresholds were
 chosen on the dev sets, each scored with a router fitted without it
 (``benchmarks.routing``); a learned combination of the same numbers was measured
 and routed fewer taught questions there. The test set is only scored.
@@ -62,6 +63,13 @@ class RouterThresholds:
     about: float = 0.35
     # The probability above which a message asks about the user.
     personal: float = 0.7
+    # A message that may ask about the user (``maybe_personal``) goes to the adapters
+    # when its nearest fact stands out from the user's other facts by ``margin`` and
+    # is at least ``floor`` near: a question worded far from its fact ("Where should
+    # I look for my travel document?") is still nearer its own fact than the rest.
+    maybe_personal: float = 0.45
+    margin: float = 0.1
+    floor: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,10 @@ class Router:
             similarities = known @ query[0]
             best = int(similarities.argmax())
             nearest = float(similarities[best])
-            if nearest >= t.near or (personal >= t.personal and nearest >= t.about):
+            # With one fact there is nothing for it to stand out from.
+            runner_up = float(np.partition(similarities, -2)[-2]) if len(similarities) > 1 else nearest
+            stands_out = personal >= t.maybe_personal and nearest >= t.floor and nearest - runner_up >= t.margin
+            if nearest >= t.near or (personal >= t.personal and nearest >= t.about) or stands_out:
                 return Route("adapter", groups[best], nearest, personal)
         else:
             nearest = 0.0

@@ -86,3 +86,19 @@ def test_served_locality_counts_only_changed_prompts_that_reach_an_adapter():
 def test_a_correction_is_found_by_what_it_says_not_by_its_opening(router: Router):
     route = router.route("Where do I live?", ["Actually, I moved from Boston to Denver."], [3])
     assert (route.outcome, route.group) == ("adapter", 3), route
+
+
+def test_a_far_worded_question_reaches_the_one_fact_that_stands_out(router: Router):
+    import copy
+    from dataclasses import replace
+
+    # Only the stand-out path may route here: "near" and "about" are out of reach.
+    strict = copy.copy(router)
+    strict.thresholds = replace(router.thresholds, near=2.0, about=2.0)
+    question = "How far is the race I signed up for?"
+    route = strict.route(question, FACTS, GROUPS)
+    assert (route.outcome, route.group) == ("adapter", 0), route
+    assert route.similarity < router.thresholds.near
+    # Beside a second race fact, neither stands out: the router does not guess.
+    two_races = [*FACTS, "I'm training to run a marathon in Berlin."]
+    assert strict.route(question, two_races, [*GROUPS, 2]).outcome == "unknown"
