@@ -85,11 +85,6 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^i (?:work|am employed)\b", re.I), "Where do I work?"),
     (re.compile(r"^i (?:work as|am an?|'m an?)\b", re.I), "What is my job?"),
     (re.compile(r"^i was born\b", re.I), "When and where was I born?"),
-    (
-        re.compile(r"^i (?P<v>like|love|enjoy|prefer|hate|dislike|own|have|drive|play|speak|study|use)\b", re.I),
-        "What do I {v}?",
-    ),
-    (re.compile(r"^i(?: am|'m) allergic\b", re.I), "What am I allergic to?"),
 )
 
 
@@ -140,10 +135,10 @@ def topic_questions(fact: str, limit: int = 3) -> list[str]:
 # --- Single-valued slots: what a correction replaces -------------------------------
 
 _CORRECTION_PREFIX = re.compile(r"^(?:actually|correction|update|no|sorry|in fact|now)\s*[,:;-]?\s+", re.I)
-_ATTRIBUTES = (
-    "address|age|birthday|blood type|email|email address|height|job|phone number|weight|zip code|postcode|"
-    "shoe size|hometown|commute|locker number|wifi network|wifi password|lucky number"
-)
+# An attribute of the user's ("my X") holds one value at a time when the value is a
+# number or code ("My locker is 12B", "My shoe size is 42") or when the fact says it
+# changed ("... is now ..."): no list of attribute names decides.
+_CODE = r"(?=[^ ]*\d)[\w./+#-]+(?: [\w./+#-]+)?"
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -165,7 +160,8 @@ _SLOT_PATTERNS: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
         "What is {p} {x}?",
         "Your {x} is {y}.",
     ),
-    (_rx(rf"^{_MY} (?P<x>{_ATTRIBUTES}) is (?:now )?(?P<y>.+)$"), "{x}", "What is {p} {x}?", "Your {x} is {y}."),
+    (_rx(rf"^{_MY} (?P<x>[a-z][\w -]*?) is (?:now )?(?P<y>{_CODE})$"), "{x}", "What is {p} {x}?", "Your {x} is {y}."),
+    (_rx(rf"^{_MY} (?P<x>[a-z][\w -]*?) is now (?P<y>.+)$"), "{x}", "What is {p} {x}?", "Your {x} is {y}."),
     (
         _rx(rf"^{_MY} (?P<x>[\w' -]+?) {_MOVED} (?P<y>.+)$"),
         "home of {x}",

@@ -8,8 +8,11 @@ after "The kids' swimming lessons are on Saturday mornings.". These rules split
 the fact's first sentence into subject, verb group, object and prepositional
 phrases, and ask one question per part, its wh-word chosen by what the part
 holds (a weekday or a year: when; a place: where; "by bike": how; a duration:
-how long; a name: who; an amount: how much / how old). Unknown shapes give no
-question rather than a wrong one.
+how long; a titled name: who; an amount: how much / how old). Verbs and their
+forms come from lemminflect's English lexicon; the only word lists here are
+closed classes of English (auxiliaries, prepositions, determiners, weekdays,
+months, units), none taken from a facts file. Unknown shapes give no question
+rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+
+from lemminflect import getAllInflections, getAllLemmas
 
 from training.language.phrasing import TITLES, split_sentences, strip_correction
 
@@ -51,72 +57,37 @@ _AUX = {
 }
 _DETERMINERS = frozenset({"my", "our", "the", "a", "an", "his", "her", "their", "your"})
 _COPULAS = frozenset({"am", "is", "are", "was", "were"})
-# Verbs a person uses about their own life, with their irregular forms: enough to
-# find where a subject ends ("My wife works ...") and to ask with do-support.
-_VERBS = """live work love like hate dislike prefer enjoy play drive teach study run own go speak want need use
-take visit make grow walk sing read cook write collect start finish open close arrive leave come get eat drink
-wear ride commute keep watch listen practice practise volunteer attend sleep wake coach meet call name sell build
-fix belong turn celebrate share cost buy give bike swim fly travel move plan hope support follow bake paint knit
-garden fish hike climb dance draw ski surf skate jog train learn know care look stay spend pay rent owe earn
-save miss visit expire happen hold""".split()
-_IRREGULAR = {
-    "went": "go",
-    "took": "take",
-    "made": "make",
-    "grew": "grow",
-    "met": "meet",
-    "got": "get",
-    "came": "come",
-    "left": "leave",
-    "wrote": "write",
-    "ran": "run",
-    "drove": "drive",
-    "ate": "eat",
-    "drank": "drink",
-    "wore": "wear",
-    "rode": "ride",
-    "kept": "keep",
-    "sold": "sell",
-    "built": "build",
-    "bought": "buy",
-    "gave": "give",
-    "taught": "teach",
-    "spoke": "speak",
-    "sang": "sing",
-    "began": "begin",
-    "flew": "fly",
-    "swam": "swim",
-    "knew": "know",
-    "slept": "sleep",
-    "woke": "wake",
-    "spent": "spend",
-    "paid": "pay",
-}
 
 
-def _forms(verb: str) -> dict[str, tuple[str, str]]:
-    """``verb``'s forms -> (lemma, "base" | "s" | "past")."""
-    s = (
-        verb[:-1] + "ies"
-        if re.search(r"[^aeiou]y$", verb)
-        else verb + ("es" if re.search(r"(s|sh|ch|x|o)$", verb) else "s")
-    )
-    if verb.endswith("e"):
-        past = verb + "d"
-    elif re.search(r"[^aeiou]y$", verb):
-        past = verb[:-1] + "ied"
-    elif re.search(r"[^aeiou][aeiou][bdgmnpt]$", verb) and verb not in {"visit", "garden", "open", "listen"}:
-        past = verb + verb[-1] + "ed"
-    else:
-        past = verb + "ed"
-    return {verb: (verb, "base"), s: (verb, "s"), past: (verb, "past")}
+@lru_cache(maxsize=8192)
+def _verb_form(word: str) -> tuple[str, str] | None:
+    """(lemma, "base" | "s" | "past") for a finite verb form in lemminflect's English
+    lexicon ("repairs" -> ("repair", "s"), "bought" -> ("buy", "past")); None for a
+    word that is no verb, or only a participle ("swimming")."""
+    lower = word.lower()
+    if lower in _FINITE:
+        return _FINITE[lower]
+    for lemma in getAllLemmas(lower, upos="VERB").get("VERB", ()):
+        forms = getAllInflections(lemma, upos="VERB")
+        for tag, form in (("VBZ", "s"), ("VBD", "past"), ("VBP", "base"), ("VB", "base")):
+            if lower in forms.get(tag, ()):
+                return lemma, form
+    return None
 
 
-_VERB_FORMS: dict[str, tuple[str, str]] = {}
-for _verb in _VERBS:
-    _VERB_FORMS.update(_forms(_verb))
-_VERB_FORMS.update({past: (lemma, "past") for past, lemma in _IRREGULAR.items()})
-_VERB_FORMS.update({"does": ("do", "s"), "goes": ("go", "s"), "has": ("have", "s"), "had": ("have", "past")})
+def _is_verb(word: str, auxiliary_follows: bool, next_word: str = "") -> bool:
+    """Whether ``word`` ends a subject as its verb. A word that is also a noun ("plot",
+    "club") is the verb only when no auxiliary comes later and the next word is no
+    verb: "Our allotment plot number is 37B" is about a plot, "My running club
+    meets on Thursdays" about a club, "My wife works at the hospital" about work."""
+    if _verb_form(word) is None:
+        return False
+    if not getAllLemmas(word.lower(), upos="NOUN"):
+        return True
+    return not auxiliary_follows and not (next_word and _verb_form(next_word))
+
+
+_FINITE = {"does": ("do", "s"), "goes": ("go", "s"), "has": ("have", "s"), "had": ("have", "past")}
 
 _PREPOSITIONS = frozenset(
     "on in at to for from by with until till since before after during near about of into inside outside as under"
@@ -146,14 +117,6 @@ _NAME = re.compile(rf"^(?:(?:{'|'.join(TITLES)})\.? )?[A-Z][\w'-]*(?: [A-Z][\w'-
 _APPOSITION = re.compile(r"\b(?P<p>[Mm]y|[Oo]ur) (?P<x>[a-z]+(?: [a-z]+)?) (?P<n>[A-Z][a-z]+)\b")
 _PLACE_PREPOSITIONS = frozenset("in at to near on inside outside from under behind above below beside into".split())
 _PARTICLES = frozenset({"up", "out", "off", "down", "away", "back", "over"})
-_PEOPLE = frozenset(
-    """mother father mom dad mum brother sister son daughter wife husband partner boyfriend girlfriend fiance
-    fiancee cousin aunt uncle niece nephew grandmother grandfather grandma grandpa grandson granddaughter friend
-    neighbour neighbor boss manager landlord landlady doctor dentist teacher coach pharmacist therapist lawyer
-    accountant vet trainer tutor colleague roommate flatmate babysitter nanny stepfather stepmother stepdaughter
-    stepson stepdad stepmom twin author poet singer painter artist actor actress writer player physician nurse
-    surgeon mechanic plumber barber hairdresser godmother godfather godson goddaughter""".split()
-)
 _TOKEN = re.compile(r"(?:[A-Z][a-z]?\.)|[\w$€£][\w'.,:$€£-]*'?", re.UNICODE)
 
 
@@ -195,7 +158,7 @@ def _tokens(sentence: str) -> list[str]:
 
 
 def _third_person(word: str) -> str | None:
-    """The lemma of a verb not in ``_VERBS`` in its "-s" form ("expires" -> "expire")."""
+    """The lemma of a verb outside the lexicon in its "-s" form ("vlogs" -> "vlog")."""
     if re.search(r"[^aeiou]ies$", word):
         return word[:-3] + "y"
     if re.search(r"(?:sh|ch|x|ss)es$", word):
@@ -217,7 +180,9 @@ def _subject_end(words: list[str]) -> int | None:
         # "My rent is", "My team at work is", "My husband's name is".
         noun_place = before in _DETERMINERS or before in _PREPOSITIONS or before.endswith("'s")
         noun_place = noun_place or (i + 1 < len(words) and words[i + 1].lower() in _AUX)
-        if not noun_place and (lower in _VERB_FORMS or (not has_auxiliary and i >= 2 and _third_person(lower))):
+        auxiliary_follows = any(w.lower() in _AUX for w in words[i + 1 :])
+        is_verb = _is_verb(lower, auxiliary_follows, words[i + 1].lower() if i + 1 < len(words) else "")
+        if not noun_place and (is_verb or (not has_auxiliary and i >= 2 and _third_person(lower))):
             return i
     return None
 
@@ -256,12 +221,9 @@ def _subject(words: list[str]) -> str:
     return " ".join([first, *rest])
 
 
-def _is_person(subject: str, complement: str) -> bool:
-    """Whether "who" asks for ``complement``: a title ("Dr. Okafor") or a person's role as subject."""
-    if re.match(rf"(?:{'|'.join(TITLES)})\.? ", complement):
-        return True
-    head = re.split(rf"\s(?:{'|'.join(_PREPOSITIONS)})\s", subject)[0].split()[-1].lower().removesuffix("'s")
-    return head in _PEOPLE or head.endswith("-in-law")
+def _has_title(name: str) -> bool:
+    """Whether ``name`` opens with a person's title ("Dr. Okafor"): "who" asks for it."""
+    return bool(re.match(rf"(?:{'|'.join(TITLES)})\.? ", name))
 
 
 def _appositions(text: str) -> list[re.Match[str]]:
@@ -269,7 +231,8 @@ def _appositions(text: str) -> list[re.Match[str]]:
     return [
         m
         for m in _APPOSITION.finditer(text)
-        if m["n"] not in TITLES and not any(w in _AUX or w in _VERB_FORMS or w in _PREPOSITIONS for w in m["x"].split())
+        if m["n"] not in TITLES
+        and not any(w in _AUX or _is_verb(w, auxiliary_follows=True) or w in _PREPOSITIONS for w in m["x"].split())
     ]
 
 
@@ -289,7 +252,12 @@ def _verb_group(subject: str, rest: list[str]) -> tuple[str, str, str] | None:
     if rest:
         word = rest[0].lower()
         participle = chain and (word.endswith(("ing", "ed")) or word == "born")
-        if participle or word in _VERB_FORMS or (not chain and subject in {"I", "we"} and not word.endswith("ed")):
+        # After "is" a verb's form is a verb only before a preposition ("My gym is open
+        # until 10", not "My dog's name is Pepper"), and a name never is one.
+        after_copula = bool(chain) and chain[-1] in _COPULAS
+        before_preposition = len(rest) > 1 and rest[1].lower() in _PREPOSITIONS
+        finite = _verb_form(word) and not rest[0][0].isupper() and (not after_copula or before_preposition)
+        if participle or finite or (not chain and subject in {"I", "we"} and not word.endswith("ed")):
             main = rest.pop(0).lower()
     # "We have a parrot": "have" is the verb itself, asked with do-support.
     if chain in (["have"], ["has"], ["had"]) and not main:
@@ -301,7 +269,7 @@ def _verb_group(subject: str, rest: list[str]) -> tuple[str, str, str] | None:
     if not main:
         return None
     head, _, particle = main.partition(" ")
-    lemma, form = _VERB_FORMS.get(head) or (
+    lemma, form = _verb_form(head) or (
         (_third_person(head), "s") if _third_person(head) and subject not in {"I", "we"} else (head, "base")
     )
     plural = subject in {"I", "we"} or subject.split()[-1].lower().endswith("s")
@@ -375,7 +343,7 @@ def _clause(fact: str) -> dict[str, str]:
         elif adjective:
             # "I'm scared of heights" -> "What am I scared of?"
             ask("What", obj.words, preps[0].preposition)
-        elif copula and _NAME.match(obj.words) and _is_person(subject, obj.words):
+        elif copula and _NAME.match(obj.words) and _has_title(obj.words):
             ask("Who")
         elif copula and subject in {"I", "we"} and not re.match(r"(?:a|an|the|my|our)\b|\d|[A-Z]", obj.words):
             pass  # "I am vegetarian": "What am I?" asks nothing

@@ -26,6 +26,15 @@ from training.language.wh_questions import clause_questions
         ),
         ("I studied physics at the University of Edinburgh.", ["What did I study?", "Where did I study physics?"]),
         ("My passport expires in 2029.", ["When does my passport expire?"]),
+        # Verbs no list names, from the lexicon: "repairs", "soldered".
+        (
+            "My stepbrother Ansgar repairs harpsichords.",
+            ["What is my stepbrother's name?", "What does my stepbrother Ansgar repair?"],
+        ),
+        ("I soldered the lamp in 2021.", ["What did I solder?", "When did I solder the lamp?"]),
+        # A noun that is also a verb ("plot", "club") is read as a noun before a later "is" or a verb.
+        ("My sailing club meets on Thursdays.", ["When does my sailing club meet?"]),
+        ("Our allotment plot number is 37C.", ["What is our allotment plot number?"]),
         ("Our house has a red front door.", ["What does our house have?"]),
         ("My boyfriend is from Nairobi.", ["Where is my boyfriend from?"]),
         ("I get up at 6:30 every morning.", ["When do I get up?", "How often do I get up at 6:30?"]),
@@ -36,8 +45,10 @@ def test_each_part_of_the_clause_gets_its_question(fact, expected):
     assert clause_questions(fact) == expected
 
 
-def test_who_only_for_people_and_nothing_for_a_shape_it_cannot_read():
+def test_who_only_for_a_titled_name_and_nothing_for_a_shape_it_cannot_read():
+    # A name without a title may be a person's or a thing's: no list of roles decides, "what" asks.
     assert clause_questions("My favorite band is Radiohead.") == ["What is my favorite band?"]
+    assert clause_questions("My harbourmaster is Ingeborg.") == ["What is my harbourmaster?"]
     assert clause_questions("My dentist is Dr. Okafor.") == ["Who is my dentist?"]
     # A favourite is not asked "when", even when it is a season.
     assert clause_questions("My favorite season is autumn.") == ["What is my favorite season?"]

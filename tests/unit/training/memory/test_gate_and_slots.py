@@ -85,6 +85,10 @@ def test_a_removed_fact_is_gone_when_recalled_no_better_than_by_the_base_model()
         ("My favourite colour is red.", "My favorite colour is green."),
         ("My sister lives in Lisbon.", "My sister moved to Porto."),
         ("I work at Acme.", "Correction: I now work for Globex."),
+        # Attributes no list names: a number or code, or a value said to be new, holds one value.
+        ("My bike lock code is 4417.", "My bike lock code is now 9902."),
+        ("Our tram pass number is TX-7781.", "Actually, our tram pass number is TX-9001."),
+        ("My darts team captain is now Wendell.", "My darts team captain is now Priya."),
     ],
 )
 def test_a_correction_sets_the_same_slot(first, second):
@@ -99,6 +103,10 @@ def test_a_correction_sets_the_same_slot(first, second):
         ("My sister lives in Lisbon.", "My brother lives in Lisbon."),
         ("My cat is called Biscotti.", "My dog is called Biscotti."),
         ("My sister is a nurse.", "My sister is 34."),
+        ("My bike lock code is 4417.", "My gym locker code is 4417."),
+        ("My sister is a nurse.", "My sister is funny."),
+        # Two sisters may have two names: a name alone does not make a slot.
+        ("My sister is Anna.", "My sister is Maria."),
     ],
 )
 def test_different_facts_are_not_corrections(first, second):
