@@ -114,7 +114,7 @@ class Learner:
                 learning_rate=self.args.lr,
                 max_steps=self.args.steps,
                 seed=self.args.seed * 1000 + self.versions + seed_offset,
-                kl_weight=FACT_KL_WEIGHT if memory else 0.0,
+                kl_weight=getattr(self.args, "kl_weight", FACT_KL_WEIGHT) if memory else 0.0,
             ),
             k=self.args.k,
             max_rehearsal_facts=self.args.max_rehearsal,

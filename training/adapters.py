@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from peft import PeftModel, get_peft_model
 
-from training.lora import LORA_SHAPE
+from training.lora import LORA_SHAPE, LoraShape
 from training.model import LoadedModel
 
 IDLE_ADAPTER = "idle"
@@ -29,10 +29,13 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 class AdapterHost:
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, shape: LoraShape = LORA_SHAPE) -> None:
+        """``shape``: the geometry of the adapters this host adds (the project's own
+        unless a benchmark compares another)."""
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        self.peft: PeftModel = get_peft_model(loaded.model, LORA_SHAPE.peft_config(), adapter_name=IDLE_ADAPTER)
+        self.shape = shape
+        self.peft: PeftModel = get_peft_model(loaded.model, shape.peft_config(), adapter_name=IDLE_ADAPTER)
         self.peft.eval()
         self._base_memo: dict[Hashable, Any] = {}
 
@@ -47,8 +50,8 @@ class AdapterHost:
         self.peft.load_adapter(str(path), adapter_name=name, is_trainable=trainable)
 
     def add_fresh(self, name: str) -> None:
-        """Add a new, untrained adapter with the project-wide shape."""
-        self.peft.add_adapter(name, LORA_SHAPE.peft_config())
+        """Add a new, untrained adapter with the host's shape."""
+        self.peft.add_adapter(name, self.shape.peft_config())
 
     def unload(self, name: str) -> None:
         if name == IDLE_ADAPTER or name not in self.peft.peft_config:

@@ -44,7 +44,7 @@ from training.language.phrasing import (
     topic_questions,
 )
 from training.language.wh_questions import clause_questions
-from training.lora import LORA_SHAPE, TrainConfig, TrainingExample, planned_steps, train_lora
+from training.lora import TrainConfig, TrainingExample, planned_steps, train_lora
 from training.memory.quiz import FactProbe, ask_many, fact_quiz, grade_fact_probe, model_written_probe
 from training.replay import load_or_build
 from training.seal.candidates import TrainingChoice
@@ -522,7 +522,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
         manifest = {
             "adapter_name": request.adapter_name,
             "base_model": host.loaded.model_id,
-            "lora": {**asdict(LORA_SHAPE), "target_modules": list(LORA_SHAPE.target_modules)},
+            "lora": {**asdict(host.shape), "target_modules": list(host.shape.target_modules)},
             "train": request.train.to_dict(),
             "seed": request.train.seed,
             "k": request.k,
