@@ -131,9 +131,8 @@ def main(argv: list[str]) -> int:
 
 def print_table(results: dict) -> None:
     print(f"{results['n']} facts of {results['facts_file']} taught one at a time")
-    print(
-        f"{'config':<18} {'rank':>4} {'KL':>5} {'adapter locality':>16} {'recall new':>10} {'recall all':>10} {'s/fact':>7}"
-    )
+    header = f"{'config':<18} {'rank':>4} {'KL':>5} {'adapter locality':>16} {'recall new':>10} {'recall all':>10}"
+    print(f"{header} {'s/fact':>7}")
     for name, r in results["configs"].items():
         print(
             f"{name:<18} {r['rank']:>4} {r['kl_weight']:>5.0f} {r['adapter_locality_median']:>16} "
