@@ -19,8 +19,9 @@ word list names anything from a facts file:
   whether a fact answers it, and its fact's group answers.
 
 A message goes to an adapter when a fact is very near it, when it asks about the
-user and a fact is near enough, or when it may ask about the user and one fact
-stands out from the user's other facts (``RouterThresholds``). The thresholds were
+user and a fact is near enough, when it may ask about the user and one fact
+stands out from the user's other facts, or when it names someone or something
+of the nearest fact (``RouterThresholds``). The thresholds were
 chosen on the dev sets, each scored with a router fitted without it
 (``benchmarks.routing``); a learned combination of the same numbers was measured
 and routed fewer taught questions there. The test set is only scored.
@@ -70,6 +71,9 @@ class RouterThresholds:
     maybe_personal: float = 0.45
     margin: float = 0.1
     floor: float = 0.3
+    # A message that names someone or something of the nearest fact ("What does
+    # Ansgar do?") goes to its group when that fact is at least ``floor`` near, even
+    # with one fact taught and even when the message does not say "my".
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ class Router:
             # With one fact there is nothing for it to stand out from.
             runner_up = float(np.partition(similarities, -2)[-2]) if len(similarities) > 1 else nearest
             stands_out = personal >= t.maybe_personal and nearest >= t.floor and nearest - runner_up >= t.margin
-            if nearest >= t.near or (personal >= t.personal and nearest >= t.about) or stands_out:
+            names_it = nearest >= t.floor and bool(_names(message) & _names(facts[best], first=True))
+            if nearest >= t.near or (personal >= t.personal and nearest >= t.about) or stands_out or names_it:
                 return Route("adapter", groups[best], nearest, personal)
         else:
             nearest = 0.0
@@ -157,6 +162,20 @@ class Router:
             if joined.outcome == "adapter":
                 return joined
         return route
+
+
+_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'-]*")
+# A fact's first word is capitalised as a sentence's: a name only if it is no determiner or pronoun.
+_OPENERS = frozenset("my our the a an we i his her their its this that these those".split())
+
+
+def _names(text: str, first: bool = False) -> set[str]:
+    """The capitalised words of ``text`` ("Ansgar", "Ghent"), without its first word
+    unless ``first`` (a question's first word is capitalised anyway), without "I"."""
+    words = _CAPITALISED.findall(strip_correction(text))
+    if words and text.lstrip().startswith(words[0]) and (not first or words[0].lower() in _OPENERS):
+        words = words[1:]
+    return {w.removesuffix("'s") for w in words}
 
 
 def is_follow_up(message: str) -> bool:

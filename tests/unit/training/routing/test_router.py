@@ -102,3 +102,12 @@ def test_a_far_worded_question_reaches_the_one_fact_that_stands_out(router: Rout
     # Beside a second race fact, neither stands out: the router does not guess.
     two_races = [*FACTS, "I'm training to run a marathon in Berlin."]
     assert strict.route(question, two_races, [*GROUPS, 2]).outcome == "unknown"
+
+
+def test_a_message_naming_someone_the_user_taught_reaches_that_fact(router: Router):
+    # No "my", and with one fact nothing can stand out: the name decides.
+    route = router.route("What does Anselm do for work?", FACTS[:1], [4])
+    assert (route.outcome, route.group) == ("adapter", 4), route
+    # A name the user never taught decides nothing; nor does a fact's opening word.
+    assert router.route("What does Beatrix do for work?", FACTS[:1], [4]).outcome != "adapter"
+    assert router.route("What is the capital of Portugal?", ["My cousin lives in Porto."], [0]).outcome == "base"
