@@ -68,12 +68,12 @@ class RouterThresholds:
     # when its nearest fact stands out from the user's other facts by ``margin`` and
     # is at least ``floor`` near: a question worded far from its fact ("Where should
     # I look for my travel document?") is still nearer its own fact than the rest.
-    maybe_personal: float = 0.45
-    margin: float = 0.1
-    floor: float = 0.3
     # A message that names someone or something of the nearest fact ("What does
     # Ansgar do?") goes to its group when that fact is at least ``floor`` near, even
     # with one fact taught and even when the message does not say "my".
+    maybe_personal: float = 0.45
+    margin: float = 0.1
+    floor: float = 0.3
 
 
 @dataclass(frozen=True)
