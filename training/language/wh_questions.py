@@ -180,8 +180,8 @@ def _subject_end(words: list[str]) -> int | None:
         # "My rent is", "My team at work is", "My husband's name is".
         noun_place = before in _DETERMINERS or before in _PREPOSITIONS or before.endswith("'s")
         noun_place = noun_place or (i + 1 < len(words) and words[i + 1].lower() in _AUX)
-        auxiliary_follows = any(w.lower() in _AUX for w in words[i + 1 :])
-        is_verb = _is_verb(lower, auxiliary_follows, words[i + 1].lower() if i + 1 < len(words) else "")
+        # No auxiliary came before this word (the loop would have returned): one follows iff the clause has one.
+        is_verb = _is_verb(lower, has_auxiliary, words[i + 1].lower() if i + 1 < len(words) else "")
         if not noun_place and (is_verb or (not has_auxiliary and i >= 2 and _third_person(lower))):
             return i
     return None
