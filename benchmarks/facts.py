@@ -122,6 +122,7 @@ class Learner:
             rehearsal_weight=self.args.rehearsal_weight,
             self_edit_family=self._family,
             rebuild_epochs=getattr(self.args, "rebuild_epochs", LearnRequest.rebuild_epochs),
+            shrink_scales=getattr(self.args, "shrink_scales", LearnRequest.shrink_scales),
         )
 
     def _accept(self, result: LearnResult, thresholds: GateThresholds) -> bool:

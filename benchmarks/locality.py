@@ -1,4 +1,4 @@
-"""Locality inside the adapter: how the LoRA geometry and the KL weight trade recall for unchanged general answers.
+"""Locality inside the adapter: what LoRA geometry, KL weight and a smaller update cost in recall.
 
     python -m benchmarks.locality --n 3 --out docs/bench-locality.json
 
@@ -9,7 +9,8 @@ model, the gate). After each fact it reports the adapter's own locality (the
 share of the 50 held-out general prompts whose greedy answer is token for token
 the base model's, with the adapter applied to every prompt: no routing) and the
 recall of the facts taught so far. Configurations differ only in the LoRA
-geometry (rank, target modules) and the KL weight on replay.
+geometry (rank, target modules), the KL weight on replay, and whether the chosen
+update is made smaller (``learn.shrink_update``; "unscaled" ones keep it as trained).
 """
 
 from __future__ import annotations
@@ -28,24 +29,24 @@ from training.adapters import AdapterHost
 from training.lora import LORA_SHAPE, LoraShape
 from training.memory.fact_sets import DEFAULT_FACTS, load_facts
 from training.memory.gate import GateThresholds
-from training.memory.learn import FACT_KL_WEIGHT, LearnRequest
+from training.memory.learn import FACT_KL_WEIGHT, SHRINK_SCALES, LearnRequest
 from training.model import load_model, prepare_base_model
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-# name -> (LoRA shape, KL weight on replay)
-CONFIGS: dict[str, tuple[LoraShape, float]] = {
-    "product": (LORA_SHAPE, FACT_KL_WEIGHT),
-    "kl64": (LORA_SHAPE, 64.0),
-    "attention-r8": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), FACT_KL_WEIGHT),
-    "mlp-down-r8": (LoraShape(rank=8, alpha=16, target_modules=("down_proj",)), FACT_KL_WEIGHT),
-    "attention-r8-kl64": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), 64.0),
+# name -> (LoRA shape, KL weight on replay, scales tried on the chosen update)
+CONFIGS: dict[str, tuple[LoraShape, float, tuple[float, ...]]] = {
+    "product": (LORA_SHAPE, FACT_KL_WEIGHT, SHRINK_SCALES),
+    "unscaled": (LORA_SHAPE, FACT_KL_WEIGHT, ()),
+    "kl64-unscaled": (LORA_SHAPE, 64.0, ()),
+    "attention-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), FACT_KL_WEIGHT, ()),
+    "mlp-down-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=("down_proj",)), FACT_KL_WEIGHT, ()),
 }
 
 
 def run_config(name: str, folder: Path, facts, args) -> list[dict]:
     from benchmarks.facts import Learner
 
-    shape, kl_weight = CONFIGS[name]
+    shape, kl_weight, scales = CONFIGS[name]
     host = AdapterHost(load_model(folder), shape)
     work = args.cache_dir / "bench-locality" / name
     shutil.rmtree(work, ignore_errors=True)
@@ -59,6 +60,7 @@ def run_config(name: str, folder: Path, facts, args) -> list[dict]:
         rehearsal_weight=LearnRequest.rehearsal_weight,
         replay_cache=args.cache_dir / "replay" / f"{folder.name}.json",
         kl_weight=kl_weight,
+        shrink_scales=scales,
     )
     learner = Learner(host, "memory", work, learner_args, name=name)
     thresholds = GateThresholds()
@@ -113,12 +115,13 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     results: dict = {"facts_file": str(args.facts_file), "n": args.n, "configs": {}}
     for name in names:
-        shape, kl_weight = CONFIGS[name]
+        shape, kl_weight, scales = CONFIGS[name]
         steps = run_config(name, folder, facts, args)
         results["configs"][name] = {
             "rank": shape.rank,
             "target_modules": list(shape.target_modules),
             "kl_weight": kl_weight,
+            "shrink_scales": list(scales),
             "steps": steps,
             **summary(steps),
         }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class AdapterHost:
         self.peft: PeftModel = get_peft_model(loaded.model, shape.peft_config(), adapter_name=IDLE_ADAPTER)
         self.peft.eval()
         self._base_memo: dict[Hashable, Any] = {}
+        # Adapter name -> its LoRA B matrices before the first ``rescale``.
+        self._unscaled: dict[str, dict[str, torch.Tensor]] = {}
 
     @property
     def names(self) -> set[str]:
@@ -59,12 +61,32 @@ class AdapterHost:
         if self.peft.active_adapter == name:
             self.peft.set_adapter(IDLE_ADAPTER)
         self.peft.delete_adapter(name)
+        self._unscaled.pop(name, None)
 
     def make_trainable(self, name: str) -> None:
         """Activate ``name`` with only its LoRA weights requiring grad."""
         self.peft.set_adapter(name)
         for param_name, param in self.peft.named_parameters():
             param.requires_grad = f".{name}." in param_name and "lora_" in param_name
+
+    @torch.no_grad()
+    def rescale(self, name: str, factor: float, per_module: Mapping[str, float] | None = None) -> None:
+        """Set adapter ``name``'s update to its value when first rescaled times
+        ``factor``, or times ``per_module[m]`` in the LoRA layers of target module
+        ``m`` ("q_proj"): every LoRA B matrix is scaled in place, so a saved copy is
+        an ordinary adapter of the same shape. Calls do not compound."""
+        if name == IDLE_ADAPTER or name not in self.peft.peft_config:
+            raise KeyError(f"adapter {name!r} is not loaded (loaded: {sorted(self.names)})")
+        per_module = per_module or {}
+        marker = f".lora_B.{name}."
+        originals = self._unscaled.setdefault(name, {})
+        for param_name, param in self.peft.named_parameters():
+            if marker not in param_name:
+                continue
+            if param_name not in originals:
+                originals[param_name] = param.detach().clone()
+            module = param_name.split(".lora_B.")[0].rsplit(".", 1)[-1]
+            param.copy_(originals[param_name] * per_module.get(module, factor))
 
     def save(self, name: str, directory: Path) -> Path:
         """Write adapter ``name`` as a standalone PEFT directory; return the weights file."""

@@ -246,7 +246,10 @@ def record_version(
                     "removed_base_recall": result.removed_base_recall,
                     "fact_recall": fact_recall,
                     "locality": result.locality,
-                    "locality_kl": result.best.locality_kl,
+                    "locality_kl": result.locality_kl,
+                    # The chosen update made smaller before it was written (``shrink_update``).
+                    "update_scale": result.update_scale,
+                    "attention_dropped": result.attention_dropped,
                     "locality_changed": list(result.locality_changed),
                     "served_locality": served,
                     "gate": decision.to_dict(),

@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from benchmarks.squad import run_passage
 from tests.conftest import REPLAY_CACHE, ROOT, assert_base_unchanged, base_snapshot
@@ -55,6 +56,16 @@ def test_learn_facts_best_of_k_picks_the_highest_reward(host, tmp_path):
 
     weights = load_file(str(tmp_path / "v1" / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+    # The written update is the smallest the quiz allowed: if it was made smaller,
+    # its quiz still recalls the fact as the full update did, and the file holds it.
+    metrics = manifest["metrics"]
+    assert metrics["update_scale"] in (1.0, *LearnRequest.shrink_scales)
+    attention = [v for k, v in weights.items() if "self_attn" in k and k.endswith("lora_B.weight")]
+    assert all(v.abs().sum() == 0 for v in attention) == metrics["attention_dropped"]
+    if metrics["update_scale"] < 1.0 or metrics["attention_dropped"]:
+        assert result.locality == metrics["locality"]["kept"]
+        assert metrics["locality_as_trained"] == result.best.locality
 
     # Group routing asks several adapters in one batch (PEFT mixed adapter batches):
     # each row gets what its adapter alone gives.
@@ -183,3 +194,26 @@ def test_a_run_that_dies_resumes_after_its_last_finished_candidate(host, tmp_pat
     stages.clear()
     learn_facts(host, replace(other, train=TrainConfig(max_steps=6, seed=5)), progress=lambda s, _f: stages.append(s))
     assert any(s.startswith("candidate 1/2: training") for s in stages), "a changed plan starts afresh"
+
+
+def test_rescale_sets_an_adapters_update_without_compounding(host):
+    host.add_fresh("lib-scaled")
+    try:
+        torch.manual_seed(0)
+        b_params = {n: p for n, p in host.peft.named_parameters() if ".lora_B.lib-scaled." in n}
+        with torch.no_grad():
+            for p in b_params.values():
+                p.normal_()
+        trained = {n: p.detach().clone() for n, p in b_params.items()}
+        host.rescale("lib-scaled", 0.5)
+        host.rescale("lib-scaled", 0.5)  # the same setting twice: not a quarter
+        assert all(torch.equal(p, trained[n] * 0.5) for n, p in b_params.items())
+        host.rescale("lib-scaled", 0.7, {"q_proj": 0.0})
+        for n, p in b_params.items():
+            assert torch.equal(p, trained[n] * (0.0 if ".q_proj." in n else 0.7))
+        host.rescale("lib-scaled", 1.0)
+        assert all(torch.equal(p, trained[n]) for n, p in b_params.items())
+        with pytest.raises(KeyError):
+            host.rescale(IDLE_ADAPTER, 0.5)
+    finally:
+        host.unload("lib-scaled")
