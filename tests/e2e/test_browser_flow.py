@@ -141,6 +141,8 @@ def test_teach_in_the_browser_then_recall_from_weights(stack: Stack, browser):
     newest.locator("summary").click()
     expect(newest.locator("table.candidates tr.chosen")).to_have_count(1)
     expect(newest.locator("code.written-by").first).to_have_text(re.compile(r"base|policy-v\d+"))
+    # How the chosen update was made smaller before it was written (decision 017).
+    expect(newest).to_contain_text(re.compile(r"update written at (1\.0|0\.\d+)×"))
 
     # The admin improves the self-edit policy from use: a round runs in the worker
     # and its result appears in the panel, which refreshes itself while it runs.
