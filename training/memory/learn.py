@@ -527,12 +527,8 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                 # Earlier facts, then the removed ones, quizzed in one batched call.
                 quizzed = [f.text for f in [*verify, *request.removed]]
                 replaced = [None] * len(verify) + [f.replaced_by for f in request.removed]
-                quizzes = iter(quiz_facts(model, tokenizer, quizzed, replaced_by=replaced))
-                kept_recall = {f.fact_id: _share([q["recalled"] for q in next(quizzes)]) for f in verify}
-                # The removed facts' replies are kept: an admin reading "still recalls"
-                # sees what the version answered.
-                removed_quiz = {f.fact_id: next(quizzes) for f in request.removed}
-                removed_recall = {i: _share([q["recalled"] for q in quiz]) for i, quiz in removed_quiz.items()}
+                quizzes = quiz_facts(model, tokenizer, quizzed, replaced_by=replaced)
+                kept_recall, removed_quiz, removed_recall = _kept_and_removed(quizzes, verify, request.removed)
                 report(request.k - 1, "making the update smaller", 0.99)
                 shrink = shrink_update(
                     host,
@@ -546,10 +542,9 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
                     request.removed,
                 )
                 if shrink.changed:
-                    quizzes = iter(shrink.quizzes[len(request.new_facts) :])
-                    kept_recall = {f.fact_id: _share([q["recalled"] for q in next(quizzes)]) for f in verify}
-                    removed_quiz = {f.fact_id: next(quizzes) for f in request.removed}
-                    removed_recall = {i: _share([q["recalled"] for q in quiz]) for i, quiz in removed_quiz.items()}
+                    kept_recall, removed_quiz, removed_recall = _kept_and_removed(
+                        shrink.quizzes[len(request.new_facts) :], verify, request.removed
+                    )
                     local = locality.compare(
                         base_locality, locality.answer_logits(model, tokenizer, replay["locality"]), replay["locality"]
                     )
@@ -671,6 +666,19 @@ def _save_checkpoint(
     partial = work / (CHECKPOINT_FILE + ".partial")
     partial.write_bytes(pickle.dumps(state))
     os.replace(partial, work / CHECKPOINT_FILE)
+
+
+def _kept_and_removed(
+    quizzes: Sequence[list[dict]], verify: Sequence[FactToLearn], removed: Sequence[FactToLearn]
+) -> tuple[dict[int, float], dict[int, list[dict]], dict[int, float]]:
+    """Split the quizzes of ``verify`` then ``removed`` (in that order) into the kept
+    facts' recall, the removed facts' replies (kept: an admin reading "still recalls"
+    sees what the version answered) and their recall."""
+    rest = iter(quizzes)
+    kept_recall = {f.fact_id: _share([q["recalled"] for q in next(rest)]) for f in verify}
+    removed_quiz = {f.fact_id: next(rest) for f in removed}
+    removed_recall = {i: _share([q["recalled"] for q in quiz]) for i, quiz in removed_quiz.items()}
+    return kept_recall, removed_quiz, removed_recall
 
 
 def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
