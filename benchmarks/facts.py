@@ -61,7 +61,7 @@ from training.memory.learn import (
     learn_facts,
 )
 from training.memory.plan import DEFAULT_GROUP_SIZE
-from training.memory.quiz import ask_and_grade
+from training.memory.quiz import ask_and_grade, ask_many, contains_answer
 from training.model import load_model, prepare_base_model
 from training.replay import LOCALITY_PROMPTS
 from training.routing.router import Router, product_router, served_locality
@@ -122,6 +122,7 @@ class Learner:
             rehearsal_weight=self.args.rehearsal_weight,
             self_edit_family=self._family,
             rebuild_epochs=getattr(self.args, "rebuild_epochs", LearnRequest.rebuild_epochs),
+            drop_attention=getattr(self.args, "drop_attention", LearnRequest.drop_attention),
             shrink_scales=getattr(self.args, "shrink_scales", LearnRequest.shrink_scales),
         )
 
@@ -251,6 +252,21 @@ def recall_of(host: AdapterHost, adapter: Path | None, facts: list[BenchFact]) -
             return _grade(host, facts)
     finally:
         host.unload("bench-probe")
+
+
+def in_context_recall(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
+    """Share of each fact's benchmark questions the base model answers with the fact
+    in its prompt (``ask_and_grade``'s form): what the model can make of the fact at
+    all, the ceiling a version answering from its weights is read against."""
+    asked = [(f"{fact.text}\n\nQuestion: {q}", answers) for fact in facts for q, answers in fact.questions]
+    with host.using(None):
+        replies = iter(ask_many(host.peft, host.tokenizer, [p for p, _ in asked], max_new_tokens=40))
+    graded = iter(contains_answer(reply, answers) for reply, (_, answers) in zip(replies, asked, strict=True))
+    out = {}
+    for fact in facts:
+        mine = [next(graded) for _ in fact.questions]
+        out[fact.index] = sum(mine) / len(mine)
+    return out
 
 
 def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
@@ -417,6 +433,8 @@ def plot(results: dict, path: Path) -> None:
         if method != "sequential" and any(s.get("served_locality") is not None for s in steps):
             served = [s.get("served_locality") for s in steps]
             axes[1].plot(ns, served, ":", marker="s", label=f"{method}: served (routing)")
+    if results.get("in_context_recall") is not None:
+        axes[0].axhline(results["in_context_recall"], color="grey", linestyle=":", label="fact in the prompt (ceiling)")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
@@ -512,6 +530,7 @@ def main(argv: list[str]) -> int:
 
     started = time.perf_counter()
     base_recall = recall_of(host, None, facts)
+    in_context = in_context_recall(host, facts)
     results: dict = {
         "config": {
             "model": folder.name,
@@ -531,6 +550,10 @@ def main(argv: list[str]) -> int:
             "gate": vars(thresholds),
         },
         "base_recall": _mean(base_recall.values()),
+        # The base model with each fact in its prompt: the ceiling for recall from weights.
+        "in_context_recall": _mean(in_context.values()),
+        "in_context_first10": _mean(in_context[f.index] for f in facts[:10]),
+        "in_context_by_fact": {str(k): v for k, v in in_context.items()},
         "methods": {},
     }
     learners = {}
@@ -587,20 +610,34 @@ def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
 
 
 def report_only(args) -> int:
-    """Summarise the recorded steps; what is *served* is recomputed with the current
-    router (it needs no language model)."""
+    """Summarise the recorded steps (``<out>.steps.jsonl``, else the steps ``<out>``
+    already holds); what is *served* is recomputed with the current router (it needs
+    no language model). A summary without the in-context ceiling gets it."""
     steps_file = args.out.with_suffix(".steps.jsonl")
     facts = load_facts(args.facts_file)
     router = product_router(SentenceEmbedder())
-    methods: dict[str, list[dict]] = {}
-    for line in steps_file.read_text().splitlines():
-        if line.strip():
-            step = with_routing(json.loads(line), facts, router)
-            methods.setdefault(step["method"], []).append(step)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if steps_file.is_file():
+        recorded = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()]
+    else:
+        recorded = [step for steps in previous.get("methods", {}).values() for step in steps]
+    methods: dict[str, list[dict]] = {}
+    for step in recorded:
+        methods.setdefault(step["method"], []).append(with_routing(step, facts, router))
+    if "in_context_recall" not in previous and methods:
+        # A run recorded before the ceiling was: the base model is greedy and fixed, so it is the same now.
+        taught = facts[: max(s["n"] for steps in methods.values() for s in steps)]
+        folder = prepare_base_model(args.model, args.cache_dir / "models")
+        in_context = in_context_recall(AdapterHost(load_model(folder)), taught)
+        previous |= {
+            "in_context_recall": _mean(in_context.values()),
+            "in_context_first10": _mean(in_context[f.index] for f in taught[:10]),
+            "in_context_by_fact": {str(k): v for k, v in in_context.items()},
+        }
     results = {
         "config": previous.get("config", {"model": "SmolLM2-135M-Instruct.Q4_1", "n": args.n}),
         "base_recall": previous.get("base_recall"),
+        **{k: previous[k] for k in ("in_context_recall", "in_context_first10", "in_context_by_fact") if k in previous},
         "methods": methods,
         "steps": methods[primary_method(methods)],
         "partial": {m: len(v) for m, v in methods.items()},
@@ -616,6 +653,11 @@ def report_only(args) -> int:
 def print_table(results: dict) -> None:
     if results.get("base_recall") is not None:
         print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
+    if results.get("in_context_recall") is not None:
+        print(
+            f"base model with the fact in its prompt (the ceiling): recall {results['in_context_recall']:.2f}, "
+            f"first 10 {results['in_context_first10']:.2f}"
+        )
     print(
         f"{'method':>10} {'n':>4} {'new':>5} {'first10':>8} {'all':>5} {'locality':>9} "
         f"{'served all':>11} {'served loc':>11} {'seconds':>8}"

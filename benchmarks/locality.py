@@ -10,7 +10,9 @@ share of the 50 held-out general prompts whose greedy answer is token for token
 the base model's, with the adapter applied to every prompt: no routing) and the
 recall of the facts taught so far. Configurations differ only in the LoRA
 geometry (rank, target modules), the KL weight on replay, and whether the chosen
-update is made smaller (``learn.shrink_update``; "unscaled" ones keep it as trained).
+update is made smaller (``learn.shrink_update``: "product" drops its attention
+layers where the quiz allows, "scaled" also scales it down; "unscaled" ones keep it
+as trained).
 """
 
 from __future__ import annotations
@@ -33,20 +35,22 @@ from training.memory.learn import FACT_KL_WEIGHT, SHRINK_SCALES, LearnRequest
 from training.model import load_model, prepare_base_model
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-# name -> (LoRA shape, KL weight on replay, scales tried on the chosen update)
-CONFIGS: dict[str, tuple[LoraShape, float, tuple[float, ...]]] = {
-    "product": (LORA_SHAPE, FACT_KL_WEIGHT, SHRINK_SCALES),
-    "unscaled": (LORA_SHAPE, FACT_KL_WEIGHT, ()),
-    "kl64-unscaled": (LORA_SHAPE, 64.0, ()),
-    "attention-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), FACT_KL_WEIGHT, ()),
-    "mlp-down-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=("down_proj",)), FACT_KL_WEIGHT, ()),
+# name -> (LoRA shape, KL weight on replay, drop the attention layers' update if the
+# quiz allows, scales tried on the chosen update)
+CONFIGS: dict[str, tuple[LoraShape, float, bool, tuple[float, ...]]] = {
+    "product": (LORA_SHAPE, FACT_KL_WEIGHT, True, ()),
+    "scaled": (LORA_SHAPE, FACT_KL_WEIGHT, True, SHRINK_SCALES),
+    "unscaled": (LORA_SHAPE, FACT_KL_WEIGHT, False, ()),
+    "kl64-unscaled": (LORA_SHAPE, 64.0, False, ()),
+    "attention-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), FACT_KL_WEIGHT, False, ()),
+    "mlp-down-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=("down_proj",)), FACT_KL_WEIGHT, False, ()),
 }
 
 
 def run_config(name: str, folder: Path, facts, args) -> list[dict]:
     from benchmarks.facts import Learner
 
-    shape, kl_weight, scales = CONFIGS[name]
+    shape, kl_weight, drop_attention, scales = CONFIGS[name]
     host = AdapterHost(load_model(folder), shape)
     work = args.cache_dir / "bench-locality" / name
     shutil.rmtree(work, ignore_errors=True)
@@ -60,6 +64,7 @@ def run_config(name: str, folder: Path, facts, args) -> list[dict]:
         rehearsal_weight=LearnRequest.rehearsal_weight,
         replay_cache=args.cache_dir / "replay" / f"{folder.name}.json",
         kl_weight=kl_weight,
+        drop_attention=drop_attention,
         shrink_scales=scales,
     )
     learner = Learner(host, "memory", work, learner_args, name=name)
@@ -115,12 +120,13 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     results: dict = {"facts_file": str(args.facts_file), "n": args.n, "configs": {}}
     for name in names:
-        shape, kl_weight, scales = CONFIGS[name]
+        shape, kl_weight, drop_attention, scales = CONFIGS[name]
         steps = run_config(name, folder, facts, args)
         results["configs"][name] = {
             "rank": shape.rank,
             "target_modules": list(shape.target_modules),
             "kl_weight": kl_weight,
+            "drop_attention": drop_attention,
             "shrink_scales": list(scales),
             "steps": steps,
             **summary(steps),

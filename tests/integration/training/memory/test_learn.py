@@ -217,3 +217,17 @@ def test_rescale_sets_an_adapters_update_without_compounding(host):
             host.rescale(IDLE_ADAPTER, 0.5)
     finally:
         host.unload("lib-scaled")
+
+
+def test_the_in_context_ceiling_reads_the_fact_from_the_prompt(host):
+    """The facts benchmark's ceiling: the base model answers a fact it never learnt
+    when the fact is in its prompt, and not without it."""
+    from benchmarks.facts import in_context_recall, recall_of
+    from training.memory.fact_sets import BenchFact
+
+    facts = [
+        BenchFact(0, "My cat's name is Whiskerfield.", (("What is my cat's name?", ("Whiskerfield",)),)),
+        BenchFact(1, "Our wifi password is plum-otter-42.", (("What is our wifi password?", ("plum-otter-42",)),)),
+    ]
+    assert in_context_recall(host, facts) == {0: 1.0, 1: 1.0}
+    assert recall_of(host, None, facts) == {0: 0.0, 1: 0.0}
