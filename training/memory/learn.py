@@ -459,7 +459,7 @@ def learn_facts(host: AdapterHost, request: LearnRequest, progress: ProgressFn |
             ("locality", tuple(replay["locality"])),
             lambda: locality.answer_logits(model, tokenizer, replay["locality"]),
         )
-        written = {f.fact_id: _written_probe(model, tokenizer, f.text) for f in request.new_facts}
+        written = {f.fact_id: written_probe(model, tokenizer, f.text) for f in request.new_facts}
         # The base model (which never learnt them) on the removed facts' quiz.
         base_recalled = facts_recall(
             model, tokenizer, [f.text for f in request.removed], replaced_by=[f.replaced_by for f in request.removed]
@@ -686,7 +686,7 @@ def _kept_and_removed(
     return kept_recall, removed_quiz, removed_recall
 
 
-def _written_probe(model, tokenizer, fact: str) -> FactProbe | None:
+def written_probe(model, tokenizer, fact: str) -> FactProbe | None:
     """The model's own quiz question for ``fact``, never one of the prompts trained on."""
     trained = [qa.question for qa in fact_examples(fact, SelfEdit("none", "", ()))]
     for attempt in range(3):  # greedy first, then two samples: a 135M model often writes none usable
