@@ -227,7 +227,7 @@ def test_the_in_context_ceiling_reads_the_fact_from_the_prompt(host):
 
     facts = [
         BenchFact(0, "My cat's name is Whiskerfield.", (("What is my cat's name?", ("Whiskerfield",)),)),
-        BenchFact(1, "Our wifi password is plum-otter-42.", (("What is our wifi password?", ("plum-otter-42",)),)),
+        BenchFact(1, "My sister Marta lives in Lisbon.", (("Where does my sister Marta live?", ("Lisbon",)),)),
     ]
     assert in_context_recall(host, facts) == {0: 1.0, 1: 1.0}
     assert recall_of(host, None, facts) == {0: 0.0, 1: 0.0}
