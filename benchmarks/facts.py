@@ -256,8 +256,9 @@ def recall_of(host: AdapterHost, adapter: Path | None, facts: list[BenchFact]) -
 
 def in_context_recall(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
     """Share of each fact's benchmark questions the base model answers with the fact
-    in its prompt (``ask_and_grade``'s form): what the model can make of the fact at
-    all, the ceiling a version answering from its weights is read against."""
+    in its prompt (``ask_and_grade``'s form): what the model makes of the fact when it
+    reads it, the reference a version answering from its weights is read against
+    (not a bound: training can teach a wording the model does not infer in context)."""
     asked = [(f"{fact.text}\n\nQuestion: {q}", answers) for fact in facts for q, answers in fact.questions]
     with host.using(None):
         replies = iter(ask_many(host.peft, host.tokenizer, [p for p, _ in asked], max_new_tokens=40))
@@ -434,7 +435,7 @@ def plot(results: dict, path: Path) -> None:
             served = [s.get("served_locality") for s in steps]
             axes[1].plot(ns, served, ":", marker="s", label=f"{method}: served (routing)")
     if results.get("in_context_recall") is not None:
-        axes[0].axhline(results["in_context_recall"], color="grey", linestyle=":", label="fact in the prompt (ceiling)")
+        axes[0].axhline(results["in_context_recall"], color="grey", linestyle=":", label="fact in the prompt")
     axes[0].set(xlabel="facts taught", ylabel="recall (held-out questions)", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="facts taught", ylabel="locality (general answers kept)", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
@@ -550,7 +551,7 @@ def main(argv: list[str]) -> int:
             "gate": vars(thresholds),
         },
         "base_recall": _mean(base_recall.values()),
-        # The base model with each fact in its prompt: the ceiling for recall from weights.
+        # The base model with each fact in its prompt: the reference for recall from weights.
         "in_context_recall": _mean(in_context.values()),
         "in_context_first10": _mean(in_context[f.index] for f in facts[:10]),
         "in_context_by_fact": {str(k): v for k, v in in_context.items()},
@@ -612,7 +613,7 @@ def recorded_steps(steps_file: Path, state: Path) -> dict[str, list[dict]]:
 def report_only(args) -> int:
     """Summarise the recorded steps (``<out>.steps.jsonl``, else the steps ``<out>``
     already holds); what is *served* is recomputed with the current router (it needs
-    no language model). A summary without the in-context ceiling gets it."""
+    no language model). A summary without the in-context reference gets it."""
     steps_file = args.out.with_suffix(".steps.jsonl")
     facts = load_facts(args.facts_file)
     router = product_router(SentenceEmbedder())
@@ -625,7 +626,7 @@ def report_only(args) -> int:
     for step in recorded:
         methods.setdefault(step["method"], []).append(with_routing(step, facts, router))
     if "in_context_recall" not in previous and methods:
-        # A run recorded before the ceiling was: the base model is greedy and fixed, so it is the same now.
+        # A run recorded before the reference was: the base model is greedy and fixed, so it is the same now.
         taught = facts[: max(s["n"] for steps in methods.values() for s in steps)]
         folder = prepare_base_model(args.model, args.cache_dir / "models")
         in_context = in_context_recall(AdapterHost(load_model(folder)), taught)
@@ -642,8 +643,7 @@ def report_only(args) -> int:
         "steps": methods[primary_method(methods)],
         "partial": {m: len(v) for m, v in methods.items()},
     }
-    if "forget" in previous:
-        results["forget"] = previous["forget"]
+    results |= {k: v for k, v in previous.items() if k == "forget" or k == "seconds_total" or k.startswith("refused_")}
     args.out.write_text(json.dumps(results, indent=1))
     plot(results, args.plot)
     print_table(results)
@@ -655,7 +655,7 @@ def print_table(results: dict) -> None:
         print(f"\nbase model, no training: recall {results['base_recall']:.2f}")
     if results.get("in_context_recall") is not None:
         print(
-            f"base model with the fact in its prompt (the ceiling): recall {results['in_context_recall']:.2f}, "
+            f"base model with the fact in its prompt: recall {results['in_context_recall']:.2f}, "
             f"first 10 {results['in_context_first10']:.2f}"
         )
     print(

@@ -115,7 +115,7 @@ def test_a_groups_run_resumes_from_its_own_state_file(tmp_path):
 def test_a_summary_is_rebuilt_from_its_own_steps_when_their_file_is_gone(tmp_path):
     """``--report-only`` on a summary kept in docs/ (its steps file stayed on the machine
     that ran it): the steps it holds are re-served with the current router, and the
-    in-context ceiling it recorded is kept."""
+    in-context reference it recorded is kept."""
     from benchmarks.facts import report_only
 
     facts = tmp_path / "facts.jsonl"
@@ -125,8 +125,8 @@ def test_a_summary_is_rebuilt_from_its_own_steps_when_their_file_is_gone(tmp_pat
     step |= {"recall_all": 1.0, "locality": 0.7, "locality_changed": [], "locality_n": 50, "seconds": 60.0}
     step |= {"recall_by_fact": {"0": 1.0}}
     out = tmp_path / "bench.json"
-    ceiling = {"in_context_recall": 1.0, "in_context_first10": 1.0, "in_context_by_fact": {"0": 1.0}}
-    summary = {"config": {"model": "m", "n": 1}, "base_recall": 0.0, **ceiling, "methods": {"groups": [step]}}
+    reference = {"in_context_recall": 1.0, "in_context_first10": 1.0, "in_context_by_fact": {"0": 1.0}}
+    summary = {"config": {"model": "m", "n": 1}, "base_recall": 0.0, **reference, "methods": {"groups": [step]}}
     out.write_text(json.dumps(summary))
 
     args = SimpleNamespace(out=out, facts_file=facts, n=1, plot=tmp_path / "curve.png")
@@ -134,5 +134,5 @@ def test_a_summary_is_rebuilt_from_its_own_steps_when_their_file_is_gone(tmp_pat
     rebuilt = json.loads(out.read_text())
     assert [s["n"] for s in rebuilt["steps"]] == [1]
     assert rebuilt["steps"][0]["routed_questions"] == 1.0, "the taught question is routed to its adapter"
-    assert {k: rebuilt[k] for k in ceiling} == ceiling
+    assert {k: rebuilt[k] for k in reference} == reference
     assert (tmp_path / "curve.png").stat().st_size > 0

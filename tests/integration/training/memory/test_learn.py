@@ -219,8 +219,8 @@ def test_rescale_sets_an_adapters_update_without_compounding(host):
         host.unload("lib-scaled")
 
 
-def test_the_in_context_ceiling_reads_the_fact_from_the_prompt(host):
-    """The facts benchmark's ceiling: the base model answers a fact it never learnt
+def test_the_in_context_reference_reads_the_fact_from_the_prompt(host):
+    """The facts benchmark's in-context reference: the base model answers a fact it never learnt
     when the fact is in its prompt, and not without it."""
     from benchmarks.facts import in_context_recall, recall_of
     from training.memory.fact_sets import BenchFact
