@@ -261,22 +261,32 @@ def in_context_recall(host: AdapterHost, facts: list[BenchFact]) -> dict[int, fl
     (not a bound: training can teach a wording the model does not infer in context)."""
     asked = [(f"{fact.text}\n\nQuestion: {q}", answers) for fact in facts for q, answers in fact.questions]
     with host.using(None):
-        replies = iter(ask_many(host.peft, host.tokenizer, [p for p, _ in asked], max_new_tokens=40))
-    graded = iter(contains_answer(reply, answers) for reply, (_, answers) in zip(replies, asked, strict=True))
-    out = {}
-    for fact in facts:
-        mine = [next(graded) for _ in fact.questions]
-        out[fact.index] = sum(mine) / len(mine)
-    return out
+        replies = ask_many(host.peft, host.tokenizer, [p for p, _ in asked], max_new_tokens=40)
+    return _per_fact(facts, [contains_answer(r, answers) for r, (_, answers) in zip(replies, asked, strict=True)])
+
+
+def in_context_summary(host: AdapterHost, facts: list[BenchFact]) -> dict:
+    """``in_context_recall`` of ``facts`` as a summary records it."""
+    in_context = in_context_recall(host, facts)
+    return {
+        "in_context_recall": _mean(in_context.values()),
+        "in_context_first10": _mean(in_context[f.index] for f in facts[:10]),
+        "in_context_by_fact": {str(k): v for k, v in in_context.items()},
+    }
 
 
 def _grade(host: AdapterHost, facts: list[BenchFact]) -> dict[int, float]:
     # Every fact's questions in one batched call, then split back per fact.
-    graded = iter(ask_and_grade(host.peft, host.tokenizer, [q for f in facts for q in f.questions], max_new_tokens=40))
-    out = {}
+    graded = ask_and_grade(host.peft, host.tokenizer, [q for f in facts for q in f.questions], max_new_tokens=40)
+    return _per_fact(facts, [g.correct for g in graded])
+
+
+def _per_fact(facts: list[BenchFact], correct: list[bool]) -> dict[int, float]:
+    """Each fact's share of ``correct``, which holds every fact's questions in order."""
+    flags, out = iter(correct), {}
     for fact in facts:
-        mine = [next(graded) for _ in fact.questions]
-        out[fact.index] = sum(g.correct for g in mine) / len(mine)
+        mine = [next(flags) for _ in fact.questions]
+        out[fact.index] = sum(mine) / len(mine)
     return out
 
 
@@ -531,7 +541,7 @@ def main(argv: list[str]) -> int:
 
     started = time.perf_counter()
     base_recall = recall_of(host, None, facts)
-    in_context = in_context_recall(host, facts)
+    in_context = in_context_summary(host, facts)
     results: dict = {
         "config": {
             "model": folder.name,
@@ -552,9 +562,7 @@ def main(argv: list[str]) -> int:
         },
         "base_recall": _mean(base_recall.values()),
         # The base model with each fact in its prompt: the reference for recall from weights.
-        "in_context_recall": _mean(in_context.values()),
-        "in_context_first10": _mean(in_context[f.index] for f in facts[:10]),
-        "in_context_by_fact": {str(k): v for k, v in in_context.items()},
+        **in_context,
         "methods": {},
     }
     learners = {}
@@ -629,12 +637,7 @@ def report_only(args) -> int:
         # A run recorded before the reference was: the base model is greedy and fixed, so it is the same now.
         taught = facts[: max(s["n"] for steps in methods.values() for s in steps)]
         folder = prepare_base_model(args.model, args.cache_dir / "models")
-        in_context = in_context_recall(AdapterHost(load_model(folder)), taught)
-        previous |= {
-            "in_context_recall": _mean(in_context.values()),
-            "in_context_first10": _mean(in_context[f.index] for f in taught[:10]),
-            "in_context_by_fact": {str(k): v for k, v in in_context.items()},
-        }
+        previous |= in_context_summary(AdapterHost(load_model(folder)), taught)
     results = {
         "config": previous.get("config", {"model": "SmolLM2-135M-Instruct.Q4_1", "n": args.n}),
         "base_recall": previous.get("base_recall"),

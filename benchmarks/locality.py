@@ -31,10 +31,9 @@ from training.adapters import AdapterHost
 from training.lora import LORA_SHAPE, LoraShape
 from training.memory.fact_sets import DEFAULT_FACTS, load_facts
 from training.memory.gate import GateThresholds
-from training.memory.learn import FACT_KL_WEIGHT, SHRINK_SCALES, LearnRequest
+from training.memory.learn import ATTENTION_MODULES, FACT_KL_WEIGHT, SHRINK_SCALES, LearnRequest
 from training.model import load_model, prepare_base_model
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 # name -> (LoRA shape, KL weight on replay, drop the attention layers' update if the
 # quiz allows, scales tried on the chosen update)
 CONFIGS: dict[str, tuple[LoraShape, float, bool, tuple[float, ...]]] = {
@@ -42,7 +41,7 @@ CONFIGS: dict[str, tuple[LoraShape, float, bool, tuple[float, ...]]] = {
     "scaled": (LORA_SHAPE, FACT_KL_WEIGHT, True, SHRINK_SCALES),
     "unscaled": (LORA_SHAPE, FACT_KL_WEIGHT, False, ()),
     "kl64-unscaled": (LORA_SHAPE, 64.0, False, ()),
-    "attention-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION), FACT_KL_WEIGHT, False, ()),
+    "attention-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=ATTENTION_MODULES), FACT_KL_WEIGHT, False, ()),
     "mlp-down-r8-unscaled": (LoraShape(rank=8, alpha=16, target_modules=("down_proj",)), FACT_KL_WEIGHT, False, ()),
 }
 
