@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import sys
 import time
@@ -74,6 +75,7 @@ def main(argv: list[str]) -> int:
         replay = load_or_build(host.peft, host.tokenizer, replay_cache)
         base_logits = locality.answer_logits(host.peft, host.tokenizer, replay["locality"])
     work = args.cache_dir / "bench-update-scale"
+    shutil.rmtree(work, ignore_errors=True)  # scratch: each fact's adapter is read here, then removed
     started, rows = time.perf_counter(), []
     for i, fact in enumerate(facts):
         result = learn_facts(
@@ -107,6 +109,7 @@ def main(argv: list[str]) -> int:
                     }
         finally:
             host.unload("probe")
+            shutil.rmtree(result.output_dir, ignore_errors=True)
         rows.append(row)
         print(json.dumps(row), flush=True)
     measures = ("reworded", "quiz", "locality")
