@@ -6,9 +6,10 @@ A line of a ``.jsonl`` set: ``{"fact": "...", "questions": [{"q": "...", "answer
 them, written to tune routing on far wordings) are dev sets (rules and defaults
 were tuned while reading them); a policy round scores its
 self-edits on the first few of the first. ``personal_facts_test.jsonl`` is the
-test set: 64 facts from people, places and domains none of the dev sets has,
-written before the routing it judges; no code is changed because of one of its
-failures.
+test set: 100 facts from people, places and domains none of the dev sets has.
+The first 64 were written before the routing it judges; the last 36 were added
+so that a run can teach 100 facts, before any code they could judge was
+changed. No code is changed because of one of its failures.
 """
 
 from __future__ import annotations
