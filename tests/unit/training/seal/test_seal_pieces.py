@@ -87,11 +87,9 @@ def test_self_qa_questions_are_trained_with_the_fact_and_never_the_quiz():
     pairs = fact_examples(fact, SelfEdit("self_qa", "", asked))
     trained = {qa.question: qa.answer for qa in pairs}
     assert all(trained[q] == "The wifi password at home is sunflower88." for q in asked)
-    # All come before the general recall prompts, so rehearsal (a fact's first few
-    # examples) keeps the fact's own questions, not the ones every fact shares.
-    # The plain question read off the fact's clause first (training.language.wh_questions).
-    assert [qa.question for qa in pairs[:4]] == ["What is the wifi password at home?", *asked]
-    assert [qa.question for qa in pairs[4:]] == list(GENERAL_RECALL_PROMPTS)
+    # The plain question read off the fact's clause first (training.language.wh_questions),
+    # and no question every fact of a group shares ("What do you know about me?").
+    assert [qa.question for qa in pairs] == ["What is the wifi password at home?", *asked]
     # The self-QA lines are questions, never answers to a general prompt.
     assert all(qa.answer not in asked for qa in pairs)
     assert not set(quiz_questions(fact)) & set(trained)
@@ -217,3 +215,30 @@ def test_shards_share_one_per_passage_file(tmp_path):
     for bad in ("2/2", "x/2", "1"):
         with pytest.raises(argparse.ArgumentTypeError):
             _shard(bad)
+
+
+def test_no_question_every_fact_shares_is_trained_when_the_fact_has_its_own():
+    # Trained towards each fact of a group in turn, "What do you know about me?" became
+    # the adapter's answer to any question worded unlike its facts' own.
+    shared = set(GENERAL_RECALL_PROMPTS)
+    for fact in ("My grandmother Rosalind taught chemistry in Cork.", "Our recycling is collected on Thursdays."):
+        trained = [qa.question for qa in fact_examples(fact, SelfEdit("self_qa", "", ("When is the bin day?",)))]
+        assert trained and not shared & set(trained), trained
+
+
+def test_a_fact_without_a_question_of_its_own_keeps_the_general_ones_its_quiz_asks():
+    fact = "I am vegetarian."
+    pairs = fact_examples(fact, SelfEdit("self_qa", "", ("Do I eat meat?",)))
+    assert [qa.question for qa in pairs] == ["Do I eat meat?", *GENERAL_RECALL_PROMPTS]
+    assert [p.question for p in fact_quiz(fact) if not p.answers] == ["Tell me what you remember about me."]
+
+
+def test_another_familys_lines_answer_the_facts_own_questions():
+    fact = "My grandmother Rosalind taught chemistry in Cork."
+    lines = ("Your grandmother Rosalind was a chemistry teacher.", "Rosalind taught in Cork.")
+    pairs = fact_examples(fact, SelfEdit("rewrite", "", lines))
+    by_answer = {qa.answer: qa.question for qa in pairs}
+    assert set(by_answer) >= set(lines)
+    assert all(by_answer[line] in {"What do you know about my grandmother?", "What do you know about Rosalind?",
+                                   "What do you know about Cork?"} for line in lines), by_answer
+    assert not set(GENERAL_RECALL_PROMPTS) & {qa.question for qa in pairs}
