@@ -239,6 +239,13 @@ def test_another_familys_lines_answer_the_facts_own_questions():
     pairs = fact_examples(fact, SelfEdit("rewrite", "", lines))
     by_answer = {qa.answer: qa.question for qa in pairs}
     assert set(by_answer) >= set(lines)
-    assert all(by_answer[line] in {"What do you know about my grandmother?", "What do you know about Rosalind?",
-                                   "What do you know about Cork?"} for line in lines), by_answer
+    assert all(
+        by_answer[line]
+        in {
+            "What do you know about my grandmother?",
+            "What do you know about Rosalind?",
+            "What do you know about Cork?",
+        }
+        for line in lines
+    ), by_answer
     assert not set(GENERAL_RECALL_PROMPTS) & {qa.question for qa in pairs}
