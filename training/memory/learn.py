@@ -275,7 +275,8 @@ ProgressFn = Callable[[str, float], None]
 
 
 def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
-    """Question/answer pairs teaching ``fact``: probes, general recall, and the self-edit."""
+    """Question/answer pairs teaching ``fact``: its own questions (slot, probes, clause,
+    topics) and the self-edit; the questions every fact shares only for a fact with none."""
     fact = strip_correction(fact)
     statement = to_second_person(fact)
     slot = fact_slot(fact)
@@ -298,7 +299,7 @@ def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
     # unlike its own facts' ("What subject was Rosalind a teacher of?" answered with
     # the group's latest fact). The router never sends it to an adapter. (Dev
     # reworded set, 10 facts one at a time: 0.40 -> 0.70 recalled at step 10.)
-    own = len(pairs) > len(asked)
+    own = len(pairs) > len(asked)  # a slot, probe, clause or topic question
     general = [] if own else list(GENERAL_RECALL_PROMPTS)
     pairs += [QA(q, statement) for q in general]
     # Another family's lines (rewrites, implications) answer the fact's own questions.
