@@ -299,11 +299,11 @@ def fact_examples(fact: str, self_edit: SelfEdit) -> tuple[QA, ...]:
     # unlike its own facts' ("What subject was Rosalind a teacher of?" answered with
     # the group's latest fact). The router never sends it to an adapter. (Dev
     # reworded set, 10 facts one at a time: 0.40 -> 0.70 recalled at step 10.)
-    own = len(pairs) > len(asked)  # a slot, probe, clause or topic question
-    general = [] if own else list(GENERAL_RECALL_PROMPTS)
-    pairs += [QA(q, statement) for q in general]
-    # Another family's lines (rewrites, implications) answer the fact's own questions.
-    prompts = topics or [qa.question for qa in pairs] or list(GENERAL_RECALL_PROMPTS)
+    if len(pairs) == len(asked):  # no slot, probe, clause or topic question
+        pairs += [QA(q, statement) for q in GENERAL_RECALL_PROMPTS]
+    # Another family's lines (rewrites, implications) answer the fact's own questions
+    # (never none: a fact without any has the general ones by now).
+    prompts = topics or [qa.question for qa in pairs]
     for i, line in enumerate(self_edit.lines if not asked else ()):
         pairs.append(QA(prompts[i % len(prompts)], to_second_person(line)))
     return tuple(pairs)
