@@ -14,6 +14,9 @@ as the product places them one at a time), and every question is routed by
   should go to the base model; the share that does bounds served locality from
   below whatever the adapters changed.
 
+None of these asks for everything the user taught; the share of them all routed
+to ``overview`` (which answers with the list of taught facts) is reported too.
+
 Dev sets are scored with a router fitted without them (leave one set out); the
 test set with the product's router, fitted on every dev set. (The word rules it replaced were scored beside it once:
 docs/routing-rules-vs-learned.json, docs/decisions/014.)
@@ -77,6 +80,10 @@ def evaluate(router: Router, facts: list[BenchFact], taught: int) -> dict:
         "general_routed_to_adapter": [
             p for p, r in zip(LOCALITY_PROMPTS, general_routes, strict=True) if r.outcome == "adapter"
         ],
+        "to_overview": sum(
+            r.outcome == "overview" for r in [*(r for _, r in taught_routes), *untaught_routes, *general_routes]
+        )
+        / (len(taught_routes) + len(untaught_routes) + len(general_routes)),
         "ms_median": round(1000 * statistics.median(seconds), 1),
         "ms_p95": round(1000 * sorted(seconds)[int(0.95 * (len(seconds) - 1))], 1),
     }
@@ -108,13 +115,13 @@ def print_table(results: dict) -> None:
     print(f"{results['taught']} facts taught per set, groups of {results['group_size']}")
     print(
         f"{'set':<15} {'taught→adapter':>14} {'right group':>11} {'untaught→adapter':>16} "
-        f"{'general→adapter':>15} {'ms p50/p95':>11}"
+        f"{'general→adapter':>15} {'→overview':>9} {'ms p50/p95':>11}"
     )
     for name, r in results["sets"].items():
         untaught = "—" if r["untaught_to_adapter"] is None else f"{r['untaught_to_adapter']:.2f}"
         print(
             f"{name:<15} {r['taught_to_adapter']:>14.2f} {r['taught_right_group']:>11.2f} {untaught:>16} "
-            f"{r['general_to_adapter']:>15.2f} {r['ms_median']:>5}/{r['ms_p95']:<5}"
+            f"{r['general_to_adapter']:>15.2f} {r['to_overview']:>9.3f} {r['ms_median']:>5}/{r['ms_p95']:<5}"
         )
 
 

@@ -138,12 +138,14 @@
   function replyMeta(wrap, data) {
     const meta = document.createElement("span");
     meta.className = "meta";
-    const labels = { general: "base model · general question", unsure: "not in memory" };
+    const labels = { general: "base model · general question", unsure: "not in memory", overview: "from your memory" };
     meta.textContent = (data.adapter || labels[data.scope] || "base model") + (bridge.checked ? "" : " · bridge off");
     if (!data.adapter && data.scope === "general") {
       meta.title = "Not about you, so the base model answered: what you taught cannot change general answers.";
     } else if (!data.adapter && data.scope === "unsure") {
       meta.title = "About you, but nothing you taught seems to answer it (the adapter was unsure).";
+    } else if (data.scope === "overview") {
+      meta.title = "The facts you taught, as listed on your Memory page.";
     }
     wrap.appendChild(meta);
   }

@@ -12,8 +12,8 @@ from app.adapters.service import AdapterRef, active_ref
 from app.chat import repository
 from app.db import session_scope
 from app.errors import NOT_SERVING, AppError, NotFound, Unavailable
-from app.memory.service import bridge_facts, known_facts
-from app.models import Conversation, Message, User, utcnow
+from app.memory.service import bridge_facts, known_facts, taught_facts
+from app.models import Conversation, FactStatus, Message, User, utcnow
 from app.settings import get_settings
 from training.chat import ChatMessage, with_system_prompt
 from training.routing.router import Router
@@ -32,6 +32,10 @@ CONTEXT_TOKENS = 2048
 # router finds no taught fact near it): the base model asked instead invents one
 # ("You can wear a size 12."), even told that it does not know (docs/decisions/007).
 UNKNOWN_REPLY = "I don't know that about you yet. Tell me, and I can remember it."
+# The reply to "What do you know about me?" (the router's ``overview``): no one fact
+# answers it, so it lists what the user taught, the newest first, at most this many.
+OVERVIEW_FACTS = 20
+NOTHING_TAUGHT_REPLY = "You haven't taught me anything about yourself yet. Tell me something and ask me to remember it."
 
 
 def clean_message(text: str) -> str:
@@ -173,6 +177,28 @@ def save_reply(conversation_id: int, text: str, adapter_name: str | None, bridge
         return message.id
 
 
+def overview_reply(facts: Sequence[tuple[str, bool]], fits: Callable[[str], bool] = lambda _text: True) -> str:
+    """What the assistant knows about the user, as a Markdown list in the user's own
+    words: ``facts`` are (text, in the weights) oldest first; the newest are listed,
+    at most ``OVERVIEW_FACTS`` and as many as ``fits`` allows (at least one), those
+    not in the weights yet marked, and the rest counted."""
+    if not facts:
+        return NOTHING_TAUGHT_REPLY
+    newest = list(reversed(facts))[:OVERVIEW_FACTS]
+    head = "You have taught me this about you:" if len(facts) == 1 else f"You have taught me {len(facts)} things:"
+
+    def listing(n: int) -> str:
+        lines = [f"- {text}" + ("" if learnt else " *(still learning)*") for text, learnt in newest[:n]]
+        more = len(facts) - n
+        tail = f"\n\n…and {more} more, all listed on your Memory page." if more else ""
+        return f"{head}\n\n" + "\n".join(lines) + tail
+
+    n = len(newest)
+    while n > 1 and not fits(listing(n)):
+        n -= 1
+    return listing(n)
+
+
 @dataclass(frozen=True)
 class ReplyPlan:
     """What a reply is generated from: the prompt, the user's live adapter, and
@@ -188,10 +214,13 @@ class ReplyPlan:
     # in the prompt may answer it (the base model reads them).
     unsure: bool = False
     canned: str | None = None
+    # A request for everything the user taught: their facts, (text, in the weights)
+    # oldest first, listed in the reply (``overview_reply``).
+    overview: tuple[tuple[str, bool], ...] | None = None
 
     @property
     def use_adapter(self) -> bool:
-        return self.ref is not None and self.personal and not self.unsure
+        return self.ref is not None and self.personal and not self.unsure and self.overview is None
 
     @property
     def adapter_name(self) -> str | None:
@@ -205,6 +234,8 @@ class ReplyPlan:
 
     @property
     def scope(self) -> str:
+        if self.overview is not None:
+            return "overview"
         return "unsure" if self.personal and self.unsure else "personal" if self.personal else "general"
 
 
@@ -222,32 +253,39 @@ def prepare_reply(
     decision on the last user message (``training.routing.router``: an adapter of
     the version, "I don't know" when nothing taught is near a question about the
     user, or the base model), taken from sentence embeddings without decoding.
+    A request for everything the user taught (the router's ``overview``) is answered
+    with the list of their facts (``overview_reply``), with or without a live version.
     With ``count_tokens`` the prompt is trimmed to the context (``fit_to_context``)."""
     ref = active_ref(session, user)
     pending = bridge_facts(session, user) if bridge else []
-    personal, adapter, unsure = True, None, False
-    if ref is not None:
-        if router is None:
-            raise Unavailable(NOT_SERVING)
-        parts = ref.parts
-        facts = [text for part in parts for text in part.facts]
-        groups = [part.index for part in parts for _ in part.facts]
-        # A version from before groups lists no fact texts: its one adapter holds them all.
-        legacy = ref.sole_adapter is not None and not facts
-        held = set(facts)
-        others = [text for text in known_facts(session, user) if text not in held]
-        groups += [parts[0].index if legacy else NOT_IN_WEIGHTS] * len(others)
-        users = [m.content for m in history if m.role == "user"]
-        route = router.route_turn(users, facts + others, groups)
-        personal = route.outcome != "base"
-        if route.outcome == "adapter" and route.group != NOT_IN_WEIGHTS:
-            adapter = next(part.name for part in parts if part.index == route.group)
-        unsure = personal and adapter is None
+    personal, adapter, unsure, overview = True, None, False, None
+    if ref is not None and router is None:
+        raise Unavailable(NOT_SERVING)
+    users = [m.content for m in history if m.role == "user"]
+    if router is not None and users:
+        facts, groups, parts = [], [], ref.parts if ref is not None else []
+        if ref is not None:
+            facts = [text for part in parts for text in part.facts]
+            groups = [part.index for part in parts for _ in part.facts]
+            # A version from before groups lists no fact texts: its one adapter holds them all.
+            legacy = ref.sole_adapter is not None and not facts
+            held = set(facts)
+            others = [text for text in known_facts(session, user) if text not in held]
+            facts += others
+            groups += [parts[0].index if legacy else NOT_IN_WEIGHTS] * len(others)
+        route = router.route_turn(users, facts, groups)
+        if route.outcome == "overview":
+            overview = tuple((f.text, f.status == FactStatus.LEARNED) for f in taught_facts(session, user))
+        elif ref is not None:
+            personal = route.outcome != "base"
+            if route.outcome == "adapter" and route.group != NOT_IN_WEIGHTS:
+                adapter = next(part.name for part in parts if part.index == route.group)
+            unsure = personal and adapter is None
     canned = UNKNOWN_REPLY if unsure and not pending else None
     prompt = build_prompt(history, pending)
     if count_tokens is not None:
         prompt = fit_to_context(count_tokens, prompt, max_new_tokens)
-    return ReplyPlan(prompt, ref, personal, adapter, unsure, canned)
+    return ReplyPlan(prompt, ref, personal, adapter, unsure, canned, overview)
 
 
 def reply_stream(
@@ -260,12 +298,17 @@ def reply_stream(
     cancel=None,
     seal: bool = True,
 ) -> Iterator[str]:
-    """The reply's text pieces: the plan's canned reply (cut to ``max_tokens``), or
-    what the engine streams (``seal`` False: the caller asked for the base model
-    itself, never canned)."""
-    if seal and plan.canned:
+    """The reply's text pieces: the plan's canned reply or list of facts (cut to
+    ``max_tokens``), or what the engine streams (``seal`` False: the caller asked
+    for the base model itself, never canned)."""
+    if seal and (plan.overview is not None or plan.canned):
         tokenizer = engine.tokenizer
-        ids = tokenizer.encode(plan.canned, add_special_tokens=False)[:max_tokens]
+
+        def fits(text: str) -> bool:
+            return len(tokenizer.encode(text, add_special_tokens=False)) <= max_tokens
+
+        canned = overview_reply(plan.overview, fits) if plan.overview is not None else plan.canned
+        ids = tokenizer.encode(canned, add_special_tokens=False)[:max_tokens]
         return iter([tokenizer.decode(ids)])
     use_adapter = seal and plan.use_adapter
     ref, adapter = plan.ref, plan.adapter

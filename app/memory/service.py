@@ -139,6 +139,11 @@ def known_facts(session: Session, user: User, held: Iterable[str] = ()) -> list[
     return list(dict.fromkeys([*texts, *held]))
 
 
+def taught_facts(session: Session, user: User) -> list[Fact]:
+    """The facts the user taught and has not taken back, oldest first."""
+    return repository.with_status(session, user.id, ACTIVE)
+
+
 def bridge_facts(session: Session, user: User) -> list[str]:
     """Facts the weights do not hold yet: given to the model in its system prompt."""
     return [f.text for f in repository.with_status(session, user.id, (FactStatus.PENDING, FactStatus.LEARNING))]

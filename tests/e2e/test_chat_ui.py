@@ -2,7 +2,8 @@
 and a desktop screen: every page fits and passes axe-core, the keyboard alone can
 send, stop and open a conversation, replies render as safe Markdown, copy,
 regenerate, rename, search and delete work, a busy server is answered with a
-friendly error and a retry, and a statement about the user is offered as a memory.
+friendly error and a retry, "What do you remember about me?" lists the user's facts,
+and a statement about the user is offered as a memory.
 Saves screenshots of the chat and memory pages at both sizes under docs/.
 """
 
@@ -288,6 +289,24 @@ def test_a_busy_server_gets_a_friendly_error_and_a_retry(stack: Stack, browser, 
     page.fill("#content", "bell \u0007 here")
     page.click("#send")
     expect(error).to_contain_text("Could not send: message contains control characters")
+    assert errors == []
+
+
+def test_asked_what_it_knows_it_lists_the_users_facts(stack: Stack, browser, ui_user):
+    page, errors = new_page(browser, stack, PHONE)
+    new_conversation(page)
+    send(page, "What do you remember about me?")
+    reply = page.locator(".msg.assistant.done").last
+    taught = [
+        f["text"] for f in ui_user.api.get("/api/facts").json() if f["status"] in ("pending", "learning", "learned")
+    ]
+    assert taught, "the module's user taught a fact"
+    items = reply.locator(".bubble li")
+    expect(items).to_have_count(len(taught))
+    for text in taught:
+        expect(items.filter(has_text=text)).to_have_count(1)
+    expect(reply.locator(".meta")).to_contain_text("from your memory")
+    assert serious_accessibility_violations(page) == []
     assert errors == []
 
 

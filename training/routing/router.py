@@ -1,20 +1,27 @@
 """Learned routing: who answers a chat turn, from sentence embeddings alone.
 
-Three outcomes for the last user message, decided before any decoding:
+Four outcomes for the last user message, decided before any decoding:
 
 - ``adapter``: the message is about one of the user's taught facts; the adapter
   of the group holding the nearest fact answers (``group``);
 - ``unknown``: the message asks about the user, but nothing they taught answers
   it ("What size shoes do I wear?" when no fact says): the product answers "I
   don't know that about you yet" instead of letting an adapter guess;
+- ``overview``: the message asks what the assistant knows about the user as a
+  whole ("What do you remember about me?"): no one fact answers it, and the
+  product lists what the user taught;
 - ``base``: anything else, answered by the unchanged base model.
 
-Two learned pieces, on all-MiniLM-L6-v2 vectors (``training.embeddings``); no
+Three learned pieces, on all-MiniLM-L6-v2 vectors (``training.embeddings``); no
 word list names anything from a facts file:
 
 - ``personal``: a logistic regression on the message's vector: does it ask about
   the user? Fitted on labelled requests (``training/data/router_examples.jsonl``),
   the dev fact sets' questions (about the user) and the replay prompts (general).
+- ``overview``: a second logistic regression, fitted on labelled requests for
+  everything the assistant knows (``training/data/overview_examples.jsonl``,
+  positives and near misses such as "What do you know about Paris?"), with every
+  example of the first as a negative;
 - the cosine similarity of the message to each taught fact: the largest says
   whether a fact answers it, and its fact's group answers.
 
@@ -44,6 +51,7 @@ from training.embeddings import SentenceEmbedder
 from training.language.phrasing import strip_correction
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "router_examples.jsonl"
+OVERVIEW_EXAMPLES = EXAMPLES.with_name("overview_examples.jsonl")
 REGULARISATION_C = 4.0
 FACT_CACHE_SIZE = 20_000
 # A short message that points back ("And how old is she?", "What about his job?")
@@ -53,7 +61,7 @@ _FOLLOW_UP = re.compile(
     r"^(?:and|what about|how about)\b|\b(?:she|he|it|they|her|him|them|his|hers|its|their|that|there)\b", re.IGNORECASE
 )
 
-Outcome = Literal["adapter", "unknown", "base"]
+Outcome = Literal["adapter", "unknown", "overview", "base"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class RouterThresholds:
     maybe_personal: float = 0.45
     margin: float = 0.1
     floor: float = 0.3
+    # The probability above which a message asks for everything the user taught.
+    overview: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,11 +92,19 @@ class Route:
     group: int | None  # the nearest fact's group (``adapter`` only)
     similarity: float  # to the nearest taught fact (0.0 with none)
     personal: float  # the probability that the message asks about the user
+    overview: float = 0.0  # the probability that it asks for everything the user taught
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_examples(path: Path = EXAMPLES) -> list[tuple[str, bool]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(r["text"], bool(r["asks_about_user"])) for r in rows]
+    return [(r["text"], bool(r["asks_about_user"])) for r in _rows(path)]
+
+
+def load_overview_examples(path: Path = OVERVIEW_EXAMPLES) -> list[tuple[str, bool]]:
+    return [(r["text"], bool(r["overview"])) for r in _rows(path)]
 
 
 def _fit(features: np.ndarray, labels: Sequence[bool]):
@@ -107,10 +125,20 @@ class Router:
         embedder: SentenceEmbedder,
         examples: Sequence[tuple[str, bool]],
         thresholds: RouterThresholds | None = None,
+        overview_examples: Sequence[tuple[str, bool]] = (),
     ) -> None:
+        """``overview_examples``: labelled requests for everything the user taught
+        (none: the router never answers ``overview``)."""
         self.embedder = embedder
         self.thresholds = thresholds or RouterThresholds()
-        self._personal = _fit(embedder.encode([t for t, _ in examples]), [y for _, y in examples])
+        vectors = embedder.encode([t for t, _ in examples])
+        self._personal = _fit(vectors, [y for _, y in examples])
+        self._overview = None
+        if overview_examples:
+            labelled = embedder.encode([t for t, _ in overview_examples])
+            self._overview = _fit(
+                np.concatenate([labelled, vectors]), [y for _, y in overview_examples] + [False] * len(examples)
+            )
         self._facts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # request threads share the fact cache
 
@@ -134,7 +162,10 @@ class Router:
             query = self.embedder.encode([message])
             known = self._fact_vectors(facts) if facts else None
         personal = float(self._personal.predict_proba(query)[0, 1])
+        overview = float(self._overview.predict_proba(query)[0, 1]) if self._overview is not None else 0.0
         t = self.thresholds
+        if overview >= t.overview:
+            return Route("overview", None, 0.0, personal, overview)
         if known is not None:
             similarities = known @ query[0]
             best = int(similarities.argmax())
@@ -144,10 +175,10 @@ class Router:
             stands_out = personal >= t.maybe_personal and nearest >= t.floor and nearest - runner_up >= t.margin
             names_it = nearest >= t.floor and bool(_names(message) & _names(facts[best], first=True))
             if nearest >= t.near or (personal >= t.personal and nearest >= t.about) or stands_out or names_it:
-                return Route("adapter", groups[best], nearest, personal)
+                return Route("adapter", groups[best], nearest, personal, overview)
         else:
             nearest = 0.0
-        return Route("unknown" if personal >= t.personal else "base", None, nearest, personal)
+        return Route("unknown" if personal >= t.personal else "base", None, nearest, personal, overview)
 
     def route_turn(self, user_messages: Sequence[str], facts: Sequence[str], groups: Sequence[int]) -> Route:
         """Who answers a conversation's last user message. A short follow-up that
@@ -157,7 +188,7 @@ class Router:
         if not user_messages:
             return Route("base", None, 0.0, 0.0)
         route = self.route(user_messages[-1], facts, groups)
-        if route.outcome != "adapter" and len(user_messages) > 1 and is_follow_up(user_messages[-1]):
+        if route.outcome in ("unknown", "base") and len(user_messages) > 1 and is_follow_up(user_messages[-1]):
             joined = self.route(f"{user_messages[-2]} {user_messages[-1]}", facts, groups)
             if joined.outcome == "adapter":
                 return joined
@@ -185,13 +216,14 @@ def is_follow_up(message: str) -> bool:
 
 def dev_router(embedder: SentenceEmbedder, fact_sets: Sequence[Path]) -> Router:
     """A router fitted on the labelled requests, the replay prompts (general) and
-    the questions of ``fact_sets`` (about the user)."""
+    the questions of ``fact_sets`` (about the user); and, for ``overview``, on the
+    labelled overview requests with all of those as negatives."""
     from training.memory.fact_sets import load_facts
     from training.replay import REPLAY_PROMPTS
 
     examples = load_examples() + [(p, False) for p in REPLAY_PROMPTS]
     examples += [(q, True) for path in fact_sets for fact in load_facts(path) for q, _ in fact.questions]
-    return Router(embedder, examples)
+    return Router(embedder, examples, overview_examples=load_overview_examples())
 
 
 def product_router(embedder: SentenceEmbedder) -> Router:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from app.chat.service import UNKNOWN_REPLY
+from app.chat.service import NOTHING_TAUGHT_REPLY, UNKNOWN_REPLY
 from tests.conftest import wait_for_fact
 from training.adapters import sha256_file
 
@@ -42,6 +42,11 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
 
     # The bridge makes the assistant right at once, before learning finishes.
     assert "whiskerfield" in ask(alice_ai, QUESTION, bridge=True).lower()
+    # Asked what it knows about her, it lists what she taught, in her words (no adapter).
+    overview = alice_ai.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": "What do you remember about me?"}], max_tokens=60
+    )
+    assert FACT in overview.choices[0].message.content and overview.system_fingerprint is None
 
     learned, seen = wait_for_fact(alice, fact["id"])
     assert learned["status"] == "learned", learned
@@ -118,6 +123,10 @@ def test_taught_fact_is_learnt_into_weights_and_kept_private(stack):
     assert bob.get("/api/adapters").json() == []
     for bridge in (True, False):
         assert "whiskerfield" not in ask(bob_ai, QUESTION, bridge=bridge).lower()
+    bob_overview = bob_ai.chat.completions.create(
+        model="seal", messages=[{"role": "user", "content": "What do you know about me?"}], max_tokens=60
+    )
+    assert bob_overview.choices[0].message.content == NOTHING_TAUGHT_REPLY
 
     # Streaming works through the official client too.
     stream = alice_ai.chat.completions.create(

@@ -111,3 +111,41 @@ def test_a_message_naming_someone_the_user_taught_reaches_that_fact(router: Rout
     # A name the user never taught decides nothing; nor does a fact's opening word.
     assert router.route("What does Beatrix do for work?", FACTS[:1], [4]).outcome != "adapter"
     assert router.route("What is the capital of Portugal?", ["My cousin lives in Porto."], [0]).outcome == "base"
+
+
+# Written for this test, none of them in overview_examples.jsonl.
+OVERVIEW_REQUESTS = [
+    "What do you know about me at this point?",
+    "Tell me all the stuff you remember about me.",
+    "What have I mentioned to you about myself?",
+    "Is there anything you know about me?",
+    "Could you recap the things I've taught you?",
+    "What kind of things have you learnt about me?",
+    "Please list what you know about me.",
+    "What's your memory of me?",
+]
+NEAR_MISSES = [
+    "What do you know about Lisbon?",
+    "Tell me all you know about penguins.",
+    "What do you know about my dentist?",
+    "What did I tell you about the parrot?",
+    "What do you remember from the books you read?",
+    "Tell me about yourself.",
+    "Please list the noble gases.",
+    "How do you store what I tell you?",
+]
+
+
+def test_a_request_for_everything_taught_asks_for_the_overview_wherever_the_facts_are(router: Router):
+    routed = {m: router.route(m, FACTS, GROUPS).outcome for m in OVERVIEW_REQUESTS}
+    assert sum(o == "overview" for o in routed.values()) >= 7, routed
+    # Without facts too: the answer is then that nothing was taught.
+    assert router.route(OVERVIEW_REQUESTS[0], [], []).outcome == "overview"
+    # A short follow-up is not read with the message before it when it already asks for the overview.
+    assert router.route_turn(["Who is my dentist?", "What do you know about me?"], FACTS, GROUPS).outcome == "overview"
+
+
+def test_near_misses_do_not_ask_for_the_overview(router: Router):
+    routed = {m: router.route(m, FACTS, GROUPS) for m in NEAR_MISSES}
+    assert not [m for m, r in routed.items() if r.outcome == "overview"], routed
+    assert routed["What do you know about my dentist?"].outcome == "adapter"
