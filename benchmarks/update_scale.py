@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from training import locality
 from training.adapters import AdapterHost
 from training.lora import TrainConfig
@@ -40,15 +42,29 @@ from training.memory.learn import (
 )
 from training.memory.quiz import ask_and_grade
 from training.model import load_model, prepare_base_model
+from training.nullspace import input_spectra, project_out
 from training.replay import load_or_build
 
 WITHOUT_ATTENTION = dict.fromkeys(ATTENTION_MODULES, 0.0)
-# name -> (factor, per-module factors), as ``AdapterHost.rescale`` takes them
-SETTINGS: dict[str, tuple[float, dict[str, float]]] = {
-    "as trained": (1.0, {}),
-    "no attention": (1.0, WITHOUT_ATTENTION),
-    **{f"no attention, {s}x": (s, WITHOUT_ATTENTION) for s in sorted(SHRINK_SCALES, reverse=True)},
-}
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+def settings(scales, energies) -> dict[str, tuple[float, dict[str, float], float | None]]:
+    """name -> (factor, per-module factors as ``AdapterHost.rescale`` takes them,
+    share of the general-input energy projected out of LoRA A, or None)."""
+    return {
+        "as trained": (1.0, {}, None),
+        "no attention": (1.0, WITHOUT_ATTENTION, None),
+        **{f"no attention, {s}x": (s, WITHOUT_ATTENTION, None) for s in sorted(scales, reverse=True)},
+        **{f"no attention, null {e}": (1.0, WITHOUT_ATTENTION, e) for e in energies},
+    }
+
+
+@torch.no_grad()
+def restore_a(host: AdapterHost, trained: dict[str, torch.Tensor]) -> None:
+    for name, param in host.peft.named_parameters():
+        if name in trained:
+            param.copy_(trained[name])
 
 
 def _share(flags) -> float:
@@ -64,7 +80,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/bench-update-scale.json"))
+    parser.add_argument("--scales", type=float, nargs="*", default=list(SHRINK_SCALES))
+    parser.add_argument("--energies", type=float, nargs="*", default=[])
     args = parser.parse_args(argv)
+    table = settings(args.scales, args.energies)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     facts = load_facts(args.facts_file)[: args.n]
@@ -74,6 +93,7 @@ def main(argv: list[str]) -> int:
     with host.using(None):
         replay = load_or_build(host.peft, host.tokenizer, replay_cache)
         base_logits = locality.answer_logits(host.peft, host.tokenizer, replay["locality"])
+        spectra = input_spectra(host.peft, host.tokenizer, replay["replay"], MLP_MODULES) if args.energies else {}
     work = args.cache_dir / "bench-update-scale"
     shutil.rmtree(work, ignore_errors=True)  # scratch: each fact's adapter is read here, then removed
     started, rows = time.perf_counter(), []
@@ -96,9 +116,12 @@ def main(argv: list[str]) -> int:
         host.load("probe", result.output_dir)
         row: dict = {"fact": fact.text, "settings": {}}
         try:
+            trained_a = {n: p.detach().clone() for n, p in host.peft.named_parameters() if ".lora_A.probe." in n}
             with host.using("probe"):
-                for name, (factor, per_module) in SETTINGS.items():
+                for name, (factor, per_module, energy) in table.items():
                     host.rescale("probe", factor, per_module)
+                    restore_a(host, trained_a)
+                    removed = project_out(host.peft, "probe", spectra, energy) if energy is not None else {}
                     graded = ask_and_grade(host.peft, host.tokenizer, list(fact.questions), max_new_tokens=40)
                     quiz = quiz_facts(host.peft, host.tokenizer, [fact.text], [written])[0]
                     adapted = locality.answer_logits(host.peft, host.tokenizer, replay["locality"])
@@ -107,6 +130,8 @@ def main(argv: list[str]) -> int:
                         "quiz": _share(q["recalled"] for q in quiz),
                         "locality": locality.compare(base_logits, adapted, replay["locality"]).kept,
                     }
+                    if removed:
+                        row["settings"][name]["directions_removed"] = round(statistics.mean(removed.values()), 1)
         finally:
             host.unload("probe")
             shutil.rmtree(result.output_dir, ignore_errors=True)
@@ -114,8 +139,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(row), flush=True)
     measures = ("reworded", "quiz", "locality")
     summary = {
-        name: {k: round(statistics.mean(r["settings"][name][k] for r in rows), 3) for k in measures}
-        for name in SETTINGS
+        name: {k: round(statistics.mean(r["settings"][name][k] for r in rows), 3) for k in measures} for name in table
     }
     results = {
         "facts_file": str(args.facts_file),

@@ -18,6 +18,7 @@ def test_test_set_questions_reach_their_group_and_general_prompts_stay_on_the_ba
     assert result["right_group_of_routed"] == 1.0, "a routed question never reaches another group"
     assert result["untaught_to_adapter"] <= 0.25, result
     assert result["general_to_adapter"] <= 0.02, result["general_routed_to_adapter"]
+    assert result["to_overview"] == 0.0, "no question about one fact, and no general prompt, asks for the list"
 
 
 def test_far_worded_dev_questions_reach_their_group_with_a_router_fitted_without_them(router: Router):
