@@ -11,6 +11,11 @@ self-quiz the product decides with (``quiz_facts``, the model's own written
 question included) and the adapter's own locality on the 50 held-out general
 prompts. Paired: every setting reads the same trained weights, so a difference
 is the setting's alone.
+
+``--energies 0.5 0.7``: also read each adapter without attention and with its
+LoRA A matrices kept out of the leading input subspace of general text
+(``training.nullspace``, that share of its energy), measured and not adopted
+(docs/decisions/017).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ is the null-space idea of AlphaEdit (arXiv 2410.02355), applied to LoRA's input
 side: the base model's inputs to each adapted layer on general prompts give a
 second-moment matrix; its leading eigenvectors, up to a share of the energy,
 span the subspace that is projected out of ``A``.
+
+Measured by ``benchmarks.update_scale --energies`` and not adopted: a fact's
+question is read in much the same directions as general text, so recall went
+with the locality gained (docs/decisions/017).
 """
 
 from __future__ import annotations
