@@ -262,11 +262,11 @@ def prepare_reply(
     if ref is not None and router is None:
         raise Unavailable(NOT_SERVING)
     users = [m.content for m in history if m.role == "user"]
-    if router is not None and users:
-        facts, groups, parts = [], [], ref.parts if ref is not None else []
+    if router is not None:
+        parts = ref.parts if ref is not None else []
+        facts = [text for part in parts for text in part.facts]
+        groups = [part.index for part in parts for _ in part.facts]
         if ref is not None:
-            facts = [text for part in parts for text in part.facts]
-            groups = [part.index for part in parts for _ in part.facts]
             # A version from before groups lists no fact texts: its one adapter holds them all.
             legacy = ref.sole_adapter is not None and not facts
             held = set(facts)
