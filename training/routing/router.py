@@ -92,7 +92,6 @@ class Route:
     group: int | None  # the nearest fact's group (``adapter`` only)
     similarity: float  # to the nearest taught fact (0.0 with none)
     personal: float  # the probability that the message asks about the user
-    overview: float = 0.0  # the probability that it asks for everything the user taught
 
 
 def _rows(path: Path) -> list[dict]:
@@ -165,7 +164,7 @@ class Router:
         overview = float(self._overview.predict_proba(query)[0, 1]) if self._overview is not None else 0.0
         t = self.thresholds
         if overview >= t.overview:
-            return Route("overview", None, 0.0, personal, overview)
+            return Route("overview", None, 0.0, personal)
         if known is not None:
             similarities = known @ query[0]
             best = int(similarities.argmax())
@@ -175,10 +174,10 @@ class Router:
             stands_out = personal >= t.maybe_personal and nearest >= t.floor and nearest - runner_up >= t.margin
             names_it = nearest >= t.floor and bool(_names(message) & _names(facts[best], first=True))
             if nearest >= t.near or (personal >= t.personal and nearest >= t.about) or stands_out or names_it:
-                return Route("adapter", groups[best], nearest, personal, overview)
+                return Route("adapter", groups[best], nearest, personal)
         else:
             nearest = 0.0
-        return Route("unknown" if personal >= t.personal else "base", None, nearest, personal, overview)
+        return Route("unknown" if personal >= t.personal else "base", None, nearest, personal)
 
     def route_turn(self, user_messages: Sequence[str], facts: Sequence[str], groups: Sequence[int]) -> Route:
         """Who answers a conversation's last user message. A short follow-up that
