@@ -295,14 +295,17 @@ def with_routing(step: dict, facts: list[BenchFact], router: Router) -> dict:
 
     A question is answered by the adapter only when the router sends it there (else
     the base model answers, or "I don't know", neither of which recalls these
-    facts); a general prompt the adapter changed reaches the user only when routed
-    to the adapter.
+    facts); a general prompt keeps its answer unless routed to an adapter that
+    changed it or answered by the router itself ("I don't know", the fact list).
     """
     taught = facts[: step["n"]]
     texts, groups = [f.text for f in taught], [0] * len(taught)
 
+    def outcome(message: str) -> str:
+        return router.route(message, texts, groups).outcome
+
     def reaches(message: str) -> bool:
-        return router.route(message, texts, groups).outcome == "adapter"
+        return outcome(message) == "adapter"
 
     routed = {f.index: all(reaches(q) for q, _ in f.questions) for f in taught}
     recall = {int(k): v for k, v in step["recall_by_fact"].items()}
@@ -313,7 +316,8 @@ def with_routing(step: dict, facts: list[BenchFact], router: Router) -> dict:
     out["served_recall_first10"] = _mean(served[f.index] for f in taught[:10])
     if step.get("locality") is not None and "locality_changed" in step:
         n_prompts = step.get("locality_n", 40)  # steps recorded before the set grew to 50 had 40
-        out["served_locality"] = round(served_locality(step["locality_changed"], n_prompts, reaches), 4)
+        prompts = LOCALITY_PROMPTS[:n_prompts]  # the general prompts come first
+        out["served_locality"] = round(served_locality(prompts, step["locality_changed"], outcome), 4)
     return out
 
 

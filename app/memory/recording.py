@@ -90,9 +90,7 @@ class Build:
         held = [(k, self.texts[i]) for k, g in sorted(groups.items()) for i in g.fact_ids if i in self.texts]
         facts, owners = [t for _, t in held], [k for k, _ in held]
         router = worker_router()
-        return served_locality(
-            changed, len(LOCALITY_PROMPTS), lambda p: router.route(p, facts, owners).outcome == "adapter"
-        )
+        return served_locality(LOCALITY_PROMPTS, changed, lambda p: router.route(p, facts, owners).outcome)
 
 
 def drop_group(

@@ -40,7 +40,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -232,10 +232,18 @@ def product_router(embedder: SentenceEmbedder) -> Router:
     return dev_router(embedder, DEV_FACT_SETS)
 
 
-def served_locality(changed: Sequence[str], n_prompts: int, reaches_adapter: Callable[[str], bool]) -> float:
-    """Locality of what users are served: a general prompt whose answer an adapter
-    changed (``changed``, of ``n_prompts`` locality prompts) reaches a user only when
-    the router sends it to an adapter (``reaches_adapter(prompt)``)."""
-    if n_prompts <= 0:
+def served_locality(prompts: Sequence[str], changed: Collection[str], outcome: Callable[[str], Outcome]) -> float:
+    """Locality of what users are served, over the locality ``prompts`` (general
+    requests, some worded about the user). A prompt keeps the base model's answer
+    unless the router sends it to an adapter that changed it (``changed``) or answers
+    it itself: "I don't know that about you yet" or the list of taught facts
+    (``outcome(prompt)`` is ``unknown`` or ``overview``), whatever the adapters did."""
+    if not prompts:
         return 1.0
-    return 1.0 - sum(1 for prompt in changed if reaches_adapter(prompt)) / n_prompts
+    changed = set(changed)
+
+    def lost(prompt: str) -> bool:
+        routed = outcome(prompt)
+        return routed in ("unknown", "overview") or (routed == "adapter" and prompt in changed)
+
+    return 1.0 - sum(1 for prompt in prompts if lost(prompt)) / len(prompts)

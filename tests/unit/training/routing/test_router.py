@@ -76,11 +76,22 @@ def test_the_classifier_learns_from_examples_of_both_kinds(router: Router):
         Router(router.embedder, [(text, True) for text, _ in examples[:5]])
 
 
-def test_served_locality_counts_only_changed_prompts_that_reach_an_adapter():
-    reaches = {"What is my dentist's name?"}.__contains__
+def test_served_locality_counts_changed_prompts_that_reach_an_adapter_and_those_the_router_answers():
+    routes = {"What is my dentist's name?": "adapter", "Suggest a name for my blog.": "unknown"}
+    prompts = [*routes, "What is the capital of Peru?", *(f"general {i}" for i in range(47))]
+
+    def outcome(prompt: str) -> str:
+        return routes.get(prompt, "base")
+
+    # Changed and sent to an adapter: lost. Changed but answered by the base model: kept.
     changed = ["What is my dentist's name?", "What is the capital of Peru?"]
-    assert served_locality(changed, 50, reaches) == pytest.approx(0.98)
-    assert served_locality([], 0, reaches) == 1.0
+    assert served_locality(prompts, changed, outcome) == pytest.approx(0.96)
+    # "I don't know that about you yet" (or the fact list) replaces the base answer
+    # whatever the adapters did.
+    assert served_locality(prompts, [], outcome) == pytest.approx(0.98)
+    routes["What is the capital of Peru?"] = "overview"
+    assert served_locality(prompts, [], outcome) == pytest.approx(0.96)
+    assert served_locality([], changed, outcome) == 1.0
 
 
 def test_a_correction_is_found_by_what_it_says_not_by_its_opening(router: Router):
