@@ -10,6 +10,8 @@ as the product places them one at a time), and every question is routed by
   group holding their fact;
 - **untaught**: questions about the set's other facts (the user never taught
   them) should not reach an adapter ("I don't know" or the base model);
+- **first 10**: of the taught questions, those about the first 10 facts taught,
+  which compete with every later fact (the forgetting curve's "first 10");
 - **general**: the 50 locality prompts (never used to fit or tune anything)
   should go to the base model; the share that does bounds served locality from
   below whatever the adapters changed.
@@ -43,6 +45,7 @@ DEV_SETS = {
     "dev: reworded": DATA / "personal_facts_reworded.jsonl",
 }
 GROUP_SIZE = 5
+FIRST = 10
 
 
 def evaluate(router: Router, facts: list[BenchFact], taught: int) -> dict:
@@ -63,10 +66,13 @@ def evaluate(router: Router, facts: list[BenchFact], taught: int) -> dict:
     general_routes = [route(p) for p in LOCALITY_PROMPTS]
     to_adapter = [r for _, r in taught_routes if r.outcome == "adapter"]
     right = [i for i, r in taught_routes if r.outcome == "adapter" and r.group == i // GROUP_SIZE]
+    first = [i for i, _ in taught_routes if i < FIRST]
     return {
         "taught": len(known),
         "taught_to_adapter": len(to_adapter) / len(taught_routes),
         "taught_right_group": len(right) / len(taught_routes),
+        # The facts taught first, whose questions compete with every later fact.
+        "first10_right_group": sum(1 for i in right if i < FIRST) / len(first) if first else None,
         "right_group_of_routed": len(right) / len(to_adapter) if to_adapter else None,
         "untaught": len(untaught_routes),
         "untaught_to_adapter": (
@@ -115,13 +121,15 @@ def print_table(results: dict) -> None:
     print(f"{results['taught']} facts taught per set, groups of {results['group_size']}")
     print(
         f"{'set':<15} {'taught→adapter':>14} {'right group':>11} {'untaught→adapter':>16} "
-        f"{'general→adapter':>15} {'→overview':>9} {'ms p50/p95':>11}"
+        f"{'first 10 right':>14} {'general→adapter':>15} {'→overview':>9} {'ms p50/p95':>11}"
     )
     for name, r in results["sets"].items():
         untaught = "—" if r["untaught_to_adapter"] is None else f"{r['untaught_to_adapter']:.2f}"
+        first = "—" if r.get("first10_right_group") is None else f"{r['first10_right_group']:.2f}"
         print(
             f"{name:<15} {r['taught_to_adapter']:>14.2f} {r['taught_right_group']:>11.2f} {untaught:>16} "
-            f"{r['general_to_adapter']:>15.2f} {r['to_overview']:>9.3f} {r['ms_median']:>5}/{r['ms_p95']:<5}"
+            f"{first:>14} {r['general_to_adapter']:>15.2f} {r['to_overview']:>9.3f} "
+            f"{r['ms_median']:>5}/{r['ms_p95']:<5}"
         )
 
 

@@ -12,6 +12,9 @@ question included) and the adapter's own locality on the 50 held-out general
 prompts. Paired: every setting reads the same trained weights, so a difference
 is the setting's alone.
 
+``--without-down``: also read each adapter without attention and without the
+MLP's down projection (only its gate and up projections left).
+
 ``--energies 0.5 0.7``: also read each adapter without attention and with its
 LoRA A matrices kept out of the leading input subspace of general text
 (``training.nullspace``, that share of its energy), measured and not adopted
@@ -54,12 +57,13 @@ WITHOUT_ATTENTION = dict.fromkeys(ATTENTION_MODULES, 0.0)
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 
-def settings(scales, energies) -> dict[str, tuple[float, dict[str, float], float | None]]:
+def settings(scales, energies, without_down: bool = False) -> dict[str, tuple[float, dict[str, float], float | None]]:
     """name -> (factor, per-module factors as ``AdapterHost.rescale`` takes them,
     share of the general-input energy projected out of LoRA A, or None)."""
     return {
         "as trained": (1.0, {}, None),
         "no attention": (1.0, WITHOUT_ATTENTION, None),
+        **({"no attention, no down": (1.0, {**WITHOUT_ATTENTION, "down_proj": 0.0}, None)} if without_down else {}),
         **{f"no attention, {s}x": (s, WITHOUT_ATTENTION, None) for s in sorted(scales, reverse=True)},
         **{f"no attention, null {e}": (1.0, WITHOUT_ATTENTION, e) for e in energies},
     }
@@ -87,8 +91,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/bench-update-scale.json"))
     parser.add_argument("--scales", type=float, nargs="*", default=list(SHRINK_SCALES))
     parser.add_argument("--energies", type=float, nargs="*", default=[])
+    parser.add_argument(
+        "--without-down", action="store_true", help="also read each adapter without attention and down_proj"
+    )
     args = parser.parse_args(argv)
-    table = settings(args.scales, args.energies)
+    table = settings(args.scales, args.energies, args.without_down)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     facts = load_facts(args.facts_file)[: args.n]
