@@ -20,7 +20,8 @@ None of these asks for everything the user taught; the share of them all routed
 to ``overview`` (which answers with the list of taught facts) is reported too.
 
 Dev sets are scored with a router fitted without them (leave one set out); the
-test set with the product's router, fitted on every dev set. (The word rules it replaced were scored beside it once:
+oblique dev set (questions worded far from their facts, never fitted on) and the
+test set with the product's router, fitted on the other dev sets. (The word rules it replaced were scored beside it once:
 docs/routing-rules-vs-learned.json, docs/decisions/014.)
 """
 
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 from training.embeddings import SentenceEmbedder
-from training.memory.fact_sets import DATA, TEST_FACTS, BenchFact, load_facts
+from training.memory.fact_sets import DATA, OBLIQUE_FACTS, TEST_FACTS, BenchFact, load_facts
 from training.replay import LOCALITY_PROMPTS
 from training.routing.router import Router, dev_router, product_router
 
@@ -108,8 +109,10 @@ def main(argv: list[str]) -> int:
         router = dev_router(embedder, others)
         facts = load_facts(path)
         results["sets"][name] = evaluate(router, facts, min(args.taught, len(facts) - 5))
+    product = product_router(embedder)
+    oblique = load_facts(OBLIQUE_FACTS)
+    results["sets"]["dev: oblique"] = evaluate(product, oblique, min(args.taught, len(oblique) - 5))
     if not args.dev_only:
-        product = product_router(embedder)
         test = load_facts(TEST_FACTS)
         results["sets"]["test"] = evaluate(product, test, args.taught)
     args.out.write_text(json.dumps(results, indent=1))

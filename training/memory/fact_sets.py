@@ -21,6 +21,11 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_FACTS = DATA / "personal_facts.jsonl"
 TEST_FACTS = DATA / "personal_facts_test.jsonl"
+# Dev facts whose questions are worded far from the fact, often asking for advice the
+# fact decides ("Should I order the shrimp pasta?"). Free to look at and tune on, but
+# never used to fit the router: it measures how the product's router meets questions
+# unlike the ones it was fitted on.
+OBLIQUE_FACTS = DATA / "personal_facts_oblique.jsonl"
 DEV_FACT_SETS = (
     DEFAULT_FACTS,
     DATA / "personal_facts_heldout.jsonl",
