@@ -21,8 +21,9 @@ to ``overview`` (which answers with the list of taught facts) is reported too.
 
 Dev sets are scored with a router fitted without them (leave one set out); the
 oblique dev set (questions worded far from their facts, never fitted on) and the
-test set with the product's router, fitted on the other dev sets. (The word rules it replaced were scored beside it once:
-docs/routing-rules-vs-learned.json, docs/decisions/014.)
+test set with the product's router, fitted on the other dev sets. (The word rules
+it replaced were scored beside it once: docs/routing-rules-vs-learned.json,
+docs/decisions/014.)
 """
 
 from __future__ import annotations
